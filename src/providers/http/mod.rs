@@ -1,0 +1,1 @@
+//! HTTP vendor adapters (being written).

@@ -1,0 +1,1 @@
+//! Provider TOML specs (being written).

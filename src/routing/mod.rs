@@ -1,0 +1,40 @@
+//! Routing: which provider serves a sub-call, and the tower stack around each one
+//! (timeout, retry with backoff and budget, concurrency limit, circuit breaker, fallback).
+//!
+//! `stack()` is the one place where layers are ordered.
+
+use serde::{Deserialize, Serialize};
+
+use crate::providers::{Answer, SubCall, SubCallKind};
+
+/// One attempt at one provider, as recorded in the task result (`result.data.providers`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub provider: String,
+    /// 1-based attempt number at this provider.
+    pub attempt: u32,
+    pub latency_ms: u64,
+    /// `ok`, `rejected` (final input verdict), `error`, or `skipped`.
+    pub outcome: String,
+    /// Why it failed or was skipped (error text never carries personal data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The outcome of routing one sub-call through its chain.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub kind: SubCallKind,
+    /// The answer of the provider that answered, if any did.
+    pub answer: Option<Answer>,
+    /// Every attempt, in order, including other providers' failures.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Routes sub-calls to providers. Built once at start-up from config.
+#[async_trait::async_trait]
+pub trait SubCallRouter: Send + Sync + 'static {
+    async fn route(&self, call: SubCall) -> Routed;
+    /// For `/readyz`: per sub-call kind, whether at least one provider can serve it, and why not.
+    fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)>;
+}

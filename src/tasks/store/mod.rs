@@ -1,0 +1,125 @@
+//! Task stores: where task records, uploaded images, portraits and registered faces live, and
+//! how work is handed to workers.
+//!
+//! Two implementations pass one conformance suite (`tests/store_conformance.rs`):
+//! [`memory::MemoryStore`] (embedded default, one node) and [`redis::RedisStore`] (production,
+//! many gateway instances; at-least-once delivery through a Redis Stream consumer group).
+
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{TaskId, TaskInput, TaskRecord, TaskStatus};
+
+/// Store failures. Callers act on the variant, never on message text.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached (Redis down): retry later, nothing was lost.
+    #[error("task store unavailable: {0}")]
+    Unavailable(String),
+    /// The task does not exist (or expired).
+    #[error("task not found")]
+    NotFound,
+    /// The caller's lease on the task was lost (another worker reclaimed it) or it is finished.
+    #[error("task is no longer held by this worker")]
+    LeaseLost,
+    /// The requested status change would go backwards or touch a finished task.
+    #[error("illegal status transition {from:?} -> {to:?}")]
+    IllegalTransition { from: TaskStatus, to: TaskStatus },
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// A task handed to one worker. The worker must `complete` it or keep it alive with `heartbeat`;
+/// otherwise another worker reclaims it after the lease expires.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: TaskId,
+    pub input: TaskInput,
+    /// How many times this task has been handed out (1 on first delivery).
+    pub deliveries: u32,
+    /// Backend-specific delivery handle (the stream entry id for Redis).
+    pub receipt: String,
+}
+
+/// Storage lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct Ttls {
+    /// Task records, inputs and portraits (KYC images must not linger). Default 24 h.
+    pub task: Duration,
+    /// Registered faces (`register_face`). Default 30 days.
+    pub face: Duration,
+    /// A claimed task whose worker has not heartbeated for this long is reclaimed.
+    pub lease: Duration,
+}
+
+impl Default for Ttls {
+    fn default() -> Self {
+        Self {
+            task: Duration::from_secs(24 * 3600),
+            face: Duration::from_secs(30 * 24 * 3600),
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The task store. Every method is one atomic step on the backend.
+#[async_trait::async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    /// Saves a new Pending record and its input, and queues it for a worker.
+    async fn submit(&self, record: TaskRecord, input: TaskInput) -> Result<(), StoreError>;
+
+    /// The record, if it exists and has not expired.
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
+
+    /// Takes the next queued task for `worker`, waiting up to `wait` for one. Also hands out
+    /// tasks whose previous worker's lease expired (reclaim), so a dead worker's task is finished
+    /// by someone else. A task whose input expired is failed, not returned.
+    async fn claim(&self, worker: &str, wait: Duration) -> Result<Option<Claimed>, StoreError>;
+
+    /// Marks a claimed task Started (allowed again after a reclaim).
+    async fn start(&self, worker: &str, claimed: &Claimed) -> Result<(), StoreError>;
+
+    /// Extends the lease of a claimed task. `LeaseLost` if another worker took it.
+    async fn heartbeat(&self, worker: &str, claimed: &Claimed) -> Result<(), StoreError>;
+
+    /// Finishes a task (Success or Failure) with its result, deletes its input images and
+    /// acknowledges the delivery, atomically. A task that is already finished is left untouched
+    /// (`IllegalTransition`); a lost lease is `LeaseLost` and nothing is written.
+    async fn complete(
+        &self,
+        worker: &str,
+        claimed: &Claimed,
+        status: TaskStatus,
+        result: serde_json::Value,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a media object (portrait JPEG) under an unguessable key, with the task TTL.
+    async fn put_media(&self, key: &str, bytes: Bytes) -> Result<(), StoreError>;
+    async fn get_media(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// Registered faces for `register_face` / `authenticate_face`, scoped by owner.
+    async fn put_face(&self, owner: &str, uuid: &str, image: Bytes) -> Result<(), StoreError>;
+    async fn get_face(&self, owner: &str, uuid: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// Queued-but-unclaimed count and age of the oldest pending task (for readiness/metrics).
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Queue depth numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueStats {
+    pub pending: u64,
+    pub oldest_pending_age: Option<Duration>,
+}
+
+/// Shared handle to a store.
+pub type SharedStore = Arc<dyn TaskStore>;
