@@ -1,1 +1,16 @@
-//! placeholder
+//! ICAO Doc 9303 machine-readable zones: find the band in a photo, read it, parse it.
+//!
+//! - [`parse`], [`checks`], [`decode`], [`nationality`]: layout rules, check digits, choosing among
+//!   recogniser alternatives, code → demonym. Pure functions.
+//! - [`locate`], [`ocr`], [`read`]: image → MRZ band → characters → [`parse::Mrz`].
+//! - [`eval`]: accuracy over a labelled image set.
+
+pub mod checks;
+pub mod decode;
+pub mod nationality;
+pub mod parse;
+
+pub mod eval;
+pub mod locate;
+pub mod ocr;
+pub mod read;

@@ -1,0 +1,1 @@
+//! (being written by the MRZ-parse engineer)
