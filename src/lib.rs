@@ -7,8 +7,20 @@
 //! - [`routing`]: per sub-call provider chains, each provider behind a tower stack.
 //! - [`providers`]: the unified sub-call types; [`providers::http`] runs TOML-described vendors.
 //! - [`local`]: the built-in on-device provider (MRZ, faces, liveness) and its model files.
+//! - [`worker`]: claims tasks, runs the pipeline with a lease heartbeat, stores results.
+//! - [`app`], [`config`], [`cli`]: wiring, configuration, one-shot commands.
+//! - [`images`]: upload validation shared by the API and `verify`.
 //! - [`telemetry`]: logging/tracing set-up; nothing personal is ever recorded.
 
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod images;
+pub mod local;
+pub mod pipeline;
 pub mod providers;
 pub mod routing;
 pub mod tasks;
+pub mod telemetry;
+pub mod worker;

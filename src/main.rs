@@ -1,1 +1,133 @@
-fn main() {}
+//! The `kycgate` binary: parses arguments and calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kycgate::app::{Gateway, Overrides};
+use kycgate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "kycgate", version, about = "KYC gateway speaking the Progeny v3 API")]
+struct Cli {
+    /// Gateway config file (TOML), merged over the embedded defaults.
+    #[arg(long, global = true, env = "KYCGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP gateway and its workers.
+    Serve {
+        /// Listen address (overrides server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// `memory` or a redis:// URL (overrides store.url).
+        #[arg(long)]
+        store: Option<String>,
+        /// Add a client API key, usable as `Authorization: Bearer KEY` (repeatable).
+        #[arg(long = "api-key", env = "KYCGATE_API_KEY")]
+        api_keys: Vec<String>,
+    },
+    /// Run one kyc_passport check in-process and print the task JSON.
+    Verify {
+        /// The selfie image (PNG/JPEG).
+        #[arg(long)]
+        selfie: PathBuf,
+        /// The passport page image (PNG/JPEG).
+        #[arg(long)]
+        passport: PathBuf,
+        /// Include the providers' raw payloads.
+        #[arg(long)]
+        extend_data: bool,
+    },
+    /// Model files of the local provider.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+    /// Measure the local provider on a labelled evaluation set and print the table.
+    Eval {
+        /// The evaluation directory (faces/, spoof/, mrz/, documents/).
+        #[arg(long, default_value = "../shared/eval")]
+        dir: PathBuf,
+    },
+    /// Provider adapter files.
+    Providers {
+        #[command(subcommand)]
+        action: ProvidersAction,
+    },
+    /// Print an argon2 hash of a password (read from stdin) for auth.users[].password_hash.
+    HashPassword,
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Obtain every model (model dir, cache, package registries, upstream), verifying checksums.
+    Fetch,
+    /// Show where each model resolves from, without fetching.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ProvidersAction {
+    /// Parse and validate every providers/*.toml.
+    Check,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    kycgate::telemetry::init(&config.telemetry);
+    let result = match cli.command {
+        Command::Serve { listen, store, api_keys } => serve(config, Overrides { listen, store, api_keys }).await,
+        Command::Verify { selfie, passport, extend_data } => {
+            kycgate::cli::verify(config, &selfie, &passport, extend_data).await
+        }
+        Command::Models { action: ModelsAction::Fetch } => kycgate::cli::models_fetch(&config).await,
+        Command::Models { action: ModelsAction::List } => kycgate::cli::models_list(&config),
+        Command::Eval { dir } => kycgate::cli::eval(&config, &dir).await,
+        Command::Providers { action: ProvidersAction::Check } => kycgate::cli::providers_check(&config),
+        Command::HashPassword => kycgate::cli::hash_password(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config, mut overrides: Overrides) -> anyhow::Result<()> {
+    let gateway_cfg = config.clone();
+    let listen = overrides.listen.unwrap_or(gateway_cfg.server.listen);
+    let no_credentials = overrides.api_keys.is_empty() && config.auth.api_keys.is_empty() && config.auth.users.is_empty();
+    if no_credentials {
+        // With no credential configured the API would refuse everyone: make one for this run.
+        let key = kycgate::cli::random_key();
+        eprintln!("No API key or user configured; this run accepts: Authorization: Bearer {key}");
+        overrides.api_keys.push(key);
+    }
+    let gateway = Gateway::build(config, &overrides).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "kycgate listening");
+    eprintln!("kycgate listening on http://{addr}");
+    gateway
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -3,7 +3,20 @@
 //!
 //! `stack()` is the one place where layers are ordered.
 
+pub mod breaker;
+pub mod chain;
+pub mod config;
+pub mod limit;
+pub mod record;
+pub mod retry;
+pub mod service;
+pub mod stack;
+pub mod timeout;
+
 use serde::{Deserialize, Serialize};
+
+pub use chain::{build, ChainRouter, RoutingError};
+pub use stack::{stack, ProviderStack};
 
 use crate::providers::{Answer, SubCall, SubCallKind};
 

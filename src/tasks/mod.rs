@@ -162,6 +162,9 @@ pub struct TaskInput {
     pub fields: BTreeMap<String, String>,
     /// W3C trace context of the request that created the task, to link the worker span.
     pub trace_context: Option<String>,
+    /// Absolute base URL for `portrait_url` (from config or the request's Host header).
+    #[serde(default)]
+    pub base_url: Option<String>,
 }
 
 impl fmt::Debug for TaskInput {

@@ -1,1 +1,199 @@
-//! (being written by the MRZ-read engineer)
+//! Accuracy of the MRZ reader over a labelled image set (`gt.tsv` + `images/`) and over real line crops (`lines_doubango/`).
+
+use std::fmt;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::locate::{find_lines, Gray};
+use crate::ocr::read_line;
+use crate::parse::{parse, Today};
+use crate::read::{MrzReader, ReadError};
+
+/// Counts over the full-image set and the line-crop set.
+#[derive(Clone, Debug, Default)]
+pub struct MrzReport {
+    /// Images with an MRZ in the ground truth.
+    pub positives: usize,
+    /// Images labelled as having no MRZ.
+    pub negatives: usize,
+    /// Negatives correctly reported as having no MRZ.
+    pub negatives_rejected: usize,
+    /// Positives whose every line matched exactly.
+    pub whole_exact: usize,
+    /// Document number exact.
+    pub doc_number: usize,
+    /// Birth date exact.
+    pub birth: usize,
+    /// Expiry date exact.
+    pub expiry: usize,
+    /// Name field exact.
+    pub names: usize,
+    /// Nationality exact.
+    pub nationality: usize,
+    /// Sex exact.
+    pub sex: usize,
+    /// Document number, birth and expiry all exact.
+    pub num_birth_expiry: usize,
+    /// Positives where "all check digits pass" agrees with the ground truth's.
+    pub check_agree: usize,
+    /// Positives with no read at all.
+    pub no_read: usize,
+    /// Mean wall time per image in milliseconds.
+    pub ms_per_image: f64,
+    /// Line crops evaluated.
+    pub lines: usize,
+    /// Line crops read exactly.
+    pub lines_exact: usize,
+    /// Characters in the line crops.
+    pub line_chars: usize,
+    /// Characters read correctly (position by position).
+    pub line_chars_ok: usize,
+    /// Line crops whose document passes all check digits (the clean subset).
+    pub clean_lines: usize,
+    /// Clean line crops read exactly.
+    pub clean_lines_exact: usize,
+    /// Positive image files whose read was not exact (names only; never their contents).
+    pub misses: Vec<String>,
+}
+
+/// Runs the reader over `eval_dir/gt.tsv` (+ `images/`) and `eval_dir/lines_doubango/` (when present).
+pub fn eval_mrz(eval_dir: &Path, reader: &MrzReader, today: Today) -> std::io::Result<MrzReport> {
+    let gt = std::fs::read_to_string(eval_dir.join("gt.tsv"))?;
+    let mut rep = MrzReport::default();
+    let mut total_ms = 0.0;
+    let mut images = 0usize;
+    for row in gt.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        if cols.len() < 4 {
+            continue;
+        }
+        let Ok(img) = image::open(eval_dir.join(cols[0])) else {
+            return Err(std::io::Error::other(format!("cannot decode {}", cols[0])));
+        };
+        let img = img.to_rgb8();
+        let truth: Vec<String> = cols[2].split('|').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let truth_pass = cols[3].eq_ignore_ascii_case("true");
+        let t0 = Instant::now();
+        let got = reader.read(&img, today);
+        total_ms += t0.elapsed().as_secs_f64() * 1000.0;
+        images += 1;
+        if truth.is_empty() {
+            rep.negatives += 1;
+            if matches!(got, Err(ReadError::NotFound | ReadError::Unreadable)) {
+                rep.negatives_rejected += 1;
+            }
+            continue;
+        }
+        rep.positives += 1;
+        let read = match &got {
+            Ok(r) => &r.mrz,
+            Err(_) => {
+                rep.no_read += 1;
+                rep.misses.push(cols[0].to_owned());
+                continue;
+            }
+        };
+        if read.lines == truth {
+            rep.whole_exact += 1;
+        } else {
+            rep.misses.push(cols[0].to_owned());
+        }
+        let truth_refs: Vec<&str> = truth.iter().map(String::as_str).collect();
+        // Ground truth that does not even parse counts every field as missed.
+        let Ok(want) = parse(&truth_refs, today) else { continue };
+        let same_format = read.format == want.format;
+        let doc = same_format && read.document_number == want.document_number;
+        let birth = same_format && read.date_of_birth == want.date_of_birth;
+        let expiry = same_format && read.date_of_expiry == want.date_of_expiry;
+        rep.doc_number += usize::from(doc);
+        rep.birth += usize::from(birth);
+        rep.expiry += usize::from(expiry);
+        rep.names += usize::from(read.surname == want.surname && read.given_names == want.given_names);
+        rep.nationality += usize::from(read.nationality == want.nationality);
+        rep.sex += usize::from(read.sex == want.sex);
+        rep.num_birth_expiry += usize::from(doc && birth && expiry);
+        rep.check_agree += usize::from(read.valid == truth_pass);
+    }
+    rep.ms_per_image = if images > 0 { total_ms / images as f64 } else { 0.0 };
+    let lines_dir = eval_dir.join("lines_doubango");
+    if lines_dir.is_dir() {
+        eval_lines(&lines_dir, reader, &mut rep)?;
+    }
+    Ok(rep)
+}
+
+/// Line-level accuracy: finds the one text line in each crop and reads `gt.len()` positions from its start.
+fn eval_lines(dir: &Path, reader: &MrzReader, rep: &mut MrzReport) -> std::io::Result<()> {
+    let labels = std::fs::read_to_string(dir.join("labels.tsv"))?;
+    for row in labels.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        if cols.len() < 5 {
+            continue;
+        }
+        let truth = cols[1].trim();
+        if truth.is_empty() {
+            continue;
+        }
+        let img = image::open(dir.join(cols[0])).map_err(|e| std::io::Error::other(format!("{}: {e}", cols[0])))?;
+        let g = Gray::from_image(&img.to_luma8());
+        let read = find_lines(&g)
+            .into_iter()
+            .max_by_key(|l| l.len)
+            .map(|mut l| {
+                l.len = truth.len();
+                read_line(&g, &l, reader.classifier()).iter().map(|alts| alts.first().map_or('?', |a| a.0)).collect::<String>()
+            })
+            .unwrap_or_default();
+        let clean = cols[4] == "all_checks_pass";
+        rep.lines += 1;
+        rep.clean_lines += usize::from(clean);
+        rep.line_chars += truth.len();
+        rep.line_chars_ok += truth.chars().zip(read.chars()).filter(|(a, b)| a == b).count();
+        if read == truth {
+            rep.lines_exact += 1;
+            rep.clean_lines_exact += usize::from(clean);
+        }
+    }
+    Ok(())
+}
+
+fn pct(n: usize, d: usize) -> String {
+    if d == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:5.1}% ({n}/{d})", 100.0 * n as f64 / d as f64)
+    }
+}
+
+impl fmt::Display for MrzReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.positives;
+        writeln!(f, "{:<36} {}", "metric", "value")?;
+        writeln!(f, "{:<36} {}", "whole MRZ exact", pct(self.whole_exact, p))?;
+        writeln!(f, "{:<36} {}", "document number exact", pct(self.doc_number, p))?;
+        writeln!(f, "{:<36} {}", "birth date exact", pct(self.birth, p))?;
+        writeln!(f, "{:<36} {}", "expiry date exact", pct(self.expiry, p))?;
+        writeln!(f, "{:<36} {}", "names exact", pct(self.names, p))?;
+        writeln!(f, "{:<36} {}", "nationality exact", pct(self.nationality, p))?;
+        writeln!(f, "{:<36} {}", "sex exact", pct(self.sex, p))?;
+        writeln!(f, "{:<36} {}", "doc number + birth + expiry exact", pct(self.num_birth_expiry, p))?;
+        writeln!(f, "{:<36} {}", "check-digit verdict agrees", pct(self.check_agree, p))?;
+        writeln!(f, "{:<36} {}", "images with no read", pct(self.no_read, p))?;
+        writeln!(f, "{:<36} {}", "negatives rejected", pct(self.negatives_rejected, self.negatives))?;
+        writeln!(f, "{:<36} {:.0}", "ms per image", self.ms_per_image)?;
+        writeln!(f, "{:<36} {}", "lines_doubango: line exact", pct(self.lines_exact, self.lines))?;
+        writeln!(f, "{:<36} {}", "lines_doubango: char accuracy", pct(self.line_chars_ok, self.line_chars))?;
+        writeln!(f, "{:<36} {}", "lines_doubango clean: line exact", pct(self.clean_lines_exact, self.clean_lines))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_format() {
+        assert_eq!(pct(1, 4), " 25.0% (1/4)");
+        assert_eq!(pct(0, 0), "-");
+    }
+}

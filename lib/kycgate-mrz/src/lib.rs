@@ -14,3 +14,8 @@ pub mod eval;
 pub mod locate;
 pub mod ocr;
 pub mod read;
+
+pub use checks::Checks;
+pub use decode::{decode, decode_text, Candidates, Decoded};
+pub use nationality::{country_name, demonym};
+pub use parse::{parse, Format, Mrz, MrzDate, ParseError, Today};

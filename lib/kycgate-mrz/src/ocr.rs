@@ -1,1 +1,251 @@
-//! (being written by the MRZ-read engineer)
+//! Character recogniser: cuts one fixed-geometry cell per MRZ position and classifies it with the project's own small CNN (trained by `tools/mrz-train`, weights embedded).
+
+use crate::locate::{Gray, TextLine};
+
+/// The 37 MRZ symbols, in the classifier's output order.
+pub const ALPHABET: &[u8; 37] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ<";
+/// Cell rows.
+pub const CELL_H: usize = 24;
+/// Cell columns.
+pub const CELL_W: usize = 20;
+/// Cell width in character pitches (must match tools/mrz-train/train.py).
+const CELL_PITCHES: f32 = 1.3;
+/// Cell height in character heights (must match tools/mrz-train/train.py).
+const CELL_CAPS: f32 = 1.6;
+/// Alternatives kept per position for the decoder.
+const TOP_K: usize = 4;
+
+static EMBEDDED: &[u8] = include_bytes!("../model/mrz_cnn.bin");
+const MAGIC: &[u8; 8] = b"MRZCNN01";
+
+/// Why a weight file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Wrong magic or a size that does not match the architecture.
+    #[error("weight file is not an MRZCNN01 file of the expected size ({0})")]
+    BadFormat(&'static str),
+}
+
+struct Conv {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    cin: usize,
+    cout: usize,
+}
+
+struct Dense {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    nin: usize,
+    nout: usize,
+}
+
+/// The per-character CNN: 3×(conv3×3+ReLU), 2 max-pools, 2 dense layers, 37-way softmax.
+pub struct CharClassifier {
+    c1: Conv,
+    c2: Conv,
+    c3: Conv,
+    f1: Dense,
+    f2: Dense,
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<Vec<f32>, ModelError> {
+        let end = self.pos + n * 4;
+        let bytes = self.data.get(self.pos..end).ok_or(ModelError::BadFormat("truncated"))?;
+        self.pos = end;
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+    fn conv(&mut self, cin: usize, cout: usize) -> Result<Conv, ModelError> {
+        Ok(Conv { w: self.take(cout * cin * 9)?, b: self.take(cout)?, cin, cout })
+    }
+    fn dense(&mut self, nin: usize, nout: usize) -> Result<Dense, ModelError> {
+        Ok(Dense { w: self.take(nin * nout)?, b: self.take(nout)?, nin, nout })
+    }
+}
+
+impl CharClassifier {
+    /// The weights shipped in the crate.
+    pub fn embedded() -> Result<Self, ModelError> {
+        Self::from_bytes(EMBEDDED)
+    }
+
+    /// Parses an `MRZCNN01` weight file (layout documented in tools/mrz-train/train.py).
+    pub fn from_bytes(data: &[u8]) -> Result<Self, ModelError> {
+        if data.get(..8) != Some(&MAGIC[..]) {
+            return Err(ModelError::BadFormat("magic"));
+        }
+        let count = data.get(8..12).ok_or(ModelError::BadFormat("header"))?;
+        let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
+        let mut r = Reader { data, pos: 12 };
+        let flat = (CELL_H / 4) * (CELL_W / 4) * 64;
+        let m = Self {
+            c1: r.conv(1, 16)?,
+            c2: r.conv(16, 32)?,
+            c3: r.conv(32, 64)?,
+            f1: r.dense(flat, 128)?,
+            f2: r.dense(128, ALPHABET.len())?,
+        };
+        if r.pos != data.len() || count * 4 + 12 != data.len() {
+            return Err(ModelError::BadFormat("length"));
+        }
+        Ok(m)
+    }
+
+    /// Class probabilities for one normalised cell (`CELL_H × CELL_W`, ink = 1).
+    pub fn probs(&self, cell: &[f32]) -> [f32; 37] {
+        let (h, w) = (CELL_H, CELL_W);
+        let x = relu_conv(&self.c1, cell, h, w);
+        let x = maxpool(&x, self.c1.cout, h, w);
+        let (h, w) = (h / 2, w / 2);
+        let x = relu_conv(&self.c2, &x, h, w);
+        let x = maxpool(&x, self.c2.cout, h, w);
+        let (h, w) = (h / 2, w / 2);
+        let x = relu_conv(&self.c3, &x, h, w);
+        let mut hid = dense(&self.f1, &x);
+        hid.iter_mut().for_each(|v| *v = v.max(0.0));
+        let logits = dense(&self.f2, &hid);
+        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut out = [0f32; 37];
+        let mut sum = 0.0;
+        for (o, l) in out.iter_mut().zip(&logits) {
+            *o = (l - m).exp();
+            sum += *o;
+        }
+        out.iter_mut().for_each(|v| *v /= sum);
+        out
+    }
+}
+
+fn relu_conv(c: &Conv, x: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let mut out = vec![0f32; c.cout * h * w];
+    for o in 0..c.cout {
+        let plane = &mut out[o * h * w..(o + 1) * h * w];
+        plane.iter_mut().for_each(|v| *v = c.b[o]);
+        for i in 0..c.cin {
+            let src = &x[i * h * w..(i + 1) * h * w];
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let k = c.w[((o * c.cin + i) * 3 + ky) * 3 + kx];
+                    for y in 0..h {
+                        let sy = y as isize + ky as isize - 1;
+                        if sy < 0 || sy >= h as isize {
+                            continue;
+                        }
+                        let srow = &src[sy as usize * w..(sy as usize + 1) * w];
+                        let drow = &mut plane[y * w..(y + 1) * w];
+                        let (xa, xb) = if kx == 0 { (1, w) } else if kx == 2 { (0, w - 1) } else { (0, w) };
+                        for xx in xa..xb {
+                            drow[xx] += k * srow[xx + kx - 1];
+                        }
+                    }
+                }
+            }
+        }
+        plane.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+    out
+}
+
+fn maxpool(x: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut out = vec![0f32; c * oh * ow];
+    for ch in 0..c {
+        for y in 0..oh {
+            for xx in 0..ow {
+                let base = ch * h * w;
+                let a = x[base + 2 * y * w + 2 * xx];
+                let b = x[base + 2 * y * w + 2 * xx + 1];
+                let cc = x[base + (2 * y + 1) * w + 2 * xx];
+                let d = x[base + (2 * y + 1) * w + 2 * xx + 1];
+                out[ch * oh * ow + y * ow + xx] = a.max(b).max(cc).max(d);
+            }
+        }
+    }
+    out
+}
+
+fn dense(d: &Dense, x: &[f32]) -> Vec<f32> {
+    let mut out = d.b.clone();
+    for (i, &xi) in x.iter().enumerate().take(d.nin) {
+        if xi == 0.0 {
+            continue;
+        }
+        let row = &d.w[i * d.nout..(i + 1) * d.nout];
+        for (o, wv) in out.iter_mut().zip(row) {
+            *o += xi * wv;
+        }
+    }
+    out
+}
+
+/// Samples the cell around centre `(cx, cy)` on a line at `angle`, normalised so ink is 1 and paper 0.
+pub fn cut_cell(g: &Gray, cx: f32, cy: f32, pitch: f32, cap: f32, angle: f32) -> Vec<f32> {
+    let (ca, sa) = (angle.cos(), angle.sin());
+    let mut v = Vec::with_capacity(CELL_H * CELL_W);
+    for i in 0..CELL_H {
+        let b = ((i as f32 + 0.5) / CELL_H as f32 - 0.5) * CELL_CAPS * cap;
+        for j in 0..CELL_W {
+            let a = ((j as f32 + 0.5) / CELL_W as f32 - 0.5) * CELL_PITCHES * pitch;
+            v.push(g.sample(cx + a * ca - b * sa, cy + a * sa + b * ca));
+        }
+    }
+    let lo = v.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if hi - lo < 1e-3 {
+        v.iter_mut().for_each(|p| *p = 0.0);
+    } else {
+        v.iter_mut().for_each(|p| *p = (hi - *p) / (hi - lo));
+    }
+    v
+}
+
+/// Per-position alternatives (best first, with probabilities) for one straightened line.
+pub fn read_line(g: &Gray, line: &TextLine, clf: &CharClassifier) -> Vec<Vec<(char, f32)>> {
+    let angle = line.angle();
+    (0..line.len)
+        .map(|k| {
+            let (cx, cy) = line.center(k as f32);
+            let p = clf.probs(&cut_cell(g, cx, cy, line.pitch, line.cap, angle));
+            top_k(&p)
+        })
+        .collect()
+}
+
+/// The `TOP_K` most probable symbols of a probability vector, best first.
+pub fn top_k(p: &[f32; 37]) -> Vec<(char, f32)> {
+    let mut idx: Vec<usize> = (0..p.len()).collect();
+    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    idx.into_iter().take(TOP_K).map(|i| (char::from(ALPHABET[i]), p[i])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_weights_load() {
+        assert!(CharClassifier::embedded().is_ok());
+    }
+
+    #[test]
+    fn rejects_foreign_file() {
+        assert!(CharClassifier::from_bytes(b"not a model at all").is_err());
+    }
+
+    #[test]
+    fn probabilities_sum_to_one() {
+        let clf = CharClassifier::embedded().map_err(|e| e.to_string());
+        let clf = match clf {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let p = clf.probs(&[0.0; CELL_H * CELL_W]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-3);
+    }
+}

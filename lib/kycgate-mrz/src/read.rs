@@ -1,1 +1,158 @@
-//! (being written by the MRZ-read engineer)
+//! Photo → parsed MRZ: tries 0°, 180°, 90° and 270°, locates candidate bands, recognises every position and lets the check-digit decoder choose.
+
+use image::{imageops, GrayImage, RgbImage};
+
+use crate::decode::{self, Candidates};
+use crate::locate::{find_bands, Gray};
+use crate::ocr::{read_line, CharClassifier, ModelError};
+use crate::parse::{Mrz, Today};
+
+/// Why no MRZ came out of an image.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// No band of MRZ-like text lines was found at any rotation.
+    #[error("no machine-readable zone found")]
+    NotFound,
+    /// A band was found but no reading of it satisfied the MRZ layout and check digits.
+    #[error("machine-readable zone found but could not be read")]
+    Unreadable,
+    /// The embedded recogniser weights are unusable.
+    #[error("recogniser model: {0}")]
+    Model(#[from] ModelError),
+}
+
+/// A successful read.
+#[derive(Clone, Debug)]
+pub struct MrzRead {
+    /// The parsed zone.
+    pub mrz: Mrz,
+    /// Decoder confidence in 0..=1 (product-like score of the chosen alternatives).
+    pub confidence: f32,
+    /// Clockwise rotation applied to the input before the zone read upright: 0, 90, 180 or 270.
+    pub rotation_deg: u16,
+    /// Band box `[x, y, w, h]` in the input image's pixels.
+    pub band: [u32; 4],
+}
+
+/// Reads MRZs from photos with the embedded character model; cheap to share across threads.
+pub struct MrzReader {
+    clf: CharClassifier,
+}
+
+/// Bands tried per rotation, most plausible first.
+const MAX_BANDS: usize = 6;
+/// Mean top-1 probability below which a band is not treated as MRZ text at all.
+const MRZ_LIKE_CONFIDENCE: f32 = 0.6;
+/// A reading failing more check digits than this is taken as misread, not as a specimen's own error.
+const MAX_FAILED_CHECKS: usize = 2;
+/// Working images are scaled so their longer side is at least this many pixels.
+const MIN_WORK_SIDE: f32 = 1000.0;
+/// ... and at most this many.
+const MAX_WORK_SIDE: f32 = 2000.0;
+
+impl MrzReader {
+    /// Loads the embedded weights.
+    pub fn new() -> Result<Self, ReadError> {
+        Ok(Self { clf: CharClassifier::embedded()? })
+    }
+
+    /// The character recogniser, for line-level evaluation.
+    pub fn classifier(&self) -> &CharClassifier {
+        &self.clf
+    }
+
+    /// Finds and reads the MRZ in `img`; `today` resolves two-digit years.
+    pub fn read(&self, img: &RgbImage, today: Today) -> Result<MrzRead, ReadError> {
+        let gray: GrayImage = imageops::grayscale(img);
+        let (w0, h0) = gray.dimensions();
+        let mut found_band = false;
+        let mut best: Option<(usize, MrzRead)> = None;
+        for rot in [0u16, 180, 90, 270] {
+            let rotated = match rot {
+                90 => imageops::rotate90(&gray),
+                180 => imageops::rotate180(&gray),
+                270 => imageops::rotate270(&gray),
+                _ => gray.clone(),
+            };
+            let g = Gray::from_image(&rotated);
+            let side = g.w.max(g.h) as f32;
+            let scale = if side < MIN_WORK_SIDE {
+                (MIN_WORK_SIDE / side).min(4.0)
+            } else if side > MAX_WORK_SIDE {
+                MAX_WORK_SIDE / side
+            } else {
+                1.0
+            };
+            let g = if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g };
+            for band in find_bands(&g).into_iter().take(MAX_BANDS) {
+                let lines: Vec<Candidates> = band.lines.iter().map(|l| read_line(&g, l, &self.clf)).collect();
+                let n: usize = lines.iter().map(Vec::len).sum();
+                let mean_top =
+                    lines.iter().flatten().map(|alts| alts.first().map_or(0.0, |a| a.1)).sum::<f32>() / n.max(1) as f32;
+                if mean_top < MRZ_LIKE_CONFIDENCE {
+                    continue;
+                }
+                found_band = true;
+                let Some(d) = decode::decode(&lines, today) else { continue };
+                let bbox = band_in_input(band.bbox, scale, rot, w0, h0);
+                let failed = d.mrz.checks.failed();
+                let read = MrzRead { mrz: d.mrz, confidence: d.confidence, rotation_deg: rot, band: bbox };
+                if failed == 0 {
+                    return Ok(read);
+                }
+                // Keep the reading that fails the fewest check digits (specimens can print wrong ones).
+                let better = best.as_ref().is_none_or(|(bf, b)| {
+                    failed < *bf || (failed == *bf && read.confidence > b.confidence)
+                });
+                if better {
+                    best = Some((failed, read));
+                }
+            }
+        }
+        match best {
+            Some((failed, r)) if failed <= MAX_FAILED_CHECKS => Ok(r),
+            Some(_) => Err(ReadError::Unreadable),
+            None if found_band => Err(ReadError::Unreadable),
+            None => Err(ReadError::NotFound),
+        }
+    }
+}
+
+/// Maps a box from the scaled, rotated working image back to the input image.
+fn band_in_input(b: [f32; 4], scale: f32, rot: u16, w0: u32, h0: u32) -> [u32; 4] {
+    let [x, y, w, h] = b.map(|v| v / scale);
+    let (wf, hf) = (w0 as f32, h0 as f32);
+    // Corners in the rotated frame → input frame.
+    let corners = [(x, y), (x + w, y + h)];
+    let back = |(px, py): (f32, f32)| match rot {
+        // rotate90 (clockwise): rotated (px, py) came from input (py, h0 - px).
+        90 => (py, hf - px),
+        180 => (wf - px, hf - py),
+        270 => (wf - py, px),
+        _ => (px, py),
+    };
+    let (a, c) = (back(corners[0]), back(corners[1]));
+    let (x0, x1) = (a.0.min(c.0).clamp(0.0, wf), a.0.max(c.0).clamp(0.0, wf));
+    let (y0, y1) = (a.1.min(c.1).clamp(0.0, hf), a.1.max(c.1).clamp(0.0, hf));
+    [x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn box_mapping_round_trips_rotations() {
+        // A box in a 180°-rotated 100×50 image at the top-left is at the bottom-right of the input.
+        assert_eq!(band_in_input([0.0, 0.0, 10.0, 5.0], 1.0, 180, 100, 50), [90, 45, 10, 5]);
+        // 90° clockwise: rotated image is 50×100; its top-left came from the input's bottom-left.
+        assert_eq!(band_in_input([0.0, 0.0, 5.0, 10.0], 1.0, 90, 100, 50), [0, 45, 10, 5]);
+        assert_eq!(band_in_input([0.0, 0.0, 20.0, 10.0], 2.0, 0, 100, 50), [0, 0, 10, 5]);
+    }
+
+    #[test]
+    fn reader_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<MrzReader>();
+    }
+}

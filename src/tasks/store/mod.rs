@@ -123,3 +123,9 @@ pub struct QueueStats {
 
 /// Shared handle to a store.
 pub type SharedStore = Arc<dyn TaskStore>;
+
+/// The Progeny result a task gets when its input expired before a worker claimed it: both
+/// stores fail such a task with this instead of handing it out.
+pub(crate) fn input_expired_result() -> serde_json::Value {
+    serde_json::json!({"status": 500, "data": {"error": "task input expired before it could run"}})
+}

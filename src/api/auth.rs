@@ -1,0 +1,268 @@
+//! Authentication: JWT access/refresh tokens for users (Progeny's token endpoints) and static
+//! API keys for machine clients. Every service, task and media endpoint needs one of them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::config::AuthConfig;
+
+/// Who is calling. Tasks are filed under `owner` and only visible to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub owner: String,
+}
+
+/// Why credentials were refused (the token endpoint's and the guard's answers).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AuthError {
+    #[error("No active account found with the given credentials")]
+    BadCredentials,
+    #[error("Token is invalid or expired")]
+    InvalidToken,
+    #[error("auth configuration: {0}")]
+    Config(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    /// `access` or `refresh`.
+    token_type: String,
+    exp: u64,
+    iat: u64,
+    jti: String,
+}
+
+/// A pair of tokens as the token endpoints return them.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    pub refresh: String,
+    pub access: String,
+}
+
+struct ApiKey {
+    owner: String,
+    sha256: [u8; 32],
+}
+
+/// Verifies credentials and issues tokens.
+pub struct Authenticator {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+    users: HashMap<String, String>,
+    api_keys: Vec<ApiKey>,
+    /// Refresh tokens already exchanged (rotation): jti → expiry (unix s). Per process.
+    spent_refresh: Mutex<HashMap<String, u64>>,
+}
+
+fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// The sha256 of an API key, as written in `auth.api_keys[].sha256`.
+pub fn key_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Constant-time comparison, so key checks do not leak how much of a key matched.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Authenticator {
+    /// Builds from config plus extra plain keys (`--api-key`), each filed under owner `cli`.
+    pub fn new(cfg: &AuthConfig, extra_keys: &[String]) -> Result<Self, AuthError> {
+        let secret = if cfg.jwt_secret.is_empty() { random_hex(32) } else { cfg.jwt_secret.clone() };
+        let mut api_keys = Vec::new();
+        for k in &cfg.api_keys {
+            let digest = match (&k.sha256, &k.env) {
+                (Some(hex_digest), _) => {
+                    let raw = hex::decode(hex_digest.trim())
+                        .map_err(|_| AuthError::Config(format!("api key {:?}: sha256 is not hex", k.id)))?;
+                    <[u8; 32]>::try_from(raw.as_slice())
+                        .map_err(|_| AuthError::Config(format!("api key {:?}: sha256 must be 32 bytes", k.id)))?
+                }
+                (None, Some(var)) => {
+                    let key = std::env::var(var)
+                        .map_err(|_| AuthError::Config(format!("api key {:?}: env {var} is not set", k.id)))?;
+                    key_digest(&key)
+                }
+                (None, None) => return Err(AuthError::Config(format!("api key {:?}: no sha256 or env", k.id))),
+            };
+            api_keys.push(ApiKey { owner: k.id.clone(), sha256: digest });
+        }
+        for key in extra_keys {
+            api_keys.push(ApiKey { owner: "cli".to_string(), sha256: key_digest(key) });
+        }
+        for u in &cfg.users {
+            PasswordHash::new(&u.password_hash)
+                .map_err(|e| AuthError::Config(format!("user {:?}: bad password hash: {e}", u.username)))?;
+        }
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            access_ttl: Duration::from_secs(cfg.access_ttl_secs),
+            refresh_ttl: Duration::from_secs(cfg.refresh_ttl_secs),
+            users: cfg.users.iter().map(|u| (u.username.clone(), u.password_hash.clone())).collect(),
+            api_keys,
+            spent_refresh: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether any credential can succeed at all (else the gateway would be unusable).
+    pub fn has_credentials(&self) -> bool {
+        !self.api_keys.is_empty() || !self.users.is_empty()
+    }
+
+    /// `token/obtain`: username + password → tokens.
+    pub fn obtain(&self, username: &str, password: &str) -> Result<TokenPair, AuthError> {
+        let hash = self.users.get(username).ok_or(AuthError::BadCredentials)?;
+        let parsed = PasswordHash::new(hash).map_err(|_| AuthError::BadCredentials)?;
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .map_err(|_| AuthError::BadCredentials)?;
+        self.issue(username)
+    }
+
+    /// `token/refresh`: a refresh token → new tokens; the old refresh token is spent (rotation).
+    pub fn refresh(&self, refresh: &str) -> Result<TokenPair, AuthError> {
+        let claims = self.decode(refresh, "refresh")?;
+        {
+            let mut spent = self.spent_refresh.lock().map_err(|_| AuthError::InvalidToken)?;
+            let now = now_s();
+            spent.retain(|_, exp| *exp > now);
+            if spent.insert(claims.jti.clone(), claims.exp).is_some() {
+                return Err(AuthError::InvalidToken);
+            }
+        }
+        if !self.users.contains_key(&claims.sub) {
+            return Err(AuthError::InvalidToken);
+        }
+        self.issue(&claims.sub)
+    }
+
+    fn issue(&self, sub: &str) -> Result<TokenPair, AuthError> {
+        let now = now_s();
+        let make = |token_type: &str, ttl: Duration| {
+            let claims = Claims {
+                sub: sub.to_string(),
+                token_type: token_type.to_string(),
+                iat: now,
+                exp: now + ttl.as_secs(),
+                jti: random_hex(16),
+            };
+            jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
+                .map_err(|e| AuthError::Config(format!("jwt encode: {e}")))
+        };
+        Ok(TokenPair { access: make("access", self.access_ttl)?, refresh: make("refresh", self.refresh_ttl)? })
+    }
+
+    fn decode(&self, token: &str, token_type: &str) -> Result<Claims, AuthError> {
+        let mut validation = Validation::default();
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| AuthError::InvalidToken)?;
+        if data.claims.token_type != token_type {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(data.claims)
+    }
+
+    /// A bearer credential → the caller: an API key, or a user's access token.
+    pub fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
+        let digest = key_digest(bearer);
+        if let Some(k) = self.api_keys.iter().find(|k| ct_eq(&k.sha256, &digest)) {
+            return Ok(Principal { owner: format!("key:{}", k.owner) });
+        }
+        let claims = self.decode(bearer, "access")?;
+        Ok(Principal { owner: format!("user:{}", claims.sub) })
+    }
+}
+
+impl<S> FromRequestParts<S> for Principal
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthenticated("Authentication credentials were not provided."))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthenticated("Authentication credentials were not provided."))?;
+        state
+            .auth
+            .authenticate(token)
+            .map_err(|_| ApiError::Unauthenticated("Given token not valid for any token type"))
+    }
+}
+
+/// Hashes a password for `auth.users[].password_hash` (argon2id, random salt).
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Config(format!("hash: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthConfig, UserConfig};
+
+    fn auth() -> Authenticator {
+        let cfg = AuthConfig {
+            jwt_secret: "s3cret".into(),
+            access_ttl_secs: 300,
+            refresh_ttl_secs: 3600,
+            api_keys: vec![],
+            users: vec![UserConfig { username: "alice".into(), password_hash: hash_password("pw").unwrap() }],
+        };
+        Authenticator::new(&cfg, &["k1".to_string()]).unwrap()
+    }
+
+    #[test]
+    fn tokens_round_trip_and_refresh_rotates() {
+        let a = auth();
+        assert_eq!(a.obtain("alice", "bad").err(), Some(AuthError::BadCredentials));
+        let pair = a.obtain("alice", "pw").unwrap();
+        assert_eq!(a.authenticate(&pair.access).unwrap().owner, "user:alice");
+        // A refresh token is not an access token.
+        assert!(a.authenticate(&pair.refresh).is_err());
+        let next = a.refresh(&pair.refresh).unwrap();
+        assert!(a.refresh(&pair.refresh).is_err(), "a spent refresh token must not work twice");
+        assert!(a.refresh(&next.refresh).is_ok());
+        assert_eq!(a.authenticate("k1").unwrap().owner, "key:cli");
+        assert!(a.authenticate("k2").is_err());
+    }
+}

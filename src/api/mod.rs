@@ -1,0 +1,86 @@
+//! The HTTP API (axum): Progeny v3 routes, auth, health. Only this module knows status codes.
+
+pub mod auth;
+pub mod error;
+pub mod form;
+pub mod services;
+pub mod tasks;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::config::ImageLimits;
+use crate::routing::SubCallRouter;
+use crate::tasks::store::SharedStore;
+
+pub use auth::{Authenticator, Principal};
+pub use error::ApiError;
+
+/// Handles every handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SharedStore,
+    pub auth: Arc<Authenticator>,
+    pub router: Arc<dyn SubCallRouter>,
+    pub limits: ImageLimits,
+    /// Base URL for `portrait_url` (no trailing slash); `None` = from the Host header.
+    pub public_url: Option<String>,
+}
+
+/// The whole HTTP surface. Tests drive it in-process or over a socket.
+pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/api/v3/accounts/token/obtain/", post(tokens::obtain))
+        .route("/api/v3/accounts/token/obtain", post(tokens::obtain))
+        .route("/api/v3/accounts/token/refresh/", post(tokens::refresh))
+        .route("/api/v3/accounts/token/refresh", post(tokens::refresh))
+        .route("/api/v3/services/task/", get(tasks::get_task))
+        .route("/api/v3/services/task", get(tasks::get_task))
+        .route("/api/v3/services/{service}/", post(services::submit))
+        .route("/api/v3/services/{service}", post(services::submit))
+        .route("/media/{*path}", get(tasks::get_media))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found);
+    api.layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// Liveness probe: the process serves HTTP.
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the store answers and every sub-call has at least one usable provider.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let store = match state.store.ping().await {
+        Ok(()) => json!("ok"),
+        Err(e) => json!(e.to_string()),
+    };
+    let mut ready = store == json!("ok");
+    let mut subcalls = serde_json::Map::new();
+    for (kind, status) in state.router.readiness() {
+        let v = match status {
+            Ok(()) => json!("ok"),
+            Err(why) => {
+                ready = false;
+                json!(why)
+            }
+        };
+        subcalls.insert(kind.as_str().to_string(), v);
+    }
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({ "ready": ready, "store": store, "sub_calls": subcalls })))
+}

@@ -1,0 +1,154 @@
+//! Wiring: config → store, providers, router, pipeline, workers, HTTP server.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::api::{self, AppState, Authenticator};
+use crate::config::Config;
+use crate::local::LocalProvider;
+use crate::pipeline::{Pipeline, PortraitCropper};
+use crate::providers::http::HttpProvider;
+use crate::providers::spec::{self, ProviderFile, ProviderSpec};
+use crate::providers::SharedProvider;
+use crate::routing::{self, SubCallRouter};
+use crate::tasks::store::memory::MemoryStore;
+use crate::tasks::store::redis::RedisStore;
+use crate::tasks::store::SharedStore;
+use crate::worker::{self, WorkerSettings};
+
+/// The embedded `providers/local.toml`, used when the providers directory has no `local.toml`
+/// (e.g. the binary runs outside the repository).
+pub const LOCAL_PROVIDER_TOML: &str = include_str!("../providers/local.toml");
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] crate::tasks::store::StoreError),
+    #[error("providers: {0}")]
+    Spec(#[from] spec::SpecError),
+    #[error("provider {name}: {reason}")]
+    Provider { name: String, reason: String },
+    #[error("routing: {0}")]
+    Routing(String),
+    #[error("auth: {0}")]
+    Auth(#[from] crate::api::auth::AuthError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Start-up choices that come from the command line rather than config.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub store: Option<String>,
+    pub api_keys: Vec<String>,
+}
+
+/// Everything built from config, ready to serve or to run one task in-process.
+pub struct Gateway {
+    pub config: Config,
+    pub state: AppState,
+    pub pipeline: Arc<Pipeline>,
+}
+
+impl Gateway {
+    pub async fn build(mut config: Config, overrides: &Overrides) -> Result<Self, AppError> {
+        if let Some(listen) = overrides.listen {
+            config.server.listen = listen;
+        }
+        if let Some(store) = &overrides.store {
+            config.store.url = store.clone();
+        }
+        let store: SharedStore = if config.store.url == "memory" {
+            Arc::new(MemoryStore::new(config.store.ttls()))
+        } else {
+            Arc::new(RedisStore::connect(&config.store.url, &config.store.namespace, config.store.ttls()).await?)
+        };
+        let (providers, local) = build_providers(&config).await?;
+        let router: Arc<dyn SubCallRouter> = Arc::new(
+            routing::build(&config.routing, &providers).map_err(|e| AppError::Routing(e.to_string()))?,
+        );
+        let cropper = local.map(|l| l as Arc<dyn PortraitCropper>);
+        let pipeline = Arc::new(Pipeline::new(router.clone(), store.clone(), cropper));
+        let auth = Arc::new(Authenticator::new(&config.auth, &overrides.api_keys)?);
+        let public_url = Some(config.server.public_url.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+        let state = AppState { store, auth, router, limits: config.images, public_url };
+        Ok(Self { config, state, pipeline })
+    }
+
+    /// Serves HTTP and runs workers until `shutdown` resolves; then drains.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let settings = WorkerSettings {
+            name: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+            concurrency: self.config.worker.concurrency,
+            heartbeat: Duration::from_secs(self.config.store.lease_secs.max(3) / 3),
+            poll: Duration::from_secs(2),
+        };
+        let mut workers = worker::spawn(self.state.store.clone(), self.pipeline.clone(), settings, stop_rx);
+        let app = api::app(self.state.clone(), self.config.server.max_body_bytes);
+        let mut stop_http = stop_tx.subscribe();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop_http.wait_for(|s| *s).await;
+        });
+        let trigger = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        server.await?;
+        trigger.abort();
+        while workers.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "kycgate".into())
+}
+
+/// Builds the providers the routing config names (others in the directory are only parsed,
+/// so a vendor file whose credentials are not set does not stop the gateway).
+async fn build_providers(
+    config: &Config,
+) -> Result<(HashMap<String, SharedProvider>, Option<Arc<LocalProvider>>), AppError> {
+    let dir = &config.providers.dir;
+    let mut files: Vec<ProviderFile> = if dir.is_dir() { spec::load_dir(dir)? } else { Vec::new() };
+    if !files.iter().any(|f| f.name == "local") {
+        let spec = spec::parse_spec(LOCAL_PROVIDER_TOML)
+            .map_err(|e| AppError::Provider { name: "local".into(), reason: e.to_string() })?;
+        files.push(ProviderFile { name: "local".into(), path: Path::new("providers/local.toml").into(), spec });
+    }
+    let wanted: std::collections::HashSet<&str> = config.routing.provider_names().collect();
+    let mut providers: HashMap<String, SharedProvider> = HashMap::new();
+    let mut local = None;
+    for file in files {
+        if !wanted.contains(file.name.as_str()) {
+            continue;
+        }
+        let provider: SharedProvider = match &file.spec {
+            ProviderSpec::Http(_) => Arc::new(
+                HttpProvider::from_file(&file)
+                    .map_err(|e| AppError::Provider { name: file.name.clone(), reason: e.to_string() })?,
+            ),
+            ProviderSpec::Local(spec) => {
+                let l = Arc::new(LocalProvider::build(&file.name, spec, &config.models).await);
+                local = Some(l.clone());
+                l as SharedProvider
+            }
+        };
+        providers.insert(file.name.clone(), provider);
+    }
+    Ok((providers, local))
+}

@@ -1,0 +1,89 @@
+//! The one-shot subcommands (`verify`, `models`, `eval`, `providers check`, `hash-password`).
+//! Each prints to stdout and returns an error for `main` to report.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::app::{Gateway, Overrides};
+use crate::config::Config;
+use crate::images;
+use crate::tasks::{now_ms, ServiceKind, TaskId, TaskInput, TaskRecord, TaskStatus};
+
+/// A random 32-byte API key, hex encoded.
+pub fn random_key() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// `kycgate verify`: one `kyc_passport` task through the same pipeline the server runs,
+/// in-process with the memory store; prints the task as `GET /task/` would.
+pub async fn verify(mut config: Config, selfie: &Path, passport: &Path, extend_data: bool) -> anyhow::Result<()> {
+    config.store.url = "memory".into();
+    let read = |p: &Path| -> anyhow::Result<Bytes> {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(Bytes::from(bytes))
+    };
+    let mut images_in = BTreeMap::new();
+    images_in.insert("selfie_image".to_string(), read(selfie)?);
+    images_in.insert("passport_image".to_string(), read(passport)?);
+    let mut errors = BTreeMap::new();
+    for (field, bytes) in &images_in {
+        if let Err(problem) = images::check(bytes, &config.images) {
+            errors.insert(field.clone(), vec![problem.to_string()]);
+        }
+    }
+    if !errors.is_empty() {
+        println!("{}", serde_json::to_string_pretty(&errors)?);
+        bail!("input images were refused");
+    }
+    let gateway = Gateway::build(config, &Overrides::default()).await?;
+    let input = TaskInput {
+        service: ServiceKind::KycPassport,
+        owner: "cli".into(),
+        extend_data,
+        images: images_in,
+        fields: BTreeMap::new(),
+        trace_context: None,
+        base_url: Some("kycgate://local".into()),
+    };
+    let id = TaskId::new();
+    let record = TaskRecord::new(id, &input, now_ms());
+    gateway.state.store.submit(record, input.clone()).await?;
+    let today = chrono::Utc::now().date_naive();
+    let done = gateway.pipeline.run(id, &input, today).await?;
+    let out = json!({ "id": id, "status": done.status, "result": done.result });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    if done.status == TaskStatus::Failure {
+        bail!("the task failed");
+    }
+    Ok(())
+}
+
+/// `kycgate providers check`: parse and validate every adapter file.
+pub fn providers_check(config: &Config) -> anyhow::Result<()> {
+    let files = crate::providers::spec::load_dir(&config.providers.dir)?;
+    for f in &files {
+        println!("ok  {:<16} {}", f.name, f.path.display());
+    }
+    println!("{} provider file(s) valid", files.len());
+    Ok(())
+}
+
+/// `kycgate hash-password`: reads a password from stdin, prints its argon2id hash.
+pub fn hash_password() -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("empty password on stdin");
+    }
+    println!("{}", crate::api::auth::hash_password(password)?);
+    Ok(())
+}

@@ -1,0 +1,429 @@
+//! The built-in `local` provider: on-device MRZ reading, portrait crop, face compare and
+//! passive liveness, so a fresh clone does real work with no vendor account.
+//!
+//! Models are resolved (and, when allowed, fetched) once at start-up through [`models`]. A
+//! model that cannot be had disables only the sub-call that needs it: the provider reports
+//! `MODEL_UNAVAILABLE` through `unavailable_reason` (so `/readyz` and routing skip it), never
+//! a crash. Inference is CPU-bound and runs on the blocking pool.
+
+pub mod dlib;
+pub mod models;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use image::RgbImage;
+use kycgate_mrz::parse::{Mrz, MrzDate, Today};
+use kycgate_mrz::read::{MrzReader, ReadError};
+use kycgate_vision::{
+    assess, crop_portrait, decode_image, encode_jpeg, DecodeLimits, EmbeddingModel, Face, FaceDetector,
+    FaceEmbedder, LivenessModel, QualityIssue, QualityRules,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::ModelsConfig;
+use crate::pipeline::PortraitCropper;
+use crate::providers::spec::LocalSpec;
+use crate::providers::{
+    Answer, CompareAnswer, DocumentFields, Image, IssueCode, LivenessAnswer, OcrAnswer, PartialDate, Provider,
+    ProviderError, Rejection, Score, SubCall, SubCallKind, Verdict,
+};
+use models::{ModelManifest, ModelStore};
+
+/// `[settings]` of `providers/local.toml`. Thresholds are fixed here, not fitted per run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalSettings {
+    /// `dlib_resnet` or `fr_feature`.
+    pub embedding_model: EmbeddingModel,
+    /// Same person when similarity (0..1) ≥ this. Default: the model's measured threshold.
+    pub compare_threshold: Option<f64>,
+    /// `minifasnet` or `fr_liveness`.
+    pub liveness_model: String,
+    /// Live when the live probability ≥ this. Default: the model's measured threshold.
+    pub liveness_threshold: Option<f64>,
+    /// Smallest selfie face side in px (FACE_TOO_SMALL below).
+    pub min_face_px: f32,
+    /// Largest |yaw| / |pitch| in degrees (FACE_ANGLE_TOO_LARGE above).
+    pub max_angle_deg: f32,
+    /// Face box covering more than this fraction of the frame is FACE_TOO_CLOSE.
+    pub max_frame_fraction: f32,
+    /// A second face at least this fraction of the largest one's area makes a selfie ambiguous.
+    pub second_face_ratio: f32,
+    /// Portrait crop margin around the face box (fraction of its size).
+    pub portrait_margin: f32,
+}
+
+impl Default for LocalSettings {
+    fn default() -> Self {
+        Self {
+            embedding_model: EmbeddingModel::DlibResnet,
+            compare_threshold: None,
+            liveness_model: "minifasnet".into(),
+            liveness_threshold: None,
+            min_face_px: 48.0,
+            max_angle_deg: 25.0,
+            max_frame_fraction: 0.95,
+            second_face_ratio: 0.5,
+            portrait_margin: 0.35,
+        }
+    }
+}
+
+/// A loaded model, or why it is not there.
+type Loaded<T> = Result<T, String>;
+
+/// The on-device provider: a cheap handle to the loaded models.
+#[derive(Clone)]
+pub struct LocalProvider {
+    engine: Arc<Engine>,
+}
+
+/// The loaded models and settings; every method is blocking CPU work.
+struct Engine {
+    name: String,
+    serves: Vec<SubCallKind>,
+    settings: LocalSettings,
+    limits: DecodeLimits,
+    detector: Loaded<FaceDetector>,
+    embedder: Loaded<FaceEmbedder>,
+    liveness: Loaded<LivenessModel>,
+    mrz: Loaded<MrzReader>,
+}
+
+/// Resolves `name` locally, fetching it when allowed.
+async fn obtain(store: &ModelStore, name: &str, fetch: bool) -> Result<std::path::PathBuf, String> {
+    match store.resolve(name) {
+        Ok(p) => Ok(p),
+        Err(_) if fetch => store.fetch(name).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl LocalProvider {
+    /// Loads every model the provider needs; failures are kept per capability, never fatal.
+    pub async fn build(name: &str, spec: &LocalSpec, models_cfg: &ModelsConfig) -> Self {
+        Self { engine: Arc::new(Engine::build(name, spec, models_cfg).await) }
+    }
+}
+
+impl Engine {
+    async fn build(name: &str, spec: &LocalSpec, models_cfg: &ModelsConfig) -> Self {
+        let settings: LocalSettings = match toml::Value::Table(spec.settings.clone()).try_into() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "Invalid [settings] in the local provider file; using defaults");
+                LocalSettings::default()
+            }
+        };
+        let manifest = match ModelManifest::from_env() {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                let why = format!("model manifest: {e}");
+                return Self::without_models(name, spec, settings, why);
+            }
+        };
+        let mut store = ModelStore::from_env(manifest);
+        if let Some(dir) = models_cfg.model_dir() {
+            store.model_dir = Some(dir);
+        }
+        store.allow_network_fetch = models_cfg.fetch;
+        let fetch = models_cfg.fetch;
+        let detector = match obtain(&store, "yunet", fetch).await {
+            Ok(p) => FaceDetector::load(&p).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let embed_name = match settings.embedding_model {
+            EmbeddingModel::DlibResnet => "dlib_resnet_v1",
+            EmbeddingModel::FrFeature => "fr_feature",
+        };
+        let embedder = match obtain(&store, embed_name, fetch).await {
+            Ok(p) => FaceEmbedder::load(settings.embedding_model, &p).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let liveness = if settings.liveness_model == "fr_liveness" {
+            match obtain(&store, "fr_liveness", fetch).await {
+                Ok(p) => LivenessModel::load_fr(&p).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            }
+        } else {
+            match (obtain(&store, "minifasnet_v2_27", fetch).await, obtain(&store, "minifasnet_v1se_40", fetch).await) {
+                (Ok(a), Ok(b)) => LivenessModel::load_minifasnet(&a, &b).map_err(|e| e.to_string()),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        };
+        let mrz = MrzReader::new().map_err(|e| e.to_string());
+        for (what, r) in [
+            ("face detector", detector.as_ref().err()),
+            ("face embedder", embedder.as_ref().err()),
+            ("liveness model", liveness.as_ref().err()),
+            ("MRZ reader", mrz.as_ref().err()),
+        ] {
+            if let Some(why) = r {
+                tracing::warn!(model = what, reason = %why, "Local model unavailable; the checks needing it are disabled");
+            }
+        }
+        Self {
+            name: name.to_string(),
+            serves: spec.serves.clone(),
+            settings,
+            limits: DecodeLimits::default(),
+            detector,
+            embedder,
+            liveness,
+            mrz,
+        }
+    }
+
+    fn without_models(name: &str, spec: &LocalSpec, settings: LocalSettings, why: String) -> Self {
+        Self {
+            name: name.to_string(),
+            serves: spec.serves.clone(),
+            settings,
+            limits: DecodeLimits::default(),
+            detector: Err(why.clone()),
+            embedder: Err(why.clone()),
+            liveness: Err(why.clone()),
+            mrz: MrzReader::new().map_err(|e| e.to_string()),
+        }
+    }
+
+    fn quality_rules(&self) -> QualityRules {
+        QualityRules {
+            min_face_px: self.settings.min_face_px,
+            max_yaw_deg: self.settings.max_angle_deg,
+            max_pitch_deg: self.settings.max_angle_deg,
+            max_frame_fraction: Some(self.settings.max_frame_fraction),
+        }
+    }
+
+    fn detector(&self) -> Result<&FaceDetector, ProviderError> {
+        self.detector.as_ref().map_err(|e| ProviderError::Unavailable(format!("face detector: {e}")))
+    }
+
+    fn decode(&self, img: &Image) -> Result<RgbImage, Rejection> {
+        decode_image(&img.bytes, &self.limits).map_err(|_| Rejection::new(IssueCode::FailedToReadImage))
+    }
+
+    /// The one face of a selfie, after the quality gates.
+    fn selfie_face(&self, img: &RgbImage) -> Result<Result<Face, Rejection>, ProviderError> {
+        let faces = self.detector()?.detect(img).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let Some(face) = faces.first().cloned() else {
+            return Ok(Err(Rejection::new(IssueCode::FaceNotFound)));
+        };
+        if faces.get(1).is_some_and(|f| f.area() >= self.settings.second_face_ratio * face.area()) {
+            return Ok(Err(Rejection::new(IssueCode::MultipleFaces)));
+        }
+        if let Err(issue) = assess(&face, img.dimensions(), &self.quality_rules()) {
+            let code = match issue {
+                QualityIssue::TooSmall => IssueCode::FaceTooSmall,
+                QualityIssue::AngleTooLarge => IssueCode::FaceAngleTooLarge,
+                QualityIssue::TooClose => IssueCode::FaceTooClose,
+            };
+            return Ok(Err(Rejection::new(code)));
+        }
+        Ok(Ok(face))
+    }
+
+    /// The largest face on a document page or registered image (no selfie gates: portraits on
+    /// documents are small).
+    fn any_face(&self, img: &RgbImage) -> Result<Option<Face>, ProviderError> {
+        let faces = self.detector()?.detect(img).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        Ok(faces.into_iter().next())
+    }
+
+    fn answer(&self, verdict: Verdict, raw: serde_json::Value) -> Answer {
+        Answer { provider: self.name.clone(), verdict, raw: Some(raw) }
+    }
+
+    /// JPEG crop of the largest face on a document page.
+    fn portrait(&self, page: &RgbImage) -> Option<Bytes> {
+        let face = self.any_face(page).ok().flatten()?;
+        encode_jpeg(&crop_portrait(page, &face, self.settings.portrait_margin), 90).ok().map(Bytes::from)
+    }
+
+    fn run_liveness(&self, image: &Image) -> Result<Answer, ProviderError> {
+        let model = self.liveness.as_ref().map_err(|e| ProviderError::Unavailable(format!("liveness model: {e}")))?;
+        let img = match self.decode(image) {
+            Ok(i) => i,
+            Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
+        };
+        let face = match self.selfie_face(&img)? {
+            Ok(f) => f,
+            Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
+        };
+        let p = model.score(&img, &face).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let threshold = self.settings.liveness_threshold.unwrap_or(f64::from(model.default_threshold()));
+        let value = f64::from(p);
+        let raw = json!({ "live_probability": value, "face_score": face.score, "model": self.settings.liveness_model });
+        Ok(self.answer(
+            Verdict::Liveness(LivenessAnswer {
+                is_live: value >= threshold,
+                score: Score { value, threshold: Some(threshold), raw: Some(value) },
+                quality: Some(f64::from(face.score)),
+            }),
+            raw,
+        ))
+    }
+
+    fn run_compare(&self, probe: &Image, reference: &Image) -> Result<Answer, ProviderError> {
+        let embedder = self.embedder.as_ref().map_err(|e| ProviderError::Unavailable(format!("face embedder: {e}")))?;
+        let (pimg, rimg) = match (self.decode(probe), self.decode(reference)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(r), _) | (_, Err(r)) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
+        };
+        let pface = match self.selfie_face(&pimg)? {
+            Ok(f) => f,
+            Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
+        };
+        let Some(rface) = self.any_face(&rimg)? else {
+            return Ok(self.answer(
+                Verdict::Rejected(Rejection {
+                    code: IssueCode::FaceNotFound,
+                    message: "No face found in the reference image".into(),
+                }),
+                json!({}),
+            ));
+        };
+        let ea = embedder.embed(&pimg, &pface).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let eb = embedder.embed(&rimg, &rface).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let cmp = kycgate_vision::embed::compare(&ea, &eb).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let threshold = self.settings.compare_threshold.unwrap_or(f64::from(embedder.default_threshold()));
+        let value = f64::from(cmp.similarity);
+        let raw = json!({ "similarity": value, "distance": cmp.distance, "model": embedder.model().name() });
+        Ok(self.answer(
+            Verdict::Compare(CompareAnswer {
+                is_match: value >= threshold,
+                score: Score { value, threshold: Some(threshold), raw: Some(f64::from(cmp.distance)) },
+            }),
+            raw,
+        ))
+    }
+
+    fn run_ocr(&self, pages: &[Image]) -> Result<Answer, ProviderError> {
+        let reader = self.mrz.as_ref().map_err(|e| ProviderError::Unavailable(format!("MRZ reader: {e}")))?;
+        let mut decoded = Vec::with_capacity(pages.len());
+        for p in pages {
+            match self.decode(p) {
+                Ok(i) => decoded.push(i),
+                Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
+            }
+        }
+        let today = today();
+        // Cards carry the MRZ on the back: read pages from the last one first.
+        let mut read = None;
+        let mut last_err = ReadError::NotFound;
+        for img in decoded.iter().rev() {
+            match reader.read(img, today) {
+                Ok(r) => {
+                    read = Some(r);
+                    break;
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        let Some(read) = read else {
+            let code = match last_err {
+                ReadError::Unreadable => IssueCode::MrzChecksumFailed,
+                _ => IssueCode::MrzNotFound,
+            };
+            return Ok(self.answer(Verdict::Rejected(Rejection::new(code)), json!({ "read": false })));
+        };
+        // Portrait: the largest face on the first page (the photo page / card front).
+        let portrait = self.portrait(&decoded[0]);
+        let fields = fields_from_mrz(&read.mrz, read.confidence);
+        let raw = json!({
+            "format": format!("{:?}", read.mrz.format),
+            "rotation_deg": read.rotation_deg,
+            "confidence": read.confidence,
+            "checks": fields.checks,
+        });
+        Ok(self.answer(Verdict::Ocr(OcrAnswer { fields, portrait }), raw))
+    }
+}
+
+fn today() -> Today {
+    use chrono::Datelike;
+    let t = chrono::Utc::now().date_naive();
+    Today { year: t.year(), month: t.month(), day: t.day() }
+}
+
+fn date(d: &MrzDate) -> Option<PartialDate> {
+    Some(PartialDate { year: d.year, month: d.month, day: d.day })
+}
+
+/// Maps a parsed MRZ onto the unified document fields.
+pub fn fields_from_mrz(m: &Mrz, confidence: f32) -> DocumentFields {
+    let mut checks = std::collections::BTreeMap::new();
+    checks.insert("document_number".to_string(), m.checks.document_number);
+    checks.insert("date_of_birth".to_string(), m.checks.date_of_birth);
+    checks.insert("date_of_expiry".to_string(), m.checks.date_of_expiry);
+    if let Some(c) = m.checks.personal_number {
+        checks.insert("personal_number".to_string(), c);
+    }
+    if let Some(c) = m.checks.composite {
+        checks.insert("composite".to_string(), c);
+    }
+    let non_empty = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+    DocumentFields {
+        format: Some(m.format.as_str().to_string()),
+        document_code: non_empty(&m.document_code),
+        issuing_state: non_empty(&m.issuing_state),
+        nationality: non_empty(&m.nationality),
+        surname: non_empty(&m.surname),
+        given_names: non_empty(&m.given_names),
+        document_number: non_empty(&m.document_number),
+        personal_number: m.personal_number.clone().filter(|s| !s.is_empty()),
+        date_of_birth: date(&m.date_of_birth),
+        date_of_expiry: date(&m.date_of_expiry),
+        date_of_issue: None,
+        sex: m.sex.map(|c| c.to_string()),
+        mrz_lines: m.lines.clone(),
+        checks,
+        valid: Some(m.valid),
+        confidence: Some(f64::from(confidence)),
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &str {
+        &self.engine.name
+    }
+
+    fn supports(&self, kind: SubCallKind) -> bool {
+        self.engine.serves.contains(&kind)
+    }
+
+    async fn call(&self, request: SubCall) -> Result<Answer, ProviderError> {
+        if !self.supports(request.kind()) {
+            return Err(ProviderError::Unsupported(request.kind()));
+        }
+        let this = self.engine.clone();
+        tokio::task::spawn_blocking(move || match &request {
+            SubCall::Liveness { image } => this.run_liveness(image),
+            SubCall::FaceCompare { probe, reference } => this.run_compare(probe, reference),
+            SubCall::DocumentOcr { pages } => this.run_ocr(pages),
+        })
+        .await
+        .map_err(|e| ProviderError::Unavailable(format!("local inference task failed: {e}")))?
+    }
+
+    fn unavailable_reason(&self, kind: SubCallKind) -> Option<String> {
+        let this = &self.engine;
+        let missing = match kind {
+            SubCallKind::Liveness => this.detector.as_ref().err().or(this.liveness.as_ref().err()),
+            SubCallKind::FaceCompare => this.detector.as_ref().err().or(this.embedder.as_ref().err()),
+            SubCallKind::DocumentOcr => this.mrz.as_ref().err(),
+        };
+        missing.map(|why| format!("{}: {why}", IssueCode::ModelUnavailable.as_str()))
+    }
+}
+
+impl PortraitCropper for LocalProvider {
+    fn crop(&self, page: &Image) -> Option<Bytes> {
+        let img = decode_image(&page.bytes, &self.engine.limits).ok()?;
+        self.engine.portrait(&img)
+    }
+}

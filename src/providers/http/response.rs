@@ -1,0 +1,401 @@
+//! Classifies a vendor answer (success, error envelope, rejection) and maps it to the unified
+//! answer types. Pure: no IO, so it is tested table-style without a server.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::validate::{Endpoint, Mapping, ValidatedHttpSpec};
+use crate::providers::spec::{Condition, ErrorAction, FieldRef, FieldSpec, ThresholdRef};
+use crate::providers::{
+    Answer, CompareAnswer, DocumentFields, LivenessAnswer, OcrAnswer, PartialDate, ProviderError, Rejection,
+    Score, Verdict,
+};
+
+/// What came back over the wire, before interpretation.
+#[derive(Debug, Clone)]
+pub(crate) struct RawResponse {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Bytes,
+}
+
+/// Longest vendor message kept in an error (vendor messages name fields, not people).
+const MAX_MESSAGE: usize = 200;
+
+/// Turns a vendor answer into a unified answer or a classified error.
+pub(crate) fn interpret(
+    provider: &str,
+    spec: &ValidatedHttpSpec,
+    ep: &Endpoint,
+    raw: RawResponse,
+) -> Result<Answer, ProviderError> {
+    let json: Option<Value> = serde_json::from_slice(&raw.body).ok();
+    let ok_status = (200..300).contains(&raw.status);
+    let answer = |verdict, raw: Option<Value>| Answer { provider: provider.to_string(), verdict, raw };
+
+    let Some(json) = json else {
+        if ok_status {
+            return Err(ProviderError::Decode(format!("HTTP {} body is not JSON", raw.status)));
+        }
+        return Err(status_error(raw.status, raw.retry_after));
+    };
+    if !ok_status || !spec.success.iter().all(|c| holds(c, &json)) {
+        return match classify_error(spec, raw.status, raw.retry_after, &json) {
+            ErrorOutcome::Rejected(r) => Ok(answer(Verdict::Rejected(r), Some(json))),
+            ErrorOutcome::Error(e) => Err(e),
+        };
+    }
+    if let Some((_, rejection)) = ep.reject.iter().find(|(c, _)| holds(c, &json)) {
+        return Ok(answer(Verdict::Rejected(rejection.clone()), Some(json)));
+    }
+    let verdict = map_answer(&ep.mapping, &json)?;
+    Ok(answer(verdict, Some(json)))
+}
+
+enum ErrorOutcome {
+    Rejected(Rejection),
+    Error(ProviderError),
+}
+
+fn status_error(status: u16, retry_after: Option<Duration>) -> ProviderError {
+    if status == 429 {
+        ProviderError::RateLimited { retry_after }
+    } else {
+        ProviderError::Http { status, retry_after }
+    }
+}
+
+/// Applies the vendor's error table; unmatched errors follow the HTTP status.
+fn classify_error(spec: &ValidatedHttpSpec, status: u16, retry_after: Option<Duration>, json: &Value) -> ErrorOutcome {
+    let code = spec.errors.code_pointer.as_deref().and_then(|p| json.pointer(p)).and_then(as_text);
+    let message = spec
+        .errors
+        .message_pointer
+        .as_deref()
+        .and_then(|p| json.pointer(p))
+        .and_then(as_text)
+        .map(|m| m.chars().take(MAX_MESSAGE).collect::<String>())
+        .unwrap_or_default();
+    let rule = spec.errors.rules.iter().find(|r| {
+        r.status.is_none_or(|s| s == status)
+            && r.code.as_deref().is_none_or(|c| code.as_deref() == Some(c))
+            && r.prefix.as_deref().is_none_or(|p| code.as_deref().is_some_and(|c| c.starts_with(p)))
+    });
+    let code_text = code.clone().unwrap_or_else(|| format!("HTTP_{status}"));
+    match rule.map(|r| (r.action, r.issue)) {
+        Some((ErrorAction::Reject, Some(issue))) => ErrorOutcome::Rejected(Rejection::new(issue)),
+        Some((ErrorAction::Retry, _)) => {
+            ErrorOutcome::Error(ProviderError::Vendor { code: code_text, message, retryable: true })
+        }
+        Some((ErrorAction::RateLimited, _)) => ErrorOutcome::Error(ProviderError::RateLimited { retry_after }),
+        Some((ErrorAction::Fatal, _)) | Some((ErrorAction::Reject, None)) => {
+            ErrorOutcome::Error(ProviderError::Vendor { code: code_text, message, retryable: false })
+        }
+        None if (200..300).contains(&status) => {
+            ErrorOutcome::Error(ProviderError::Vendor { code: code_text, message, retryable: false })
+        }
+        None => ErrorOutcome::Error(status_error(status, retry_after)),
+    }
+}
+
+/// Strings as they are; numbers and booleans as their text.
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn toml_to_json(v: &toml::Value) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn same(a: &Value, b: &toml::Value) -> bool {
+    let b = toml_to_json(b);
+    match (a, &b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => as_text(a).is_some_and(|t| as_text(&b).is_some_and(|u| t == u)),
+    }
+}
+
+/// Evaluates a condition against the answer.
+pub(crate) fn holds(c: &Condition, json: &Value) -> bool {
+    let v = json.pointer(&c.pointer).filter(|v| !v.is_null());
+    if let Some(expected) = &c.equals {
+        return v.is_some_and(|v| same(v, expected));
+    }
+    if let Some(options) = &c.one_of {
+        return v.is_some_and(|v| options.iter().any(|o| same(v, o)));
+    }
+    if let Some(present) = c.present {
+        return v.is_some() == present;
+    }
+    if let Some(empty) = c.empty {
+        let is_empty = match v {
+            None => true,
+            Some(Value::String(s)) => s.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(_) => false,
+        };
+        return is_empty == empty;
+    }
+    false
+}
+
+// === Field extraction ===
+
+fn decode_err(field: &str, f: &FieldSpec, what: &str) -> ProviderError {
+    ProviderError::Decode(format!("{field} at `{}`: {what}", f.pointer))
+}
+
+/// The value at the pointer after `map`. `None` when absent or null.
+fn lookup(json: &Value, f: &FieldSpec, field: &str) -> Result<Option<Value>, ProviderError> {
+    let Some(v) = json.pointer(&f.pointer).filter(|v| !v.is_null()) else { return Ok(None) };
+    let Some(map) = &f.map else { return Ok(Some(v.clone())) };
+    let key = as_text(v).ok_or_else(|| decode_err(field, f, "mapped value is not a scalar"))?;
+    match map.get(&key) {
+        Some(mapped) => Ok(Some(toml_to_json(mapped))),
+        // The value is not in the table: refuse to guess a verdict.
+        None => Err(decode_err(field, f, "value not in the adapter's `map`")),
+    }
+}
+
+fn to_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// (raw, scaled) number.
+fn number(json: &Value, f: &FieldSpec, field: &str) -> Result<Option<(f64, f64)>, ProviderError> {
+    let Some(v) = lookup(json, f, field)? else { return Ok(None) };
+    let raw = to_number(&v).ok_or_else(|| decode_err(field, f, "not a number"))?;
+    // Rounded to 12 decimals so `70 * 0.01` is 0.7, not 0.7000000000000001.
+    let scaled = ((raw * f.scale.unwrap_or(1.0)) * 1e12).round() / 1e12;
+    Ok(Some((raw, scaled)))
+}
+
+fn unit_number(json: &Value, f: &FieldSpec, field: &str) -> Result<Option<(f64, f64)>, ProviderError> {
+    let n = number(json, f, field)?;
+    if let Some((_, v)) = n {
+        if !(-1e-9..=1.0 + 1e-9).contains(&v) {
+            return Err(decode_err(field, f, "outside 0..1 after scaling (check `scale`)"));
+        }
+    }
+    Ok(n.map(|(r, v)| (r, v.clamp(0.0, 1.0))))
+}
+
+fn boolean(json: &Value, f: &FieldSpec, field: &str) -> Result<Option<bool>, ProviderError> {
+    let Some(v) = lookup(json, f, field)? else { return Ok(None) };
+    match &v {
+        Value::Bool(b) => Ok(Some(*b)),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        _ => Err(decode_err(field, f, "not a boolean (map it with `map`)")),
+    }
+}
+
+fn text(json: &Value, f: &Option<FieldRef>, field: &str) -> Result<Option<String>, ProviderError> {
+    let Some(FieldRef(f)) = f else { return Ok(None) };
+    Ok(lookup(json, f, field)?.and_then(|v| as_text(&v)).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
+}
+
+fn date(json: &Value, f: &Option<FieldRef>, field: &str) -> Result<Option<PartialDate>, ProviderError> {
+    let Some(FieldRef(f)) = f else { return Ok(None) };
+    let Some(v) = lookup(json, f, field)? else { return Ok(None) };
+    let format = f.date_format.as_deref().unwrap_or("%Y-%m-%d");
+    if format == "parts" {
+        let part = |k: &str| v.get(k).and_then(to_number).map(|n| n as i64);
+        let d = PartialDate {
+            year: part("year").and_then(|y| i32::try_from(y).ok()),
+            month: part("month").and_then(|m| u32::try_from(m).ok()).filter(|m| (1..=12).contains(m)),
+            day: part("day").and_then(|d| u32::try_from(d).ok()).filter(|d| (1..=31).contains(d)),
+        };
+        return Ok((d != PartialDate::default()).then_some(d));
+    }
+    let s = as_text(&v).ok_or_else(|| decode_err(field, f, "date is not text"))?;
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    use chrono::Datelike as _;
+    let parsed = chrono::NaiveDate::parse_from_str(s, format)
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, format).map(|dt| dt.date()))
+        .map_err(|_| decode_err(field, f, "date does not match `date_format`"))?;
+    Ok(Some(PartialDate::ymd(parsed.year(), parsed.month(), parsed.day())))
+}
+
+fn score_and_decision(
+    json: &Value,
+    score: &FieldRef,
+    threshold: &Option<ThresholdRef>,
+    decision: &Option<FieldRef>,
+) -> Result<(Score, bool), ProviderError> {
+    let (raw, value) = unit_number(json, &score.0, "score")?.ok_or_else(|| decode_err("score", &score.0, "missing"))?;
+    let threshold = match threshold {
+        None => None,
+        Some(ThresholdRef::Constant(c)) => Some(*c),
+        Some(ThresholdRef::Field(f)) => {
+            Some(unit_number(json, f, "threshold")?.ok_or_else(|| decode_err("threshold", f, "missing"))?.1)
+        }
+    };
+    let decided = match decision {
+        Some(FieldRef(f)) => boolean(json, f, "decision")?.ok_or_else(|| decode_err("decision", f, "missing"))?,
+        None => {
+            let t = threshold.ok_or_else(|| ProviderError::Config("no threshold and no decision".into()))?;
+            value >= t
+        }
+    };
+    Ok((Score { value, threshold, raw: Some(raw) }, decided))
+}
+
+fn map_answer(mapping: &Mapping, json: &Value) -> Result<Verdict, ProviderError> {
+    match mapping {
+        Mapping::Liveness(m) => {
+            let (score, is_live) = score_and_decision(json, &m.score, &m.threshold, &m.decision)?;
+            let quality = match &m.quality {
+                Some(q) => unit_number(json, &q.0, "quality")?.map(|(_, v)| v),
+                None => None,
+            };
+            Ok(Verdict::Liveness(LivenessAnswer { is_live, score, quality }))
+        }
+        Mapping::Compare(m) => {
+            let (score, is_match) = score_and_decision(json, &m.score, &m.threshold, &m.decision)?;
+            Ok(Verdict::Compare(CompareAnswer { is_match, score }))
+        }
+        Mapping::Ocr(m) => {
+            let mut fields = DocumentFields {
+                format: text(json, &m.format, "format")?,
+                document_code: text(json, &m.document_code, "document_code")?,
+                issuing_state: text(json, &m.issuing_state, "issuing_state")?,
+                nationality: text(json, &m.nationality, "nationality")?,
+                surname: text(json, &m.surname, "surname")?,
+                given_names: text(json, &m.given_names, "given_names")?,
+                document_number: text(json, &m.document_number, "document_number")?,
+                personal_number: text(json, &m.personal_number, "personal_number")?,
+                date_of_birth: date(json, &m.date_of_birth, "date_of_birth")?,
+                date_of_expiry: date(json, &m.date_of_expiry, "date_of_expiry")?,
+                date_of_issue: date(json, &m.date_of_issue, "date_of_issue")?,
+                sex: text(json, &m.sex, "sex")?,
+                ..DocumentFields::default()
+            };
+            for f in &m.mrz_lines {
+                if let Some(lines) = text(json, &Some(f.clone()), "mrz_lines")? {
+                    fields.mrz_lines.extend(lines.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()));
+                }
+            }
+            for (name, f) in &m.checks {
+                if let Some(b) = boolean(json, &f.0, "checks")? {
+                    fields.checks.insert(name.clone(), b);
+                }
+            }
+            if let Some(f) = &m.valid {
+                fields.valid = boolean(json, &f.0, "valid")?;
+            }
+            if let Some(f) = &m.confidence {
+                fields.confidence = unit_number(json, &f.0, "confidence")?.map(|(_, v)| v);
+            }
+            let portrait = match &m.portrait {
+                Some(f) => text(json, &Some(f.clone()), "portrait")?.map(|s| decode_portrait(&s, &f.0)).transpose()?,
+                None => None,
+            };
+            Ok(Verdict::Ocr(OcrAnswer { fields, portrait }))
+        }
+    }
+}
+
+fn decode_portrait(s: &str, f: &FieldSpec) -> Result<Bytes, ProviderError> {
+    let data = s.split_once(";base64,").map_or(s, |(_, d)| d);
+    let cleaned: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .map(Bytes::from)
+        .map_err(|_| decode_err("portrait", f, "not base64"))
+}
+
+/// Parses `Retry-After`: delay seconds, or an HTTP date.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(p: &str) -> FieldSpec {
+        FieldSpec { pointer: p.into(), ..FieldSpec::default() }
+    }
+
+    #[test]
+    fn dates_in_vendor_formats() {
+        let j = json!({"a": "1991-09-24", "b": "910924", "c": "09/24/1991", "d": {"year": 1991, "month": 9},
+                       "e": "2027-01-14T00:00:00"});
+        let check = |p: &str, fmt: &str| {
+            date(&j, &Some(FieldRef(FieldSpec { date_format: Some(fmt.into()), ..field(p) })), "d").unwrap()
+        };
+        assert_eq!(check("/a", "%Y-%m-%d"), Some(PartialDate::ymd(1991, 9, 24)));
+        assert_eq!(check("/b", "%y%m%d"), Some(PartialDate::ymd(1991, 9, 24)));
+        assert_eq!(check("/c", "%m/%d/%Y"), Some(PartialDate::ymd(1991, 9, 24)));
+        assert_eq!(check("/d", "parts"), Some(PartialDate { year: Some(1991), month: Some(9), day: None }));
+        assert_eq!(check("/e", "%Y-%m-%dT%H:%M:%S"), Some(PartialDate::ymd(2027, 1, 14)));
+        assert_eq!(check("/missing", "%Y-%m-%d"), None);
+    }
+
+    #[test]
+    fn scaled_score_must_land_in_unit_range() {
+        let j = json!({"s": 88.5, "t": "70"});
+        let scaled = FieldSpec { scale: Some(0.01), ..field("/s") };
+        assert_eq!(unit_number(&j, &scaled, "s").unwrap(), Some((88.5, 0.885)));
+        assert!(matches!(unit_number(&j, &field("/s"), "s"), Err(ProviderError::Decode(_))));
+        let t = FieldSpec { scale: Some(0.01), ..field("/t") };
+        assert_eq!(unit_number(&j, &t, "t").unwrap(), Some((70.0, 0.7)));
+    }
+
+    #[test]
+    fn enum_map_refuses_unknown_values() {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("Real".to_string(), toml::Value::Boolean(true));
+        let f = FieldSpec { map: Some(map), ..field("/r") };
+        assert_eq!(boolean(&json!({"r": "Real"}), &f, "d").unwrap(), Some(true));
+        assert!(boolean(&json!({"r": "Maybe"}), &f, "d").is_err());
+    }
+
+    #[test]
+    fn conditions() {
+        let j = json!({"code": 28, "list": [], "msg": "x"});
+        let c = |equals: Option<toml::Value>, present: Option<bool>, empty: Option<bool>, p: &str| Condition {
+            pointer: p.into(),
+            equals,
+            one_of: None,
+            present,
+            empty,
+        };
+        assert!(holds(&c(Some(toml::Value::Integer(28)), None, None, "/code"), &j));
+        assert!(holds(&c(Some(toml::Value::String("28".into())), None, None, "/code"), &j));
+        assert!(holds(&c(None, Some(false), None, "/nope"), &j));
+        assert!(holds(&c(None, None, Some(true), "/list"), &j));
+        assert!(!holds(&c(None, None, Some(true), "/msg"), &j));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("1"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,346 @@
+//! Fallback: `ChainRouter` walks a sub-call's chain of provider stacks until one answers.
+//!
+//! A `Rejected` verdict (no face, unreadable image) is a final answer, not a failure. A provider
+//! error moves on to the next provider. Providers that do not serve the kind, are unavailable, or
+//! whose circuit is open are recorded as skipped.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+use tracing::Instrument as _;
+
+use super::config::RoutingConfig;
+use super::service::{AttemptLog, RouteRequest};
+use super::stack::{stack, ProviderStack};
+use super::{Attempt, Routed, SubCallRouter};
+use crate::providers::{ProviderError, SharedProvider, SubCall, SubCallKind, Verdict};
+
+/// Why routing could not be built from config.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingError {
+    #[error("routing.{kind}: unknown provider `{name}` (no providers/{name}.toml)")]
+    UnknownProvider { kind: SubCallKind, name: String },
+    #[error("routing.{kind}: the chain is empty")]
+    EmptyChain { kind: SubCallKind },
+    #[error("routing.{kind}: provider `{name}` appears twice in the chain")]
+    Duplicate { kind: SubCallKind, name: String },
+    #[error("routing.{kind} provider `{name}`: {reason}")]
+    Invalid { kind: SubCallKind, name: String, reason: String },
+}
+
+/// One provider in a chain: the provider (for `supports`/`unavailable_reason`) and its stack.
+#[derive(Clone)]
+struct Route {
+    provider: SharedProvider,
+    service: ProviderStack,
+}
+
+/// Routes each sub-call through its configured chain of provider stacks.
+#[derive(Clone)]
+pub struct ChainRouter {
+    chains: BTreeMap<SubCallKind, Vec<Route>>,
+}
+
+/// Builds the router: one stack per (sub-call, provider) in the config.
+pub fn build(config: &RoutingConfig, providers: &HashMap<String, SharedProvider>) -> Result<ChainRouter, RoutingError> {
+    let mut chains = BTreeMap::new();
+    for kind in SubCallKind::ALL {
+        let route = config.route(kind);
+        if route.chain.is_empty() {
+            return Err(RoutingError::EmptyChain { kind });
+        }
+        let mut built: Vec<Route> = Vec::with_capacity(route.chain.len());
+        for entry in &route.chain {
+            let provider = providers
+                .get(&entry.provider)
+                .ok_or_else(|| RoutingError::UnknownProvider { kind, name: entry.provider.clone() })?;
+            if built.iter().any(|r| r.provider.name() == provider.name()) {
+                return Err(RoutingError::Duplicate { kind, name: entry.provider.clone() });
+            }
+            let params = entry.params();
+            params
+                .check()
+                .map_err(|reason| RoutingError::Invalid { kind, name: entry.provider.clone(), reason })?;
+            if !provider.supports(kind) {
+                tracing::warn!(%kind, provider = %entry.provider, "Provider in chain does not serve this sub-call");
+            }
+            built.push(Route { provider: provider.clone(), service: stack(provider.clone(), &params) });
+        }
+        chains.insert(kind, built);
+    }
+    Ok(ChainRouter { chains })
+}
+
+fn skipped(provider: &str, reason: String) -> Attempt {
+    Attempt { provider: provider.to_string(), attempt: 0, latency_ms: 0, outcome: "skipped".into(), reason: Some(reason) }
+}
+
+impl ChainRouter {
+    /// Provider names of one chain, in order.
+    pub fn chain(&self, kind: SubCallKind) -> Vec<&str> {
+        self.chains.get(&kind).map(|c| c.iter().map(|r| r.provider.name()).collect()).unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl SubCallRouter for ChainRouter {
+    async fn route(&self, call: SubCall) -> Routed {
+        let kind = call.kind();
+        let span = tracing::info_span!(
+            "sub_call",
+            %kind,
+            provider = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
+        let chain = self.chains.get(&kind).map(Vec::as_slice).unwrap_or_default();
+        async move {
+            let started = Instant::now();
+            let log = AttemptLog::default();
+            let mut answer = None;
+            for route in chain {
+                let name = route.provider.name();
+                if !route.provider.supports(kind) {
+                    log.push(skipped(name, ProviderError::Unsupported(kind).to_string()));
+                    continue;
+                }
+                if let Some(reason) = route.provider.unavailable_reason(kind) {
+                    log.push(skipped(name, reason));
+                    continue;
+                }
+                let before = log.len();
+                let request = RouteRequest { call: call.clone(), log: log.clone() };
+                match route.service.clone().oneshot(request).await {
+                    Ok(a) => {
+                        answer = Some(a);
+                        break;
+                    }
+                    Err(e) => {
+                        // Nothing reached the provider (circuit open): say why it was passed over.
+                        if log.len() == before {
+                            log.push(skipped(name, e.to_string()));
+                        }
+                        tracing::info!(provider = %name, error = %e, "Falling back to the next provider");
+                    }
+                }
+            }
+            let span = tracing::Span::current();
+            let outcome = match &answer {
+                Some(a) if matches!(a.verdict, Verdict::Rejected(_)) => "rejected",
+                Some(_) => "ok",
+                None => "failed",
+            };
+            if let Some(a) = &answer {
+                span.record("provider", a.provider.as_str());
+            }
+            span.record("outcome", outcome);
+            span.record("latency_ms", u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            Routed { kind, answer, attempts: log.snapshot() }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)> {
+        SubCallKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let chain = self.chains.get(&kind).map(Vec::as_slice).unwrap_or_default();
+                let mut reasons = Vec::new();
+                for route in chain {
+                    let name = route.provider.name();
+                    if !route.provider.supports(kind) {
+                        reasons.push(format!("{name}: does not serve {kind}"));
+                    } else if let Some(r) = route.provider.unavailable_reason(kind) {
+                        reasons.push(format!("{name}: {r}"));
+                    } else {
+                        return (kind, Ok(()));
+                    }
+                }
+                if reasons.is_empty() {
+                    reasons.push("no provider configured".into());
+                }
+                (kind, Err(reasons.join("; ")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::providers::{Answer, Image, IssueCode, LivenessAnswer, Provider, Rejection, Score};
+    use crate::routing::config::{BreakerConfig, ProviderRoute, RetryConfig, RouteConfig};
+
+    /// Answers from a script: each call pops the next outcome (the last one repeats).
+    struct Scripted {
+        name: &'static str,
+        script: Vec<Result<Verdict, fn() -> ProviderError>>,
+        calls: AtomicU32,
+        delay: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for Scripted {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn supports(&self, kind: SubCallKind) -> bool {
+            kind == SubCallKind::Liveness
+        }
+        async fn call(&self, _request: SubCall) -> Result<Answer, ProviderError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) as usize;
+            tokio::time::sleep(self.delay).await;
+            match &self.script[n.min(self.script.len() - 1)] {
+                Ok(v) => Ok(Answer { provider: self.name.into(), verdict: v.clone(), raw: None }),
+                Err(e) => Err(e()),
+            }
+        }
+    }
+
+    fn live() -> Verdict {
+        Verdict::Liveness(LivenessAnswer {
+            is_live: true,
+            score: Score { value: 0.9, threshold: Some(0.5), raw: None },
+            quality: None,
+        })
+    }
+
+    fn scripted(name: &'static str, script: Vec<Result<Verdict, fn() -> ProviderError>>) -> Arc<Scripted> {
+        Arc::new(Scripted { name, script, calls: AtomicU32::new(0), delay: Duration::from_millis(10) })
+    }
+
+    fn call() -> SubCall {
+        SubCall::Liveness { image: Image { bytes: Bytes::from_static(b"\xff\xd8"), mime: "image/jpeg" } }
+    }
+
+    fn route(name: &str, attempts: u32, threshold: u32) -> ProviderRoute {
+        ProviderRoute {
+            retry: RetryConfig { max_attempts: attempts, base_delay_ms: 10, max_delay_ms: 2_000, ..RetryConfig::default() },
+            breaker: BreakerConfig { failure_threshold: threshold, cool_down_ms: 300 },
+            timeout_ms: 200,
+            ..ProviderRoute::named(name)
+        }
+    }
+
+    fn router(chain: Vec<ProviderRoute>, providers: &[Arc<Scripted>]) -> ChainRouter {
+        let map: HashMap<String, SharedProvider> =
+            providers.iter().map(|p| (p.name.to_string(), p.clone() as SharedProvider)).collect();
+        let config = RoutingConfig { liveness: RouteConfig { chain }, ..RoutingConfig::default() };
+        let mut map = map;
+        map.entry("local".into()).or_insert_with(|| scripted("local", vec![Ok(live())]));
+        build(&config, &map).expect("router")
+    }
+
+    #[tokio::test]
+    async fn retries_then_falls_back_and_records_every_attempt() {
+        let a = scripted("a", vec![Err(|| ProviderError::Http { status: 503, retry_after: None })]);
+        let b = scripted("b", vec![Ok(live())]);
+        let r = router(vec![route("a", 3, 10), route("b", 1, 10)], &[a.clone(), b.clone()]);
+        let routed = r.route(call()).await;
+        assert_eq!(routed.answer.expect("answer").provider, "b");
+        let seen: Vec<(&str, u32, &str)> =
+            routed.attempts.iter().map(|x| (x.provider.as_str(), x.attempt, x.outcome.as_str())).collect();
+        assert_eq!(seen, [("a", 1, "error"), ("a", 2, "error"), ("a", 3, "error"), ("b", 1, "ok")]);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn rejection_is_final() {
+        let a = scripted("a", vec![Ok(Verdict::Rejected(Rejection::new(IssueCode::FaceNotFound)))]);
+        let b = scripted("b", vec![Ok(live())]);
+        let r = router(vec![route("a", 3, 10), route("b", 1, 10)], &[a.clone(), b.clone()]);
+        let routed = r.route(call()).await;
+        assert!(matches!(routed.answer.expect("answer").verdict, Verdict::Rejected(_)));
+        assert_eq!(routed.attempts.len(), 1);
+        assert_eq!(routed.attempts[0].outcome, "rejected");
+        assert_eq!(b.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn fatal_errors_are_not_retried() {
+        let a = scripted("a", vec![Err(|| ProviderError::Http { status: 401, retry_after: None })]);
+        let r = router(vec![route("a", 3, 10)], std::slice::from_ref(&a));
+        let routed = r.route(call()).await;
+        assert!(routed.answer.is_none());
+        assert_eq!(a.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn timeout_is_an_attempt_error() {
+        let slow = Arc::new(Scripted {
+            name: "slow",
+            script: vec![Ok(live())],
+            calls: AtomicU32::new(0),
+            delay: Duration::from_secs(2),
+        });
+        let r = router(vec![route("slow", 1, 10)], &[slow]);
+        let routed = r.route(call()).await;
+        assert!(routed.answer.is_none());
+        assert_eq!(routed.attempts[0].outcome, "error");
+        assert!(routed.attempts[0].reason.as_deref().is_some_and(|r| r.contains("timed out")));
+        assert!(routed.attempts[0].latency_ms >= 200);
+    }
+
+    #[tokio::test]
+    async fn breaker_opens_skips_and_recovers_after_cool_down() {
+        let a = scripted(
+            "a",
+            vec![
+                Err(|| ProviderError::Transport("reset".into())),
+                Err(|| ProviderError::Transport("reset".into())),
+                Ok(live()),
+            ],
+        );
+        let b = scripted("b", vec![Ok(live())]);
+        let r = router(vec![route("a", 1, 2), route("b", 1, 10)], &[a.clone(), b.clone()]);
+        let started = Instant::now();
+        r.route(call()).await;
+        r.route(call()).await;
+        // Open: `a` is skipped without a call.
+        let routed = r.route(call()).await;
+        assert_eq!(routed.attempts[0].outcome, "skipped");
+        assert_eq!(routed.attempts[0].reason.as_deref(), Some("circuit open"));
+        assert_eq!(a.calls.load(Ordering::SeqCst), 2);
+        // After the cool-down one probe goes through, succeeds, and closes the circuit.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let routed = r.route(call()).await;
+            if routed.answer.as_ref().is_some_and(|a| a.provider == "a") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "breaker never half-opened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let routed = r.route(call()).await;
+        assert_eq!(routed.answer.expect("answer").provider, "a");
+    }
+
+    #[tokio::test]
+    async fn unsupported_and_unknown_providers() {
+        let a = scripted("a", vec![Ok(live())]);
+        let config = RoutingConfig {
+            document_ocr: RouteConfig { chain: vec![ProviderRoute::named("a")] },
+            liveness: RouteConfig { chain: vec![ProviderRoute::named("a")] },
+            face_compare: RouteConfig { chain: vec![ProviderRoute::named("a")] },
+        };
+        let map: HashMap<String, SharedProvider> = [("a".to_string(), a.clone() as SharedProvider)].into();
+        let r = build(&config, &map).expect("router");
+        let routed = r.route(SubCall::DocumentOcr { pages: vec![] }).await;
+        assert_eq!(routed.attempts[0].outcome, "skipped");
+        let ready = r.readiness();
+        assert!(ready.iter().any(|(k, s)| *k == SubCallKind::Liveness && s.is_ok()));
+        assert!(ready.iter().any(|(k, s)| *k == SubCallKind::DocumentOcr && s.is_err()));
+
+        let bad = RoutingConfig { liveness: RouteConfig { chain: vec![ProviderRoute::named("ghost")] }, ..config };
+        assert!(matches!(build(&bad, &map), Err(RoutingError::UnknownProvider { .. })));
+    }
+}

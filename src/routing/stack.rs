@@ -1,0 +1,39 @@
+//! `stack()`: the one place the per-provider layers are ordered.
+
+use tower::util::BoxCloneSyncService;
+use tower::Layer as _;
+
+use super::breaker::CircuitBreakerLayer;
+use super::config::RouteParams;
+use super::limit::ConcurrencyLimitLayer;
+use super::record::RecordAttemptLayer;
+use super::retry::RetryLayer;
+use super::service::{ProviderService, RouteRequest};
+use super::timeout::TimeoutLayer;
+use crate::providers::{Answer, ProviderError, SharedProvider};
+
+/// A provider wrapped in its resilience layers, type-erased.
+pub type ProviderStack = BoxCloneSyncService<RouteRequest, Answer, ProviderError>;
+
+/// Wraps `provider` for one (sub-call, provider) route. Layers, innermost first.
+pub fn stack(provider: SharedProvider, params: &RouteParams) -> ProviderStack {
+    let name = provider.name().to_string();
+    // The vendor call itself.
+    let svc = ProviderService::new(provider);
+    // Concurrency limit, innermost: the slot is held only while the vendor works, never during
+    // a retry's backoff sleep.
+    let svc = ConcurrencyLimitLayer::new(params.concurrency).layer(svc);
+    // Timeout around the limit: the per-attempt deadline also bounds waiting for a slot, so a
+    // saturated provider times out and the chain moves on instead of queueing without bound.
+    let svc = TimeoutLayer::new(params.timeout).layer(svc);
+    // Recording outside the timeout, so timed-out attempts are recorded with their latency;
+    // inside the retry, so every retry is its own attempt.
+    let svc = RecordAttemptLayer::new(&name).layer(svc);
+    // Breaker outside the recorder: it counts each attempt's outcome, and when open it fails
+    // fast without an attempt being made (the router records the provider as skipped).
+    let svc = CircuitBreakerLayer::new(params.breaker).layer(svc);
+    // Retry outermost: each retry passes through the breaker again (an open circuit is Fatal
+    // and stops retrying) and waits its backoff holding no concurrency slot.
+    let svc = RetryLayer::new(params.retry).layer(svc);
+    BoxCloneSyncService::new(svc)
+}

@@ -1,0 +1,30 @@
+-- Finishes a task: writes the final status and result, deletes the input images, acknowledges
+-- and deletes the stream entry, all at once. Nothing is written unless the record is
+-- unfinished and the caller still holds the entry.
+-- KEYS[1] record hash, KEYS[2] input key, KEYS[3] work stream
+-- ARGV[1] group, ARGV[2] entry id, ARGV[3] worker, ARGV[4] final status (SUCCESS|FAILURE),
+-- ARGV[5] result JSON, ARGV[6] now ms
+-- Returns {'OK'} | {'NOT_FOUND'} | {'ILLEGAL', current status} | {'LEASE_LOST'}
+
+local current = redis.call('HGET', KEYS[1], 'status')
+local holder = lease_holder(KEYS[3], ARGV[1], ARGV[2])
+if not current then
+  -- The record expired: nothing can be reported, so drop the delivery if we hold it.
+  if holder == ARGV[3] then
+    redis.call('DEL', KEYS[2])
+    redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+    redis.call('XDEL', KEYS[3], ARGV[2])
+  end
+  return {'NOT_FOUND'}
+end
+if (ARGV[4] ~= 'SUCCESS' and ARGV[4] ~= 'FAILURE') or not can_become(current, ARGV[4]) then
+  return {'ILLEGAL', current}
+end
+if holder ~= ARGV[3] then
+  return {'LEASE_LOST'}
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[4], 'result', ARGV[5], 'updated_ms', ARGV[6])
+redis.call('DEL', KEYS[2])
+redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[3], ARGV[2])
+return {'OK'}

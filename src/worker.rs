@@ -1,0 +1,143 @@
+//! Workers: claim a task from the store, run the pipeline, store the result, acknowledge.
+//!
+//! At-least-once: a task is acknowledged only together with its result (`complete`); while it
+//! runs, a heartbeat keeps the lease, so a crashed instance's tasks are reclaimed by others.
+//! Shutdown: the `stop` watch flips, loops finish their current task and return.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::pipeline::Pipeline;
+use crate::tasks::store::{Claimed, SharedStore, StoreError};
+use crate::tasks::TaskStatus;
+
+/// Settings for this instance's workers.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// This instance's consumer name (unique per process).
+    pub name: String,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// How often a running task's lease is renewed.
+    pub heartbeat: Duration,
+    /// How long one claim call waits for work.
+    pub poll: Duration,
+}
+
+/// Starts `concurrency` worker loops; they stop when `stop` becomes true.
+pub fn spawn(
+    store: SharedStore,
+    pipeline: Arc<Pipeline>,
+    settings: WorkerSettings,
+    stop: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    for i in 0..settings.concurrency.max(1) {
+        let store = store.clone();
+        let pipeline = pipeline.clone();
+        let mut stop = stop.clone();
+        let name = settings.name.clone();
+        let s = settings.clone();
+        set.spawn(async move {
+            tracing::debug!(worker = %name, slot = i, "Worker started");
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                if *stop.borrow() {
+                    break;
+                }
+                let claimed = tokio::select! {
+                    c = store.claim(&name, s.poll) => c,
+                    _ = stop.changed() => break,
+                };
+                match claimed {
+                    Ok(Some(task)) => {
+                        backoff = Duration::from_millis(100);
+                        run_one(&store, &pipeline, &name, s.heartbeat, task).await;
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::warn!(worker = %name, error = %err, "Claiming failed; backing off");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop.changed() => break,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+    }
+    set
+}
+
+/// Runs one claimed task to completion, renewing its lease meanwhile.
+async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, heartbeat: Duration, task: Claimed) {
+    let id = task.id;
+    if let Err(err) = store.start(worker, &task).await {
+        tracing::warn!(task = %id, error = %err, "Could not mark task started");
+        if matches!(err, StoreError::LeaseLost | StoreError::IllegalTransition { .. }) {
+            return;
+        }
+    }
+    let today = chrono::Utc::now().date_naive();
+    // The pipeline runs in its own task so a panic in a provider becomes a FAILURE, not a
+    // silently dead worker slot.
+    let run = {
+        let pipeline = pipeline.clone();
+        let input = task.input.clone();
+        tokio::spawn(async move { pipeline.run(id, &input, today).await })
+    };
+    tokio::pin!(run);
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            _ = ticker.tick() => {
+                if let Err(err) = store.heartbeat(worker, &task).await {
+                    tracing::warn!(task = %id, error = %err, "Heartbeat failed");
+                    if matches!(err, StoreError::LeaseLost) {
+                        // Another instance owns it now; let it finish.
+                        run.abort();
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let (status, result) = match outcome {
+        Ok(Ok(done)) => (done.status, done.result),
+        Ok(Err(err)) => {
+            tracing::warn!(task = %id, error = %err, "Task could not run");
+            (TaskStatus::Failure, json!({ "status": 503, "data": { "error": err.to_string() } }))
+        }
+        Err(join) => {
+            tracing::error!(task = %id, error = %join, "Task panicked");
+            (TaskStatus::Failure, json!({ "status": 500, "data": { "error": "internal error while running the task" } }))
+        }
+    };
+    // The result must not be lost to a passing store outage: retry a few times.
+    let mut delay = Duration::from_millis(200);
+    for _ in 0..8 {
+        match store.complete(worker, &task, status, result.clone()).await {
+            Ok(()) => {
+                tracing::info!(task = %id, status = status.as_str(), "Task finished");
+                return;
+            }
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(task = %id, error = %e, "Storing result failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => {
+                tracing::warn!(task = %id, error = %err, "Result not stored");
+                return;
+            }
+        }
+    }
+    tracing::error!(task = %id, "Result could not be stored; the task will be reclaimed and run again");
+}

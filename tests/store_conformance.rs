@@ -1,0 +1,481 @@
+//! One conformance suite every task store passes: each case runs against `MemoryStore` and
+//! `RedisStore` (Redis at `$KYCGATE_TEST_REDIS`, default `redis://127.0.0.1:6379`, one fresh
+//! namespace per test, keys deleted afterwards). An unreachable Redis fails the Redis cases.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kycgate::tasks::store::memory::MemoryStore;
+use kycgate::tasks::store::redis::RedisStore;
+use kycgate::tasks::store::{Claimed, SharedStore, StoreError, Ttls};
+use kycgate::tasks::{now_ms, ServiceKind, TaskId, TaskInput, TaskRecord, TaskStatus};
+use serde_json::json;
+use tokio::time::Instant;
+
+// === backends ===
+
+/// Opens stores of one kind; `open` may be called several times per test.
+#[async_trait::async_trait]
+trait Backend: Send + Sync {
+    async fn open(&self, ttls: Ttls) -> SharedStore;
+
+    /// Whether the task's input is still stored, when the backend lets a test look.
+    async fn input_present(&self, id: TaskId) -> Option<bool>;
+}
+
+struct Memory;
+
+#[async_trait::async_trait]
+impl Backend for Memory {
+    async fn open(&self, ttls: Ttls) -> SharedStore {
+        Arc::new(MemoryStore::new(ttls))
+    }
+
+    async fn input_present(&self, _id: TaskId) -> Option<bool> {
+        // Private state; `memory.rs` unit tests cover input deletion.
+        None
+    }
+}
+
+/// A Redis namespace private to one test; its keys are deleted on drop.
+struct Redis {
+    url: String,
+    ns: String,
+}
+
+impl Redis {
+    fn new() -> Self {
+        let url = std::env::var("KYCGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        Self { url, ns: format!("kycgate-test-{}", uuid::Uuid::new_v4()) }
+    }
+
+    fn raw(&self) -> redis::Connection {
+        let client = redis::Client::open(self.url.as_str()).expect("valid KYCGATE_TEST_REDIS URL");
+        client.get_connection_with_timeout(Duration::from_secs(2)).unwrap_or_else(|e| {
+            panic!("Redis at {} is unreachable ({e}): start redis-server or set KYCGATE_TEST_REDIS", self.url)
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Redis {
+    async fn open(&self, ttls: Ttls) -> SharedStore {
+        match RedisStore::connect(&self.url, &self.ns, ttls).await {
+            Ok(store) => Arc::new(store),
+            Err(e) => {
+                panic!("Redis at {} is unreachable ({e}): start redis-server or set KYCGATE_TEST_REDIS", self.url)
+            }
+        }
+    }
+
+    async fn input_present(&self, id: TaskId) -> Option<bool> {
+        let exists: bool =
+            redis::cmd("EXISTS").arg(format!("{}:input:{id}", self.ns)).query(&mut self.raw()).expect("EXISTS");
+        Some(exists)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else { return };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else { return };
+        let keys: Vec<String> = match redis::cmd("KEYS").arg(format!("{}:*", self.ns)).query(&mut conn) {
+            Ok(keys) => keys,
+            Err(_) => return,
+        };
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+// === helpers ===
+
+const LONG: Duration = Duration::from_secs(3600);
+
+fn ttls(task: Duration, lease: Duration) -> Ttls {
+    Ttls { task, face: task, lease }
+}
+
+fn input(owner: &str) -> TaskInput {
+    TaskInput {
+        service: ServiceKind::KycPassport,
+        owner: owner.to_owned(),
+        extend_data: true,
+        images: BTreeMap::from([
+            ("passport_image".to_owned(), Bytes::from_static(&[0xff, 0xd8, 0x00, 0x01])),
+            ("selfie_image".to_owned(), Bytes::from_static(&[0x89, 0x50, 0x00])),
+        ]),
+        fields: BTreeMap::from([("note".to_owned(), "x".to_owned())]),
+        trace_context: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
+        base_url: Some("https://kyc.example".to_owned()),
+    }
+}
+
+async fn submit(store: &SharedStore, owner: &str) -> TaskId {
+    let id = TaskId::new();
+    let inp = input(owner);
+    store.submit(TaskRecord::new(id, &inp, now_ms()), inp).await.expect("submit");
+    id
+}
+
+async fn claim_now(store: &SharedStore, worker: &str) -> Option<Claimed> {
+    store.claim(worker, Duration::ZERO).await.expect("claim")
+}
+
+async fn status(store: &SharedStore, id: TaskId) -> TaskStatus {
+    store.get(id).await.expect("get").expect("record exists").status
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// === cases ===
+
+async fn submit_then_get(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let id = TaskId::new();
+    let inp = input("alice");
+    let record = TaskRecord::new(id, &inp, now_ms());
+    store.submit(record.clone(), inp).await.unwrap();
+    assert_eq!(store.get(id).await.unwrap(), Some(record.clone()));
+
+    // A second submit of the same id is refused and changes nothing.
+    let err = store.submit(record.clone(), input("alice")).await.unwrap_err();
+    assert!(matches!(err, StoreError::IllegalTransition { from: TaskStatus::Pending, to: TaskStatus::Pending }));
+    assert_eq!(store.get(id).await.unwrap(), Some(record));
+
+    // The input comes back intact with the claim.
+    let claimed = claim_now(&store, "w1").await.expect("queued");
+    assert_eq!(claimed.id, id);
+    assert_eq!(claimed.deliveries, 1);
+    assert_eq!(claimed.input.images, input("alice").images);
+    assert_eq!(claimed.input.fields, input("alice").fields);
+    assert_eq!(claimed.input.owner, "alice");
+    assert_eq!(claimed.input.service, ServiceKind::KycPassport);
+    assert!(claimed.input.extend_data);
+    assert_eq!(claimed.input.trace_context, input("alice").trace_context);
+    assert_eq!(claimed.input.base_url, input("alice").base_url);
+    assert!(claim_now(&store, "w1").await.is_none(), "delivered once only");
+}
+
+async fn unknown_id_is_none(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    assert_eq!(store.get(TaskId::new()).await.unwrap(), None);
+    store.ping().await.unwrap();
+}
+
+async fn status_is_monotonic_and_finished_is_final(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let id = submit(&store, "alice").await;
+    let claimed = claim_now(&store, "w1").await.unwrap();
+    assert_eq!(status(&store, id).await, TaskStatus::Pending);
+
+    store.start("w1", &claimed).await.unwrap();
+    assert_eq!(status(&store, id).await, TaskStatus::Started);
+    store.start("w1", &claimed).await.unwrap(); // Started -> Started is allowed.
+
+    // Completing with a non-final status is refused.
+    let err = store.complete("w1", &claimed, TaskStatus::Pending, json!({})).await.unwrap_err();
+    assert!(matches!(err, StoreError::IllegalTransition { from: TaskStatus::Started, to: TaskStatus::Pending }));
+
+    let result = json!({"status": 200, "data": {"score": 0.987_654_321_012_345_6, "items": [], "empty": {}}});
+    store.complete("w1", &claimed, TaskStatus::Success, result.clone()).await.unwrap();
+    let rec = store.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, TaskStatus::Success);
+    assert_eq!(rec.result, Some(result.clone()), "result stored verbatim");
+    assert!(rec.updated_ms >= rec.created_ms);
+
+    let err = store.complete("w1", &claimed, TaskStatus::Failure, json!({"status": 500})).await.unwrap_err();
+    assert!(matches!(err, StoreError::IllegalTransition { from: TaskStatus::Success, to: TaskStatus::Failure }));
+    let err = store.start("w1", &claimed).await.unwrap_err();
+    assert!(matches!(err, StoreError::IllegalTransition { from: TaskStatus::Success, to: TaskStatus::Started }));
+    let rec = store.get(id).await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.result), (TaskStatus::Success, Some(result)), "finished task unchanged");
+
+    // Pending -> Failure directly is allowed.
+    let id2 = submit(&store, "alice").await;
+    let c2 = claim_now(&store, "w1").await.unwrap();
+    assert_eq!(c2.id, id2);
+    store.complete("w1", &c2, TaskStatus::Failure, json!({"status": 500})).await.unwrap();
+    assert_eq!(status(&store, id2).await, TaskStatus::Failure);
+}
+
+async fn claim_is_fifo_and_each_task_goes_to_one_worker(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let ids = [submit(&store, "a").await, submit(&store, "b").await, submit(&store, "c").await];
+    let mut got = Vec::new();
+    for worker in ["w1", "w2", "w3"] {
+        let c = claim_now(&store, worker).await.expect("queued task");
+        assert_eq!(c.deliveries, 1);
+        got.push(c.id);
+    }
+    assert_eq!(got, ids, "oldest first");
+    assert!(claim_now(&store, "w4").await.is_none());
+}
+
+async fn competing_workers_never_share_a_live_lease(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let mut submitted = HashSet::new();
+    for i in 0..20 {
+        submitted.insert(submit(&store, &format!("owner{i}")).await);
+    }
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let name = format!("worker-{w}");
+            let mut mine = Vec::new();
+            while let Some(c) = store.claim(&name, Duration::from_millis(200)).await.expect("claim") {
+                mine.push(c.id);
+            }
+            mine
+        }));
+    }
+    let mut seen = HashSet::new();
+    for w in workers {
+        for id in w.await.unwrap() {
+            assert!(seen.insert(id), "task {id} handed to two workers");
+        }
+    }
+    assert_eq!(seen, submitted, "every task delivered exactly once");
+}
+
+async fn claim_waits_for_work(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let t0 = Instant::now();
+    assert!(store.claim("w1", Duration::from_millis(300)).await.unwrap().is_none());
+    assert!(t0.elapsed() >= Duration::from_millis(250), "claim returned before its wait: {:?}", t0.elapsed());
+
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim("w1", Duration::from_secs(10)).await })
+    };
+    // Give the claim time to park, so the submit has to wake it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t1 = Instant::now();
+    let id = submit(&store, "alice").await;
+    let claimed = waiter.await.unwrap().unwrap().expect("woken by submit");
+    assert_eq!(claimed.id, id);
+    assert!(t1.elapsed() < Duration::from_secs(5), "took {:?}", t1.elapsed());
+}
+
+async fn expired_lease_is_reclaimed_and_old_worker_loses_it(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, Duration::from_millis(800))).await;
+    let id = submit(&store, "alice").await;
+    let old = claim_now(&store, "w1").await.unwrap();
+    store.start("w1", &old).await.unwrap();
+    assert!(claim_now(&store, "w2").await.is_none(), "lease still live");
+
+    let t0 = Instant::now();
+    let new = store.claim("w2", Duration::from_secs(10)).await.unwrap().expect("reclaimed after lease");
+    assert!(t0.elapsed() < Duration::from_secs(5), "reclaim took {:?}", t0.elapsed());
+    assert_eq!(new.id, id);
+    assert_eq!(new.deliveries, 2);
+    assert_eq!(new.input.images, old.input.images);
+
+    assert!(matches!(store.heartbeat("w1", &old).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.start("w1", &old).await, Err(StoreError::LeaseLost)));
+    let err = store.complete("w1", &old, TaskStatus::Success, json!({"by": "w1"})).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost));
+    let rec = store.get(id).await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.result), (TaskStatus::Started, None), "old worker wrote nothing");
+
+    store.start("w2", &new).await.unwrap();
+    store.complete("w2", &new, TaskStatus::Success, json!({"by": "w2"})).await.unwrap();
+    assert_eq!(store.get(id).await.unwrap().unwrap().result, Some(json!({"by": "w2"})));
+
+    // Acknowledged: never handed out again, even after another lease period.
+    assert!(store.claim("w3", Duration::from_millis(1500)).await.unwrap().is_none());
+}
+
+async fn heartbeat_keeps_the_lease(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, Duration::from_millis(800))).await;
+    let id = submit(&store, "alice").await;
+    let held = claim_now(&store, "w1").await.unwrap();
+    // Three lease periods, heartbeating every 200 ms while a rival keeps asking.
+    let until = Instant::now() + Duration::from_millis(2400);
+    while Instant::now() < until {
+        store.heartbeat("w1", &held).await.unwrap();
+        assert!(store.claim("w2", Duration::from_millis(200)).await.unwrap().is_none(), "stolen despite heartbeat");
+    }
+    store.heartbeat("w1", &held).await.unwrap();
+    // Heartbeats stop: the rival gets it.
+    let stolen = store.claim("w2", Duration::from_secs(10)).await.unwrap().expect("reclaimed");
+    assert_eq!((stolen.id, stolen.deliveries), (id, 2));
+}
+
+async fn complete_deletes_the_input(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let id = submit(&store, "alice").await;
+    assert_ne!(b.input_present(id).await, Some(false));
+    let c = claim_now(&store, "w1").await.unwrap();
+    store.complete("w1", &c, TaskStatus::Success, json!({"status": 200})).await.unwrap();
+    assert_ne!(b.input_present(id).await, Some(true), "input images must not outlive the task");
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!(stats.pending, 0);
+}
+
+async fn records_expire(b: &dyn Backend) {
+    let store = b.open(ttls(Duration::from_millis(1000), LONG)).await;
+    let id = submit(&store, "alice").await;
+    assert!(store.get(id).await.unwrap().is_some());
+    let t0 = Instant::now();
+    eventually(Duration::from_secs(5), "record expiry", || async { store.get(id).await.unwrap().is_none() }).await;
+    assert!(t0.elapsed() >= Duration::from_millis(700), "expired too early: {:?}", t0.elapsed());
+    assert_ne!(b.input_present(id).await, Some(true), "input expires with the record");
+    // The queued entry of an expired task is not handed out.
+    assert!(claim_now(&store, "w1").await.is_none());
+    assert_eq!(store.queue_stats().await.unwrap().pending, 0);
+}
+
+async fn media_and_faces_round_trip_and_expire(b: &dyn Backend) {
+    let store = b.open(ttls(Duration::from_millis(1000), LONG)).await;
+    let jpeg = Bytes::from_static(&[0xff, 0xd8, 0x00, 0xff, 0xd9]);
+    store.put_media("portrait-1", jpeg.clone()).await.unwrap();
+    assert_eq!(store.get_media("portrait-1").await.unwrap(), Some(jpeg.clone()));
+    assert_eq!(store.get_media("portrait-2").await.unwrap(), None);
+
+    store.put_face("alice", "face-1", jpeg.clone()).await.unwrap();
+    store.put_face("a:b", "c", Bytes::from_static(b"ab")).await.unwrap();
+    assert_eq!(store.get_face("alice", "face-1").await.unwrap(), Some(jpeg));
+    assert_eq!(store.get_face("bob", "face-1").await.unwrap(), None, "faces are owner-scoped");
+    assert_eq!(store.get_face("a", "b:c").await.unwrap(), None, "owner/uuid pairs do not collide");
+    assert_eq!(store.get_face("a:b", "c").await.unwrap(), Some(Bytes::from_static(b"ab")));
+
+    eventually(Duration::from_secs(5), "media and face expiry", || async {
+        store.get_media("portrait-1").await.unwrap().is_none()
+            && store.get_face("alice", "face-1").await.unwrap().is_none()
+    })
+    .await;
+}
+
+async fn queue_stats_count_undelivered_work(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let empty = store.queue_stats().await.unwrap();
+    assert_eq!((empty.pending, empty.oldest_pending_age), (0, None));
+
+    submit(&store, "a").await;
+    submit(&store, "b").await;
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!(stats.pending, 2);
+    assert!(stats.oldest_pending_age.expect("age") < Duration::from_secs(10));
+    eventually(Duration::from_secs(5), "oldest age grows", || async {
+        store.queue_stats().await.unwrap().oldest_pending_age.is_some_and(|a| a >= Duration::from_millis(300))
+    })
+    .await;
+
+    let c = claim_now(&store, "w1").await.unwrap();
+    assert_eq!(store.queue_stats().await.unwrap().pending, 1);
+    store.complete("w1", &c, TaskStatus::Success, json!({})).await.unwrap();
+    assert_eq!(store.queue_stats().await.unwrap().pending, 1);
+    claim_now(&store, "w1").await.unwrap();
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.oldest_pending_age), (0, None));
+}
+
+// === the suite, once per backend ===
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod on_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(&super::Memory).await;
+                }
+            )*
+        }
+        mod on_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let backend = super::Redis::new();
+                    super::$case(&backend).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    submit_then_get,
+    unknown_id_is_none,
+    status_is_monotonic_and_finished_is_final,
+    claim_is_fifo_and_each_task_goes_to_one_worker,
+    competing_workers_never_share_a_live_lease,
+    claim_waits_for_work,
+    expired_lease_is_reclaimed_and_old_worker_loses_it,
+    heartbeat_keeps_the_lease,
+    complete_deletes_the_input,
+    records_expire,
+    media_and_faces_round_trip_and_expire,
+    queue_stats_count_undelivered_work,
+);
+
+// === Redis-only behaviour ===
+
+/// Two gateway instances (two store objects) share one queue and never double-deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_instances_share_one_queue() {
+    let backend = Redis::new();
+    let a = backend.open(ttls(LONG, LONG)).await;
+    let b = backend.open(ttls(LONG, LONG)).await;
+    let id = submit(&a, "alice").await;
+    assert_eq!(b.get(id).await.unwrap().map(|r| r.id), Some(id));
+    let c = claim_now(&b, "instance-b").await.expect("visible to the other instance");
+    assert_eq!(c.id, id);
+    assert!(claim_now(&a, "instance-a").await.is_none());
+    b.complete("instance-b", &c, TaskStatus::Success, json!({"ok": true})).await.unwrap();
+    assert_eq!(a.get(id).await.unwrap().unwrap().status, TaskStatus::Success);
+}
+
+/// A task whose input vanished before it was claimed is failed with the documented result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_expired_input_fails_the_task() {
+    let backend = Redis::new();
+    let store = backend.open(ttls(LONG, LONG)).await;
+    let id = submit(&store, "alice").await;
+    let _: () = redis::cmd("DEL").arg(format!("{}:input:{id}", backend.ns)).query(&mut backend.raw()).unwrap();
+    assert!(claim_now(&store, "w1").await.is_none());
+    let rec = store.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, TaskStatus::Failure);
+    assert_eq!(rec.result, Some(json!({"status": 500, "data": {"error": "task input expired before it could run"}})));
+    assert_eq!(store.queue_stats().await.unwrap().pending, 0);
+}
+
+/// The stores' keys all live under the namespace, so tests and deployments can share a Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keys_stay_in_their_namespace() {
+    let backend = Redis::new();
+    let store = backend.open(ttls(LONG, LONG)).await;
+    let id = submit(&store, "alice").await;
+    store.put_media("m", Bytes::from_static(b"x")).await.unwrap();
+    store.put_face("alice", "u", Bytes::from_static(b"y")).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", backend.ns)).query(&mut backend.raw()).unwrap();
+    assert!(keys.contains(&format!("{}:task:{id}", backend.ns)), "{keys:?}");
+    assert!(keys.contains(&format!("{}:input:{id}", backend.ns)), "{keys:?}");
+    assert!(keys.contains(&format!("{}:queue", backend.ns)), "{keys:?}");
+    assert!(keys.contains(&format!("{}:media:m", backend.ns)), "{keys:?}");
+    assert!(keys.contains(&format!("{}:face:alice:u", backend.ns)), "{keys:?}");
+    // Everything personal carries a TTL.
+    for key in keys.iter().filter(|k| !k.ends_with(":queue")) {
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut backend.raw()).unwrap();
+        assert!(ttl > 0, "{key} has no TTL");
+    }
+}

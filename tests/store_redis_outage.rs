@@ -1,0 +1,173 @@
+//! The Redis store through an outage: with its private `redis-server` killed, every call fails
+//! promptly with `StoreError::Unavailable`; once the server is back on the same port, the same
+//! store object works again. Needs `redis-server` on PATH (CI installs it).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kycgate::tasks::store::redis::RedisStore;
+use kycgate::tasks::store::{StoreError, TaskStore, Ttls};
+use kycgate::tasks::{now_ms, ServiceKind, TaskId, TaskInput, TaskRecord, TaskStatus};
+use tokio::time::{timeout, Instant};
+
+/// How long any call may take while Redis is down before we call it a hang.
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// A private `redis-server` child process, killed when dropped (also on test failure).
+struct Server {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Server {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server (is it on PATH?): {e}"));
+        Self { child: Some(child), port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Polls PING until the server answers.
+    async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(self.url()).expect("url");
+        loop {
+            let up = client
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok();
+            if up {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server on port {} did not come up", self.port);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+fn task() -> (TaskRecord, TaskInput) {
+    let input = TaskInput {
+        service: ServiceKind::FaceLiveness,
+        owner: "alice".into(),
+        extend_data: false,
+        images: BTreeMap::from([("image".to_owned(), Bytes::from_static(&[0xff, 0xd8, 0xff]))]),
+        fields: BTreeMap::new(),
+        trace_context: None,
+        base_url: None,
+    };
+    (TaskRecord::new(TaskId::new(), &input, now_ms()), input)
+}
+
+fn ttls() -> Ttls {
+    Ttls { task: Duration::from_secs(600), face: Duration::from_secs(600), lease: Duration::from_secs(1) }
+}
+
+/// Runs one store call with Redis down: it must end within [`PROMPT`] with `Unavailable`.
+async fn assert_unavailable<T: std::fmt::Debug>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) {
+    let t0 = Instant::now();
+    let outcome = timeout(PROMPT, call).await.unwrap_or_else(|_| panic!("{what} hung while Redis was down"));
+    assert!(matches!(outcome, Err(StoreError::Unavailable(_))), "{what} returned {outcome:?}");
+    assert!(t0.elapsed() < PROMPT, "{what} took {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_fails_fast_while_redis_is_down_and_recovers() {
+    let port = free_port();
+    let mut server = Server::start(port);
+    server.ready().await;
+    let store = RedisStore::connect(&server.url(), "outage", ttls()).await.expect("connect");
+
+    let (record, input) = task();
+    let before = record.id;
+    store.submit(record, input).await.expect("submit while up");
+    assert_eq!(store.get(before).await.unwrap().map(|r| r.status), Some(TaskStatus::Pending));
+    let held = store.claim("w1", Duration::ZERO).await.unwrap().expect("claimed while up");
+
+    // A worker parked in a blocking claim when Redis dies must not hang.
+    let parked = {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim("w2", Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await; // let it park in XREADGROUP BLOCK
+
+    server.stop();
+
+    let parked_outcome = timeout(PROMPT, parked).await.expect("parked claim hung").expect("join");
+    assert!(matches!(parked_outcome, Err(StoreError::Unavailable(_))), "parked claim returned {parked_outcome:?}");
+
+    let (record, input) = task();
+    assert_unavailable("submit", store.submit(record, input)).await;
+    assert_unavailable("get", store.get(before)).await;
+    assert_unavailable("claim", store.claim("w1", Duration::from_secs(2))).await;
+    assert_unavailable("heartbeat", store.heartbeat("w1", &held)).await;
+    assert_unavailable("complete", store.complete("w1", &held, TaskStatus::Success, serde_json::json!({}))).await;
+    assert_unavailable("put_media", store.put_media("m", Bytes::from_static(b"x"))).await;
+    assert_unavailable("get_face", store.get_face("alice", "u")).await;
+    assert_unavailable("queue_stats", store.queue_stats()).await;
+    assert_unavailable("ping", store.ping()).await;
+
+    // Same port, empty data set (no persistence): the same store object must work again.
+    let server = Server::start(port);
+    server.ready().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (record, input) = task();
+    let after = record.id;
+    loop {
+        let attempt = timeout(PROMPT, store.submit(record.clone(), input.clone())).await;
+        match attempt {
+            Ok(Ok(())) => break,
+            Ok(Err(StoreError::Unavailable(_))) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("store did not recover after Redis came back: {other:?}"),
+        }
+    }
+    store.ping().await.expect("ping after recovery");
+    assert_eq!(store.get(before).await.unwrap(), None, "the restarted server kept nothing");
+    // The consumer group is recreated, so the new task is handed out.
+    let claimed = store.claim("w1", Duration::from_secs(5)).await.unwrap().expect("claim after recovery");
+    assert_eq!(claimed.id, after);
+    store.start("w1", &claimed).await.unwrap();
+    store.complete("w1", &claimed, TaskStatus::Success, serde_json::json!({"ok": true})).await.unwrap();
+    assert_eq!(store.get(after).await.unwrap().map(|r| r.status), Some(TaskStatus::Success));
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_to_a_dead_redis_is_unavailable_promptly() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let t0 = Instant::now();
+    let outcome = timeout(PROMPT, RedisStore::connect(&url, "dead", ttls())).await.expect("connect hung");
+    assert!(matches!(outcome, Err(StoreError::Unavailable(_))), "connect returned {:?}", outcome.err());
+    assert!(t0.elapsed() < PROMPT);
+}
