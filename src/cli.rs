@@ -87,3 +87,59 @@ pub fn hash_password() -> anyhow::Result<()> {
     println!("{}", crate::api::auth::hash_password(password)?);
     Ok(())
 }
+
+fn model_store(config: &Config) -> anyhow::Result<crate::local::models::ModelStore> {
+    use crate::local::models::{ModelManifest, ModelStore};
+    let manifest = std::sync::Arc::new(ModelManifest::from_env()?);
+    let mut store = ModelStore::from_env(manifest);
+    if let Some(dir) = config.models.model_dir() {
+        store.model_dir = Some(dir);
+    }
+    Ok(store)
+}
+
+/// `kycgate models fetch`: obtains every model in the manifest, verifying checksums.
+pub async fn models_fetch(config: &Config) -> anyhow::Result<()> {
+    let store = model_store(config)?;
+    let mut failed = 0;
+    for (name, result) in store.fetch_all().await {
+        match result {
+            Ok(path) => println!("ok       {name:<22} {}", path.display()),
+            Err(e) => {
+                failed += 1;
+                println!("missing  {name:<22} {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} model(s) could not be obtained; the checks needing them stay disabled");
+    }
+    Ok(())
+}
+
+/// `kycgate models list`: where each model resolves from, without fetching.
+pub fn models_list(config: &Config) -> anyhow::Result<()> {
+    let store = model_store(config)?;
+    for spec in store.manifest.models() {
+        match store.resolve(&spec.name) {
+            Ok(path) => println!("ok       {:<22} {}", spec.name, path.display()),
+            Err(_) => println!("missing  {:<22} (run `kycgate models fetch`)", spec.name),
+        }
+    }
+    Ok(())
+}
+
+/// `kycgate eval`: runs the local provider's models over a labelled set and prints the tables.
+pub async fn eval(config: &Config, dir: &Path) -> anyhow::Result<()> {
+    use kycgate_vision::{EmbeddingModel, FaceDetector, FaceEmbedder, LivenessModel};
+    let store = model_store(config)?;
+    let det = FaceDetector::load(store.resolve("yunet")?)?;
+    let emb = FaceEmbedder::load(EmbeddingModel::FrFeature, store.resolve("fr_feature")?)?;
+    let live = LivenessModel::load_minifasnet(store.resolve("minifasnet_v2_27")?, store.resolve("minifasnet_v1se_40")?)?;
+    let mrz = kycgate_mrz::read::MrzReader::new()?;
+    println!("{}", kycgate_mrz::eval::eval_mrz(dir, &mrz, kycgate_mrz::Today::now())?);
+    println!("{}", kycgate_vision::eval::eval_faces(dir, &det, &emb, emb.default_threshold())?);
+    println!("{}", kycgate_vision::eval::eval_liveness(dir, &det, &live, live.default_threshold(), false)?);
+    println!("{}", kycgate_vision::eval::eval_documents(dir, &det)?);
+    Ok(())
+}

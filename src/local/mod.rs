@@ -58,7 +58,7 @@ pub struct LocalSettings {
 impl Default for LocalSettings {
     fn default() -> Self {
         Self {
-            embedding_model: EmbeddingModel::DlibResnet,
+            embedding_model: kycgate_vision::embed::DEFAULT_EMBEDDING_MODEL,
             compare_threshold: None,
             liveness_model: "minifasnet".into(),
             liveness_threshold: None,
