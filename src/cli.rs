@@ -88,19 +88,11 @@ pub fn hash_password() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn model_store(config: &Config) -> anyhow::Result<crate::local::models::ModelStore> {
-    use crate::local::models::{ModelManifest, ModelStore};
-    let manifest = std::sync::Arc::new(ModelManifest::from_env()?);
-    let mut store = ModelStore::from_env(manifest);
-    if let Some(dir) = config.models.model_dir() {
-        store.model_dir = Some(dir);
-    }
-    Ok(store)
-}
-
 /// `kycgate models fetch`: obtains every model in the manifest, verifying checksums.
 pub async fn models_fetch(config: &Config) -> anyhow::Result<()> {
-    let store = model_store(config)?;
+    let mut store = crate::local::model_store(&config.models)?;
+    // An explicit fetch always may use the registries, whatever `models.fetch` says for start-up.
+    store.allow_network_fetch = true;
     let mut failed = 0;
     for (name, result) in store.fetch_all().await {
         match result {
@@ -119,7 +111,7 @@ pub async fn models_fetch(config: &Config) -> anyhow::Result<()> {
 
 /// `kycgate models list`: where each model resolves from, without fetching.
 pub fn models_list(config: &Config) -> anyhow::Result<()> {
-    let store = model_store(config)?;
+    let store = crate::local::model_store(&config.models)?;
     for spec in store.manifest.models() {
         match store.resolve(&spec.name) {
             Ok(path) => println!("ok       {:<22} {}", spec.name, path.display()),
@@ -132,7 +124,7 @@ pub fn models_list(config: &Config) -> anyhow::Result<()> {
 /// `kycgate eval`: runs the local provider's models over a labelled set and prints the tables.
 pub async fn eval(config: &Config, dir: &Path) -> anyhow::Result<()> {
     use kycgate_vision::{EmbeddingModel, FaceDetector, FaceEmbedder, LivenessModel};
-    let store = model_store(config)?;
+    let store = crate::local::model_store(&config.models)?;
     let det = FaceDetector::load(store.resolve("yunet")?)?;
     let emb = FaceEmbedder::load(EmbeddingModel::FrFeature, store.resolve("fr_feature")?)?;
     let live = LivenessModel::load_minifasnet(store.resolve("minifasnet_v2_27")?, store.resolve("minifasnet_v1se_40")?)?;

@@ -92,6 +92,17 @@ struct Engine {
     mrz: Loaded<MrzReader>,
 }
 
+/// The model store the config describes: manifest from `KYCGATE_MODELS_MANIFEST` or embedded,
+/// model dir from config / `KYCGATE_MODEL_DIR`, network fetching as `models.fetch` says.
+pub fn model_store(cfg: &ModelsConfig) -> Result<ModelStore, models::ManifestError> {
+    let mut store = ModelStore::from_env(Arc::new(ModelManifest::from_env()?));
+    if let Some(dir) = cfg.model_dir() {
+        store.model_dir = Some(dir);
+    }
+    store.allow_network_fetch = cfg.fetch;
+    Ok(store)
+}
+
 /// Resolves `name` locally, fetching it when allowed.
 async fn obtain(store: &ModelStore, name: &str, fetch: bool) -> Result<std::path::PathBuf, String> {
     match store.resolve(name) {
@@ -117,18 +128,13 @@ impl Engine {
                 LocalSettings::default()
             }
         };
-        let manifest = match ModelManifest::from_env() {
-            Ok(m) => Arc::new(m),
+        let store = match model_store(models_cfg) {
+            Ok(s) => s,
             Err(e) => {
                 let why = format!("model manifest: {e}");
                 return Self::without_models(name, spec, settings, why);
             }
         };
-        let mut store = ModelStore::from_env(manifest);
-        if let Some(dir) = models_cfg.model_dir() {
-            store.model_dir = Some(dir);
-        }
-        store.allow_network_fetch = models_cfg.fetch;
         let fetch = models_cfg.fetch;
         let detector = match obtain(&store, "yunet", fetch).await {
             Ok(p) => FaceDetector::load(&p).map_err(|e| e.to_string()),

@@ -27,11 +27,6 @@ impl Issues {
         self.0.is_empty()
     }
 
-    /// Whether any issue is a problem with the client's input (→ `result.status` 400).
-    pub fn has_input_problem(&self) -> bool {
-        !self.0.is_empty()
-    }
-
     pub fn into_value(self) -> Value {
         Value::Object(self.0)
     }

@@ -256,7 +256,7 @@ impl Pipeline {
 fn finish(mut data: Map<String, Value>, issues: Issues, extend: bool, routed: &[Routed], failed: bool) -> Finished {
     let status_code = if failed {
         503
-    } else if issues.has_input_problem() {
+    } else if !issues.is_empty() {
         400
     } else {
         200
