@@ -122,16 +122,30 @@ pub fn models_list(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `kycgate eval`: runs the local provider's models over a labelled set and prints the tables.
-pub async fn eval(config: &Config, dir: &Path) -> anyhow::Result<()> {
-    use kycgate_vision::{EmbeddingModel, FaceDetector, FaceEmbedder, LivenessModel};
+pub async fn eval(config: &Config, dir: &Path, floors: Option<&Path>) -> anyhow::Result<()> {
+    use crate::local::eval::{self as harness, Floors};
+    use crate::providers::spec::{self, ProviderSpec};
+    // The thresholds in force are the deployed ones: providers/local.toml, else the embedded file.
+    let local_file = config.providers.dir.join("local.toml");
+    let spec = if local_file.is_file() {
+        spec::load_file(&local_file)?.spec
+    } else {
+        spec::parse_spec(crate::app::LOCAL_PROVIDER_TOML)?
+    };
+    let ProviderSpec::Local(local) = spec else { bail!("{} is not a local provider file", local_file.display()) };
+    let settings = crate::local::LocalSettings::from_spec(&local).context("[settings] of the local provider")?;
     let store = crate::local::model_store(&config.models)?;
-    let det = FaceDetector::load(store.resolve("yunet")?)?;
-    let emb = FaceEmbedder::load(EmbeddingModel::FrFeature, store.resolve("fr_feature")?)?;
-    let live = LivenessModel::load_minifasnet(store.resolve("minifasnet_v2_27")?, store.resolve("minifasnet_v1se_40")?)?;
-    let mrz = kycgate_mrz::read::MrzReader::new()?;
-    println!("{}", kycgate_mrz::eval::eval_mrz(dir, &mrz, kycgate_mrz::Today::now())?);
-    println!("{}", kycgate_vision::eval::eval_faces(dir, &det, &emb, emb.default_threshold())?);
-    println!("{}", kycgate_vision::eval::eval_liveness(dir, &det, &live, live.default_threshold(), false)?);
-    println!("{}", kycgate_vision::eval::eval_documents(dir, &det)?);
+    let floors = floors.map(Floors::load).transpose()?;
+    let dir = dir.to_path_buf();
+    let report = tokio::task::spawn_blocking(move || harness::run(&dir, &store, &settings)).await??;
+    println!("{report}");
+    println!("{}", report.summary(floors.as_ref()));
+    if let Some(floors) = &floors {
+        let breaches = report.breaches(floors);
+        if !breaches.is_empty() {
+            bail!("evaluation below its floors:\n  {}", breaches.join("\n  "));
+        }
+        println!("All floors hold.");
+    }
     Ok(())
 }

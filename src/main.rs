@@ -54,6 +54,9 @@ enum Command {
         /// The evaluation directory (faces/, spoof/, mrz/, documents/).
         #[arg(long, default_value = "../shared/eval")]
         dir: PathBuf,
+        /// A floors file (e.g. config/eval-floors.toml): exit non-zero if any metric is below it.
+        #[arg(long)]
+        floors: Option<PathBuf>,
     },
     /// Provider adapter files.
     Providers {
@@ -96,7 +99,7 @@ async fn main() -> ExitCode {
         }
         Command::Models { action: ModelsAction::Fetch } => kycgate::cli::models_fetch(&config).await,
         Command::Models { action: ModelsAction::List } => kycgate::cli::models_list(&config),
-        Command::Eval { dir } => kycgate::cli::eval(&config, &dir).await,
+        Command::Eval { dir, floors } => kycgate::cli::eval(&config, &dir, floors.as_deref()).await,
         Command::Providers { action: ProvidersAction::Check } => kycgate::cli::providers_check(&config),
         Command::HashPassword => kycgate::cli::hash_password(),
     };

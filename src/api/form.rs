@@ -45,7 +45,17 @@ impl Form {
             .await
             .map_err(|e| ApiError::BadRequest(format!("Multipart form parse error - {}", e.body_text())))?;
         let mut form = Form::default();
-        while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        let mut first = true;
+        loop {
+            let next = multipart.next_field().await;
+            // A form with no parts at all (`--boundary--` alone, as clients send an empty form)
+            // is an empty form, as in Django: every required field is then reported missing.
+            let next = match next {
+                Err(e) if first && e.body_text().contains("incomplete multipart stream") => None,
+                other => other.map_err(multipart_error)?,
+            };
+            first = false;
+            let Some(field) = next else { break };
             let Some(name) = field.name().map(str::to_string) else { continue };
             let is_file = field.file_name().is_some();
             let bytes = field.bytes().await.map_err(multipart_error)?;

@@ -7,6 +7,7 @@
 //! a crash. Inference is CPU-bound and runs on the blocking pool.
 
 pub mod dlib;
+pub mod eval;
 pub mod models;
 
 use std::sync::Arc;
@@ -71,6 +72,13 @@ impl Default for LocalSettings {
     }
 }
 
+impl LocalSettings {
+    /// The `[settings]` table of a local provider file.
+    pub fn from_spec(spec: &LocalSpec) -> Result<Self, toml::de::Error> {
+        toml::Value::Table(spec.settings.clone()).try_into()
+    }
+}
+
 /// A loaded model, or why it is not there.
 type Loaded<T> = Result<T, String>;
 
@@ -121,7 +129,7 @@ impl LocalProvider {
 
 impl Engine {
     async fn build(name: &str, spec: &LocalSpec, models_cfg: &ModelsConfig) -> Self {
-        let settings: LocalSettings = match toml::Value::Table(spec.settings.clone()).try_into() {
+        let settings = match LocalSettings::from_spec(spec) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "Invalid [settings] in the local provider file; using defaults");

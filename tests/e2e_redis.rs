@@ -1,0 +1,114 @@
+//! Several gateway instances sharing one real Redis: any instance answers for any task, and a
+//! task whose instance died mid-run is reclaimed and finished by another one.
+//!
+//! Needs Redis (`KYCGATE_TEST_REDIS`, default redis://127.0.0.1:6379); `.ci/run` starts one.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn real_json() -> ResponseTemplate {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vendors/kbyai/real.json");
+    ResponseTemplate::new(200).set_body_raw(std::fs::read(p).expect("fixture"), "application/json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_tasks_tokens_and_media() {
+    let ns = namespace("shared");
+    let opts = Options { store: redis_url(), namespace: ns, ..Options::default() };
+    let a = TestGateway::start(opts.clone()).await;
+    let b = TestGateway::start(opts).await;
+
+    // A token from one instance works on the other (shared JWT secret).
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v3/accounts/token/obtain/", a.base))
+        .json(&json!({ "username": USER, "password": PASSWORD }))
+        .send()
+        .await
+        .expect("POST");
+    let (_, pair) = json_of(r).await;
+    let on_b = b.client_with(pair["access"].as_str());
+
+    // Tasks submitted to either instance are visible, and finished, on both.
+    let passport = eval_image("documents/passporteye_100_pass-uto.jpg");
+    let mut ids = Vec::new();
+    for gw in [&a, &b, &a, &b] {
+        ids.push(gw.client().submit_ok("ocr_passport", vec![file("passport_image", passport.clone())]).await);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let reader = if i % 2 == 0 { b.client() } else { a.client() };
+        let (task, _) = reader.wait(id, Duration::from_secs(120)).await;
+        assert_eq!(task["status"], "SUCCESS", "{task}");
+        assert_eq!(task["result"]["data"]["document"]["documentNumber"], "L898902C3");
+        // The portrait stored by whichever instance ran it is served by the other too.
+        let url = task["result"]["data"]["document"]["portrait_url"].as_str().expect("portrait_url");
+        let rel = url.split("/media/").nth(1).expect("media path");
+        for gw in [&a, &b] {
+            let r = reqwest::Client::new().get(format!("{}/media/{rel}", gw.base)).bearer_auth(KEY).send().await.expect("GET");
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    }
+    // The user's own task, through the token, across instances.
+    let id = a.client_with(pair["access"].as_str()).submit_ok("face_liveness", vec![file("image", eval_image("faces/deepface/img1.jpg"))]).await;
+    let (task, _) = on_b.wait(&id, Duration::from_secs(60)).await;
+    assert_eq!(task["status"], "SUCCESS");
+    assert_eq!(b.client().task(&id).await.0, 404, "another owner saw the task");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_instance_dies_is_finished_by_another() {
+    let ns = namespace("reclaim");
+    // Instance A's liveness vendor hangs; instance B's answers. Same Redis, same namespace.
+    let hanging = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/check_liveness"))
+        .respond_with(real_json().set_delay(Duration::from_secs(120)))
+        .mount(&hanging)
+        .await;
+    let healthy = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/check_liveness")).respond_with(real_json()).mount(&healthy).await;
+
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    local_adapter(dir_a.path());
+    vendor_adapter(dir_a.path(), "kbyai.toml", "vendor", &hanging.uri(), &[]);
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    local_adapter(dir_b.path());
+    vendor_adapter(dir_b.path(), "kbyai.toml", "vendor", &healthy.uri(), &[]);
+    let routing = "[routing.liveness]\nchain = [{ provider = \"vendor\", timeout_ms = 300000 }]\n";
+    let base = Options {
+        store: redis_url(),
+        namespace: ns,
+        lease_secs: 2,
+        extra_toml: routing.into(),
+        ..Options::default()
+    };
+
+    let a = TestGateway::start(Options { providers_dir: dir_a.path().to_path_buf(), ..base.clone() }).await;
+    let api = a.client();
+    let id = api.submit_ok("face_liveness", vec![file("image", eval_image("faces/deepface/img1.jpg"))]).await;
+    api.wait_for_status(&id, "STARTED", Duration::from_secs(30)).await;
+    // A is inside the vendor call now; wait until the vendor has the request, then kill A.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while hanging.received_requests().await.expect("recorded").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "A never called its vendor");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.kill().await;
+
+    // B starts later, sees a STARTED task whose lease lapses, takes it over and finishes it.
+    let b = TestGateway::start(Options { providers_dir: dir_b.path().to_path_buf(), ..base }).await;
+    let (task, seen) = b.client().wait(&id, Duration::from_secs(60)).await;
+    assert_eq!(seen.first().map(String::as_str), Some("STARTED"));
+    assert_eq!(task["status"], "SUCCESS", "{task}");
+    assert_eq!(task["result"]["data"]["liveness"]["result"], true);
+    assert_eq!(healthy.received_requests().await.expect("recorded").len(), 1);
+    b.stop().await;
+}
