@@ -54,7 +54,7 @@ fn router(chain: Vec<ProviderRoute>, providers: Vec<SharedProvider>) -> impl Sub
     // The other sub-calls keep the default chain (`local`); a stand-in satisfies the name.
     let local = map.values().next().cloned().expect("a provider");
     map.insert("local".into(), local);
-    let config = RoutingConfig { face_compare: RouteConfig { chain }, ..RoutingConfig::default() };
+    let config = RoutingConfig { face_compare: RouteConfig::with_chain(chain), ..RoutingConfig::default() };
     routing::build(&config, &map).expect("router builds")
 }
 

@@ -55,7 +55,7 @@ pub fn run(dir: &Path, store: &ModelStore, settings: &LocalSettings) -> Result<E
     let mrz = kycgate_mrz::read::MrzReader::new().map_err(|e| EvalError::Model(format!("MRZ reader: {e}")))?;
     let vis = |e: kycgate_vision::eval::EvalError| EvalError::Vision(e.to_string());
     Ok(EvalReport {
-        mrz: kycgate_mrz::eval::eval_mrz(dir, &mrz, kycgate_mrz::Today::now())?,
+        mrz: kycgate_mrz::eval::eval_mrz(&dir.join("mrz"), &mrz, kycgate_mrz::Today::now())?,
         faces: kycgate_vision::eval::eval_faces(dir, &det, &emb, compare_threshold).map_err(vis)?,
         liveness: kycgate_vision::eval::eval_liveness(dir, &det, &live, live_threshold, false).map_err(vis)?,
         portraits: kycgate_vision::eval::eval_documents(dir, &det).map_err(vis)?,

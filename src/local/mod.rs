@@ -397,6 +397,7 @@ pub fn fields_from_mrz(m: &Mrz, confidence: f32) -> DocumentFields {
         checks,
         valid: Some(m.valid),
         confidence: Some(f64::from(confidence)),
+        disagreements: Vec::new(),
     }
 }
 

@@ -188,6 +188,9 @@ pub fn document_section(
         if !f.mrz_lines.is_empty() {
             obj.insert("mrz".into(), json!({ "lines": f.mrz_lines, "checks": f.checks }));
         }
+        if !f.disagreements.is_empty() {
+            obj.insert("disagreements".into(), json!(f.disagreements));
+        }
     }
     doc
 }

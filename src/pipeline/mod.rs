@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::api::tasks::media_key;
 use crate::images;
 use crate::providers::{Image, IssueCode, SubCall, Verdict};
-use crate::routing::{Routed, SubCallRouter};
+use crate::routing::{RouteContext, Routed, SubCallRouter};
 use crate::tasks::store::{SharedStore, StoreError};
 use crate::tasks::{ServiceKind, TaskId, TaskInput, TaskStatus};
 use merge::{Issues, Outcome};
@@ -70,30 +70,32 @@ impl Pipeline {
     pub async fn run(&self, id: TaskId, input: &TaskInput, today: NaiveDate) -> Result<Finished, PipelineError> {
         use tracing::Instrument;
         let span = tracing::info_span!("task", task = %id, service = %input.service);
-        async move { self.dispatch(input, today).await }.instrument(span).await
+        // What routing policies may know: the task id (sticky splits), service and owner (rules).
+        let ctx = RouteContext::new(id.to_string()).with("service", input.service.as_str()).with("owner", input.owner.as_str());
+        async move { self.dispatch(input, &ctx, today).await }.instrument(span).await
     }
 
-    async fn dispatch(&self, input: &TaskInput, today: NaiveDate) -> Result<Finished, PipelineError> {
+    async fn dispatch(&self, input: &TaskInput, ctx: &RouteContext, today: NaiveDate) -> Result<Finished, PipelineError> {
         match input.service {
-            ServiceKind::FaceLiveness => Ok(self.face_liveness(input).await),
-            ServiceKind::RegisterFace => self.register_face(input).await,
-            ServiceKind::AuthenticateFace => self.authenticate_face(input).await,
-            ServiceKind::OcrPassport => self.document(input, &["passport_image"], None, today).await,
-            ServiceKind::OcrCard => self.document(input, &["front_id", "back_id"], None, today).await,
+            ServiceKind::FaceLiveness => Ok(self.face_liveness(input, ctx).await),
+            ServiceKind::RegisterFace => self.register_face(input, ctx).await,
+            ServiceKind::AuthenticateFace => self.authenticate_face(input, ctx).await,
+            ServiceKind::OcrPassport => self.document(input, ctx, &["passport_image"], None, today).await,
+            ServiceKind::OcrCard => self.document(input, ctx, &["front_id", "back_id"], None, today).await,
             ServiceKind::KycPassport => {
-                self.document(input, &["passport_image"], Some("selfie_image"), today).await
+                self.document(input, ctx, &["passport_image"], Some("selfie_image"), today).await
             }
-            ServiceKind::KycCard => self.document(input, &["front_id", "back_id"], Some("selfie_image"), today).await,
+            ServiceKind::KycCard => self.document(input, ctx, &["front_id", "back_id"], Some("selfie_image"), today).await,
         }
     }
 
-    async fn liveness(&self, img: Image) -> Routed {
-        self.router.route(SubCall::Liveness { image: img }).await
+    async fn liveness(&self, img: Image, ctx: &RouteContext) -> Routed {
+        self.router.route_with(SubCall::Liveness { image: img }, ctx).await
     }
 
-    async fn face_liveness(&self, input: &TaskInput) -> Finished {
+    async fn face_liveness(&self, input: &TaskInput, ctx: &RouteContext) -> Finished {
         let Some(img) = image(input, "image") else { return missing_input("image") };
-        let routed = self.liveness(img).await;
+        let routed = self.liveness(img, ctx).await;
         let mut issues = Issues::default();
         let (section, _) = merge::liveness_section(&routed, &mut issues);
         let failed = matches!(merge::liveness_of(&routed), Outcome::Failed(_));
@@ -102,10 +104,10 @@ impl Pipeline {
         finish(data, issues, input.extend_data, &[routed], failed)
     }
 
-    async fn register_face(&self, input: &TaskInput) -> Result<Finished, PipelineError> {
+    async fn register_face(&self, input: &TaskInput, ctx: &RouteContext) -> Result<Finished, PipelineError> {
         let Some(img) = image(input, "image") else { return Ok(missing_input("image")) };
         let bytes = img.bytes.clone();
-        let routed = self.liveness(img).await;
+        let routed = self.liveness(img, ctx).await;
         let mut issues = Issues::default();
         let (section, live) = merge::liveness_section(&routed, &mut issues);
         let failed = matches!(merge::liveness_of(&routed), Outcome::Failed(_));
@@ -123,7 +125,7 @@ impl Pipeline {
         Ok(finish(data, issues, input.extend_data, &[routed], failed))
     }
 
-    async fn authenticate_face(&self, input: &TaskInput) -> Result<Finished, PipelineError> {
+    async fn authenticate_face(&self, input: &TaskInput, ctx: &RouteContext) -> Result<Finished, PipelineError> {
         let Some(img) = image(input, "image") else { return Ok(missing_input("image")) };
         let uuid = input.fields.get("uuid").cloned().unwrap_or_default();
         let mut issues = Issues::default();
@@ -135,8 +137,8 @@ impl Pipeline {
         };
         let reference = Image { mime: images::sniff(&reference).unwrap_or("image/jpeg"), bytes: reference };
         let (live, cmp) = tokio::join!(
-            self.liveness(img.clone()),
-            self.router.route(SubCall::FaceCompare { probe: img, reference })
+            self.liveness(img.clone(), ctx),
+            self.router.route_with(SubCall::FaceCompare { probe: img, reference }, ctx)
         );
         let (lsec, _) = merge::liveness_section(&live, &mut issues);
         let auth = match merge::compare_of(&cmp) {
@@ -154,6 +156,7 @@ impl Pipeline {
     async fn document(
         &self,
         input: &TaskInput,
+        ctx: &RouteContext,
         page_fields: &[&str],
         selfie_field: Option<&str>,
         today: NaiveDate,
@@ -166,7 +169,7 @@ impl Pipeline {
             }
         }
         let first_page = pages[0].clone();
-        let ocr = self.router.route(SubCall::DocumentOcr { pages }).await;
+        let ocr = self.router.route_with(SubCall::DocumentOcr { pages }, ctx).await;
         let mut issues = Issues::default();
         let mut data = Map::new();
         let mut routed = vec![];
@@ -202,6 +205,10 @@ impl Pipeline {
                 if f.valid == Some(false) {
                     issues.add("document", IssueCode::MrzChecksumFailed.as_str(), IssueCode::MrzChecksumFailed.default_message());
                 }
+                if !f.disagreements.is_empty() {
+                    let msg = format!("Document providers disagree on: {}", f.disagreements.join(", "));
+                    issues.add("document", IssueCode::FieldDisagreement.as_str(), &msg);
+                }
                 merge::document_section(f, stored_portrait.as_ref().map(|(a, b)| (a.as_str(), b.as_str())), today)
             }
             None => json!(null),
@@ -212,16 +219,26 @@ impl Pipeline {
         let mut failed = ocr_failed;
         if let Some(selfie_field) = selfie_field {
             let Some(selfie) = image(input, selfie_field) else { return Ok(missing_input(selfie_field)) };
+            // Rules on nationality / issuing state apply to the selfie checks.
+            let mut ctx = ctx.clone();
+            if let Some(f) = &fields {
+                for (fact, v) in [("nationality", &f.nationality), ("issuing_state", &f.issuing_state)] {
+                    if let Some(v) = v {
+                        ctx.set(fact, v.as_str());
+                    }
+                }
+            }
+            let ctx = &ctx;
             let compare_fut = async {
                 match portrait.clone() {
                     Some(p) => {
                         let reference = Image { mime: images::sniff(&p).unwrap_or("image/jpeg"), bytes: p };
-                        Some(self.router.route(SubCall::FaceCompare { probe: selfie.clone(), reference }).await)
+                        Some(self.router.route_with(SubCall::FaceCompare { probe: selfie.clone(), reference }, ctx).await)
                     }
                     None => None,
                 }
             };
-            let (live, cmp) = tokio::join!(self.liveness(selfie.clone()), compare_fut);
+            let (live, cmp) = tokio::join!(self.liveness(selfie.clone(), ctx), compare_fut);
             let (lsec, is_live) = merge::liveness_section(&live, &mut issues);
             failed |= matches!(merge::liveness_of(&live), Outcome::Failed(_));
             let mut details = Map::new();

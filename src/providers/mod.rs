@@ -242,6 +242,9 @@ pub struct DocumentFields {
     pub valid: Option<bool>,
     /// Reader confidence 0..1.
     pub confidence: Option<f64>,
+    /// Field names (never values) on which consensus providers read different things.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<String>,
 }
 
 impl fmt::Debug for DocumentFields {

@@ -1,20 +1,26 @@
-//! Fallback: `ChainRouter` walks a sub-call's chain of provider stacks until one answers.
+//! Fallback: `ChainRouter` walks a sub-call's chain of provider stacks until one answers, in
+//! the order the policies pick for the task (rules, weighted split), optionally hedging the
+//! first provider with the second, or asking several at once and combining (consensus).
 //!
 //! A `Rejected` verdict (no face, unreadable image) is a final answer, not a failure. A provider
-//! error moves on to the next provider. Providers that do not serve the kind, are unavailable, or
-//! whose circuit is open are recorded as skipped.
+//! error moves on to the next provider. Providers that do not serve the kind, are unavailable,
+//! whose circuit is open, or whose rate limit or daily budget is reached are recorded as skipped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
-use super::config::RoutingConfig;
+use super::config::{ConsensusPolicy, HedgeConfig, RoutingConfig};
+use super::consensus;
+use super::gates::Gates;
+use super::policy::{hedge_delay, LatencyWindow, OrderPolicy, RouteContext};
 use super::service::{AttemptLog, RouteRequest};
 use super::stack::{stack, ProviderStack};
 use super::{Attempt, Routed, SubCallRouter};
-use crate::providers::{ProviderError, SharedProvider, SubCall, SubCallKind, Verdict};
+use crate::providers::{Answer, ProviderError, SharedProvider, SubCall, SubCallKind, Verdict};
 
 /// Why routing could not be built from config.
 #[derive(Debug, thiserror::Error)]
@@ -27,19 +33,34 @@ pub enum RoutingError {
     Duplicate { kind: SubCallKind, name: String },
     #[error("routing.{kind} provider `{name}`: {reason}")]
     Invalid { kind: SubCallKind, name: String, reason: String },
+    #[error("routing.{kind}: {reason}")]
+    Policy { kind: SubCallKind, reason: String },
 }
 
-/// One provider in a chain: the provider (for `supports`/`unavailable_reason`) and its stack.
+/// One provider in a chain: the provider (for `supports`/`unavailable_reason`), its stack, its
+/// admission gates and its recent latencies (for hedging).
 #[derive(Clone)]
 struct Route {
     provider: SharedProvider,
     service: ProviderStack,
+    gates: Arc<Gates>,
+    latency: Arc<LatencyWindow>,
+}
+
+/// One sub-call's routes and policies.
+#[derive(Clone)]
+struct Chain {
+    routes: Vec<Route>,
+    order: OrderPolicy,
+    hedge: Option<HedgeConfig>,
+    /// Chain positions asked together, and how their answers combine.
+    consensus: Option<(Vec<usize>, ConsensusPolicy)>,
 }
 
 /// Routes each sub-call through its configured chain of provider stacks.
 #[derive(Clone)]
 pub struct ChainRouter {
-    chains: BTreeMap<SubCallKind, Vec<Route>>,
+    chains: BTreeMap<SubCallKind, Chain>,
 }
 
 /// Builds the router: one stack per (sub-call, provider) in the config.
@@ -62,12 +83,43 @@ pub fn build(config: &RoutingConfig, providers: &HashMap<String, SharedProvider>
             params
                 .check()
                 .map_err(|reason| RoutingError::Invalid { kind, name: entry.provider.clone(), reason })?;
+            if entry.rate_limit.is_some_and(|r| !(r.per_second > 0.0)) {
+                return Err(RoutingError::Invalid { kind, name: entry.provider.clone(), reason: "rate_limit.per_second must be > 0".into() });
+            }
             if !provider.supports(kind) {
                 tracing::warn!(%kind, provider = %entry.provider, "Provider in chain does not serve this sub-call");
             }
-            built.push(Route { provider: provider.clone(), service: stack(provider.clone(), &params) });
+            built.push(Route {
+                provider: provider.clone(),
+                service: stack(provider.clone(), &params),
+                gates: Arc::new(Gates::new(entry)),
+                latency: Arc::new(LatencyWindow::default()),
+            });
         }
-        chains.insert(kind, built);
+        let names: Vec<&str> = route.chain.iter().map(|e| e.provider.as_str()).collect();
+        let policy_error = |reason: String| RoutingError::Policy { kind, reason };
+        let order = OrderPolicy::build(route, &names).map_err(|e| policy_error(e.to_string()))?;
+        let consensus = match &route.consensus {
+            None => None,
+            Some(_) if kind == SubCallKind::Liveness => {
+                return Err(policy_error("consensus is offered for face_compare and document_ocr only".into()))
+            }
+            Some(c) => {
+                if c.providers.len() < 2 {
+                    return Err(policy_error("consensus needs at least two providers".into()));
+                }
+                let mut members = Vec::new();
+                for p in &c.providers {
+                    let i = names
+                        .iter()
+                        .position(|n| n == p)
+                        .ok_or_else(|| policy_error(format!("consensus names `{p}`, which is not in the chain")))?;
+                    members.push(i);
+                }
+                Some((members, c.policy))
+            }
+        };
+        chains.insert(kind, Chain { routes: built, order, hedge: route.hedge.clone(), consensus });
     }
     Ok(ChainRouter { chains })
 }
@@ -76,16 +128,143 @@ fn skipped(provider: &str, reason: String) -> Attempt {
     Attempt { provider: provider.to_string(), attempt: 0, latency_ms: 0, outcome: "skipped".into(), reason: Some(reason) }
 }
 
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl ChainRouter {
-    /// Provider names of one chain, in order.
+    /// Provider names of one chain, in configured order.
     pub fn chain(&self, kind: SubCallKind) -> Vec<&str> {
-        self.chains.get(&kind).map(|c| c.iter().map(|r| r.provider.name()).collect()).unwrap_or_default()
+        self.chains.get(&kind).map(|c| c.routes.iter().map(|r| r.provider.name()).collect()).unwrap_or_default()
+    }
+}
+
+/// One provider's turn: gates, then its stack. `None` when it did not answer (recorded).
+async fn attempt(route: &Route, kind: SubCallKind, call: SubCall, log: &AttemptLog) -> Option<Answer> {
+    let name = route.provider.name();
+    if !route.provider.supports(kind) {
+        log.push(skipped(name, ProviderError::Unsupported(kind).to_string()));
+        return None;
+    }
+    if let Some(reason) = route.provider.unavailable_reason(kind) {
+        log.push(skipped(name, reason));
+        return None;
+    }
+    if let Err(reason) = route.gates.admit() {
+        log.push(skipped(name, reason));
+        return None;
+    }
+    let before = log.len();
+    let made_before = log.count_for(name);
+    let started = Instant::now();
+    let result = route.service.clone().oneshot(RouteRequest { call, log: log.clone() }).await;
+    route.gates.charge(log.count_for(name).saturating_sub(made_before));
+    match result {
+        Ok(a) => {
+            route.latency.record(started.elapsed());
+            Some(a)
+        }
+        Err(e) => {
+            // Nothing reached the provider (circuit open): say why it was passed over.
+            if log.len() == before {
+                log.push(skipped(name, e.to_string()));
+            }
+            tracing::info!(provider = %name, error = %e, "Falling back to the next provider");
+            None
+        }
+    }
+}
+
+/// Records that `loser` was still working when the hedge was decided, and was dropped.
+fn cancelled(log: &AttemptLog, loser: &Route, started: Instant, winner: &str) {
+    let name = loser.provider.name();
+    log.push(Attempt {
+        provider: name.to_string(),
+        attempt: log.count_for(name) + 1,
+        latency_ms: millis(started.elapsed()),
+        outcome: "cancelled".into(),
+        reason: Some(format!("hedge: {winner} answered first")),
+    });
+}
+
+/// The primary alone until the hedge delay, then both; the first answer wins.
+async fn hedged(cfg: &HedgeConfig, primary: &Route, secondary: &Route, kind: SubCallKind, call: &SubCall, log: &AttemptLog) -> Option<Answer> {
+    let delay = hedge_delay(cfg, &primary.latency);
+    let first_started = Instant::now();
+    let first = attempt(primary, kind, call.clone(), log);
+    tokio::pin!(first);
+    tokio::select! {
+        res = &mut first => {
+            return match res {
+                Some(a) => Some(a),
+                None => attempt(secondary, kind, call.clone(), log).await,
+            };
+        }
+        _ = tokio::time::sleep(delay) => {}
+    }
+    tracing::info!(primary = %primary.provider.name(), delay_ms = millis(delay), "Hedging with a second provider");
+    let second_started = Instant::now();
+    let second = attempt(secondary, kind, call.clone(), log);
+    tokio::pin!(second);
+    tokio::select! {
+        res = &mut first => match res {
+            Some(a) => {
+                cancelled(log, secondary, second_started, primary.provider.name());
+                Some(a)
+            }
+            None => second.await,
+        },
+        res = &mut second => match res {
+            Some(a) => {
+                cancelled(log, primary, first_started, secondary.provider.name());
+                Some(a)
+            }
+            None => first.await,
+        },
+    }
+}
+
+impl Chain {
+    /// Walks `order`, hedging pairs when configured.
+    async fn walk(&self, order: &[usize], kind: SubCallKind, call: &SubCall, log: &AttemptLog) -> Option<Answer> {
+        let mut i = 0;
+        while i < order.len() {
+            let route = &self.routes[order[i]];
+            if let (Some(cfg), Some(&next)) = (&self.hedge, order.get(i + 1)) {
+                if let Some(a) = hedged(cfg, route, &self.routes[next], kind, call, log).await {
+                    return Some(a);
+                }
+                i += 2;
+                continue;
+            }
+            if let Some(a) = attempt(route, kind, call.clone(), log).await {
+                return Some(a);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Asks every consensus member at once and combines; if none answers, the rest of the
+    /// chain is walked as plain fallback.
+    async fn consensus(&self, members: &[usize], policy: ConsensusPolicy, kind: SubCallKind, call: &SubCall, log: &AttemptLog) -> Option<Answer> {
+        let asks = members.iter().map(|&i| attempt(&self.routes[i], kind, call.clone(), log));
+        let answers: Vec<Answer> = futures::future::join_all(asks).await.into_iter().flatten().collect();
+        if let Some(a) = consensus::combine(policy, answers) {
+            return Some(a);
+        }
+        let rest: Vec<usize> = (0..self.routes.len()).filter(|i| !members.contains(i)).collect();
+        self.walk(&rest, kind, call, log).await
     }
 }
 
 #[async_trait::async_trait]
 impl SubCallRouter for ChainRouter {
     async fn route(&self, call: SubCall) -> Routed {
+        self.route_with(call, &RouteContext::default()).await
+    }
+
+    async fn route_with(&self, call: SubCall, ctx: &RouteContext) -> Routed {
         let kind = call.kind();
         let span = tracing::info_span!(
             "sub_call",
@@ -94,37 +273,16 @@ impl SubCallRouter for ChainRouter {
             outcome = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
         );
-        let chain = self.chains.get(&kind).map(Vec::as_slice).unwrap_or_default();
         async move {
             let started = Instant::now();
             let log = AttemptLog::default();
-            let mut answer = None;
-            for route in chain {
-                let name = route.provider.name();
-                if !route.provider.supports(kind) {
-                    log.push(skipped(name, ProviderError::Unsupported(kind).to_string()));
-                    continue;
-                }
-                if let Some(reason) = route.provider.unavailable_reason(kind) {
-                    log.push(skipped(name, reason));
-                    continue;
-                }
-                let before = log.len();
-                let request = RouteRequest { call: call.clone(), log: log.clone() };
-                match route.service.clone().oneshot(request).await {
-                    Ok(a) => {
-                        answer = Some(a);
-                        break;
-                    }
-                    Err(e) => {
-                        // Nothing reached the provider (circuit open): say why it was passed over.
-                        if log.len() == before {
-                            log.push(skipped(name, e.to_string()));
-                        }
-                        tracing::info!(provider = %name, error = %e, "Falling back to the next provider");
-                    }
-                }
-            }
+            let answer = match self.chains.get(&kind) {
+                None => None,
+                Some(chain) => match &chain.consensus {
+                    Some((members, policy)) => chain.consensus(members, *policy, kind, &call, &log).await,
+                    None => chain.walk(&chain.order.order(kind, ctx), kind, &call, &log).await,
+                },
+            };
             let span = tracing::Span::current();
             let outcome = match &answer {
                 Some(a) if matches!(a.verdict, Verdict::Rejected(_)) => "rejected",
@@ -135,7 +293,7 @@ impl SubCallRouter for ChainRouter {
                 span.record("provider", a.provider.as_str());
             }
             span.record("outcome", outcome);
-            span.record("latency_ms", u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            span.record("latency_ms", millis(started.elapsed()));
             Routed { kind, answer, attempts: log.snapshot() }
         }
         .instrument(span)
@@ -146,7 +304,7 @@ impl SubCallRouter for ChainRouter {
         SubCallKind::ALL
             .into_iter()
             .map(|kind| {
-                let chain = self.chains.get(&kind).map(Vec::as_slice).unwrap_or_default();
+                let chain = self.chains.get(&kind).map(|c| c.routes.as_slice()).unwrap_or_default();
                 let mut reasons = Vec::new();
                 for route in chain {
                     let name = route.provider.name();
@@ -233,7 +391,7 @@ mod tests {
     fn router(chain: Vec<ProviderRoute>, providers: &[Arc<Scripted>]) -> ChainRouter {
         let map: HashMap<String, SharedProvider> =
             providers.iter().map(|p| (p.name.to_string(), p.clone() as SharedProvider)).collect();
-        let config = RoutingConfig { liveness: RouteConfig { chain }, ..RoutingConfig::default() };
+        let config = RoutingConfig { liveness: RouteConfig::with_chain(chain), ..RoutingConfig::default() };
         let mut map = map;
         map.entry("local".into()).or_insert_with(|| scripted("local", vec![Ok(live())]));
         build(&config, &map).expect("router")
@@ -328,9 +486,9 @@ mod tests {
     async fn unsupported_and_unknown_providers() {
         let a = scripted("a", vec![Ok(live())]);
         let config = RoutingConfig {
-            document_ocr: RouteConfig { chain: vec![ProviderRoute::named("a")] },
-            liveness: RouteConfig { chain: vec![ProviderRoute::named("a")] },
-            face_compare: RouteConfig { chain: vec![ProviderRoute::named("a")] },
+            document_ocr: RouteConfig::with_chain(vec![ProviderRoute::named("a")]),
+            liveness: RouteConfig::with_chain(vec![ProviderRoute::named("a")]),
+            face_compare: RouteConfig::with_chain(vec![ProviderRoute::named("a")]),
         };
         let map: HashMap<String, SharedProvider> = [("a".to_string(), a.clone() as SharedProvider)].into();
         let r = build(&config, &map).expect("router");
@@ -340,7 +498,7 @@ mod tests {
         assert!(ready.iter().any(|(k, s)| *k == SubCallKind::Liveness && s.is_ok()));
         assert!(ready.iter().any(|(k, s)| *k == SubCallKind::DocumentOcr && s.is_err()));
 
-        let bad = RoutingConfig { liveness: RouteConfig { chain: vec![ProviderRoute::named("ghost")] }, ..config };
+        let bad = RoutingConfig { liveness: RouteConfig::with_chain(vec![ProviderRoute::named("ghost")]), ..config };
         assert!(matches!(build(&bad, &map), Err(RoutingError::UnknownProvider { .. })));
     }
 }

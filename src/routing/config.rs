@@ -36,17 +36,108 @@ impl RoutingConfig {
     }
 }
 
-/// One sub-call's chain: providers are tried in order until one answers.
+/// One sub-call's chain: providers are tried in order until one answers. The policies below
+/// only change that order for one task (or, for consensus, ask several providers at once);
+/// every provider they name must be in `chain`, which is where its settings live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub chain: Vec<ProviderRoute>,
+    /// Weighted split (A/B): the provider tried first, drawn per task (sticky: the same task
+    /// always draws the same one); the rest of the chain stays as fallback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<SplitEntry>,
+    /// Rules on what is known so far; the first rule that matches sets the order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
+    /// Hedging: if the first provider has not answered after a delay, start the second one too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<HedgeConfig>,
+    /// Ask several providers and combine their answers (face compare, document OCR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<ConsensusConfig>,
 }
 
 impl Default for RouteConfig {
     fn default() -> Self {
-        Self { chain: vec![ProviderRoute::named("local")] }
+        Self::with_chain(vec![ProviderRoute::named("local")])
     }
+}
+
+impl RouteConfig {
+    /// A plain ordered fallback chain, no other policy.
+    pub fn with_chain(chain: Vec<ProviderRoute>) -> Self {
+        Self { chain, split: Vec::new(), rules: Vec::new(), hedge: None, consensus: None }
+    }
+}
+
+/// One arm of a weighted split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitEntry {
+    pub provider: String,
+    /// Relative weight (90 and 10 send 90% of tasks to the first).
+    pub weight: u32,
+}
+
+/// `when` every listed fact has one of the listed values (case-insensitive), try `order` first.
+/// Facts: `service`, `owner`, and from the document read earlier in the task `nationality`,
+/// `issuing_state` (ISO/ICAO codes, e.g. "USA").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub when: std::collections::BTreeMap<String, Vec<String>>,
+    pub order: Vec<String>,
+    /// Only the providers in `order`, no fallback to the rest of the chain.
+    #[serde(default)]
+    pub only: bool,
+}
+
+/// When to start the hedged (second) request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeConfig {
+    /// Fixed delay. Without it, the delay is `percentile` of the first provider's observed
+    /// latency (recent successful calls), once `min_samples` have been seen.
+    pub delay_ms: Option<u64>,
+    #[serde(default = "default_hedge_percentile")]
+    pub percentile: f64,
+    #[serde(default = "default_hedge_min_samples")]
+    pub min_samples: usize,
+    /// Delay used until enough samples exist, and the floor of the computed delay.
+    #[serde(default = "default_hedge_min_delay_ms")]
+    pub min_delay_ms: u64,
+}
+
+fn default_hedge_percentile() -> f64 {
+    0.9
+}
+fn default_hedge_min_samples() -> usize {
+    20
+}
+fn default_hedge_min_delay_ms() -> u64 {
+    50
+}
+
+/// How several providers' answers are combined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusConfig {
+    /// The providers asked (all of them, concurrently); at least two, all in the chain.
+    pub providers: Vec<String>,
+    /// Face compare: `all` must match, `any` may match, or the `mean` score against the mean
+    /// threshold. Document OCR always compares fields and flags disagreement.
+    #[serde(default)]
+    pub policy: ConsensusPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsensusPolicy {
+    #[default]
+    All,
+    Any,
+    Mean,
 }
 
 /// One provider in a chain, with its resilience settings.
@@ -65,6 +156,30 @@ pub struct ProviderRoute {
     pub concurrency: usize,
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// Calls per second allowed to this provider for this sub-call (token bucket); beyond it
+    /// the provider is skipped for the next one. None: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// What one call costs (any currency unit), charged per attempt made.
+    #[serde(default)]
+    pub cost_per_call: f64,
+    /// Spend allowed per UTC day at this provider, in this gateway instance; when spent the
+    /// provider is skipped until midnight UTC. None: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_budget: Option<f64>,
+}
+
+/// A token bucket: `per_second` refill, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_second: f64,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+fn default_burst() -> u32 {
+    1
 }
 
 impl ProviderRoute {
@@ -76,6 +191,9 @@ impl ProviderRoute {
             retry: RetryConfig::default(),
             concurrency: default_concurrency(),
             breaker: BreakerConfig::default(),
+            rate_limit: None,
+            cost_per_call: 0.0,
+            daily_budget: None,
         }
     }
 

@@ -6,7 +6,10 @@
 pub mod breaker;
 pub mod chain;
 pub mod config;
+pub mod consensus;
+pub mod gates;
 pub mod limit;
+pub mod policy;
 pub mod record;
 pub mod retry;
 pub mod service;
@@ -16,6 +19,7 @@ pub mod timeout;
 use serde::{Deserialize, Serialize};
 
 pub use chain::{build, ChainRouter, RoutingError};
+pub use policy::RouteContext;
 pub use stack::{stack, ProviderStack};
 
 use crate::providers::{Answer, SubCall, SubCallKind};
@@ -27,7 +31,8 @@ pub struct Attempt {
     /// 1-based attempt number at this provider.
     pub attempt: u32,
     pub latency_ms: u64,
-    /// `ok`, `rejected` (final input verdict), `error`, or `skipped`.
+    /// `ok`, `rejected` (final input verdict), `error`, `skipped`, or `cancelled` (a hedge
+    /// that lost the race).
     pub outcome: String,
     /// Why it failed or was skipped (error text never carries personal data).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,6 +53,11 @@ pub struct Routed {
 #[async_trait::async_trait]
 pub trait SubCallRouter: Send + Sync + 'static {
     async fn route(&self, call: SubCall) -> Routed;
+    /// Routes with what is known about the task (its id for sticky splits, facts for rules).
+    async fn route_with(&self, call: SubCall, ctx: &RouteContext) -> Routed {
+        let _ = ctx;
+        self.route(call).await
+    }
     /// For `/readyz`: per sub-call kind, whether at least one provider can serve it, and why not.
     fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)>;
 }
