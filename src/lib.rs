@@ -9,6 +9,7 @@
 //! - [`local`]: the built-in on-device provider (MRZ, faces, liveness) and its model files.
 //! - [`worker`]: claims tasks, runs the pipeline with a lease heartbeat, stores results.
 //! - [`app`], [`config`], [`cli`]: wiring, configuration, one-shot commands.
+//! - [`simulate`]: the vendor simulator (`kycgate simulate`) serving recorded vendor answers.
 //! - [`images`]: upload validation shared by the API and `verify`.
 //! - [`telemetry`]: logging/tracing set-up; nothing personal is ever recorded.
 
@@ -21,6 +22,7 @@ pub mod local;
 pub mod pipeline;
 pub mod providers;
 pub mod routing;
+pub mod simulate;
 pub mod tasks;
 pub mod telemetry;
 pub mod worker;

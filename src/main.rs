@@ -58,6 +58,14 @@ enum Command {
         #[arg(long)]
         floors: Option<PathBuf>,
     },
+    /// Serve simulated vendor APIs from recorded fixtures, with latency and faults.
+    Simulate {
+        /// The scenario file.
+        #[arg(long, default_value = "sim/vendors.toml")]
+        scenario: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: SocketAddr,
+    },
     /// Provider adapter files.
     Providers {
         #[command(subcommand)]
@@ -102,6 +110,7 @@ async fn main() -> ExitCode {
         Command::Eval { dir, floors } => kycgate::cli::eval(&config, &dir, floors.as_deref()).await,
         Command::Providers { action: ProvidersAction::Check } => kycgate::cli::providers_check(&config),
         Command::HashPassword => kycgate::cli::hash_password(),
+        Command::Simulate { scenario, listen } => kycgate::simulate::run(&scenario, listen).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,97 @@
+//! The vendor simulator: the shipped scenario loads (every fixture exists) and the shipped dry-run
+//! routing config builds; faults (errors, 429 bursts, outages) seen through the real gateway.
+
+mod support;
+
+use std::time::Duration;
+
+use kycgate::app::{Gateway, Overrides};
+use kycgate::config::Config;
+use kycgate::simulate::{Scenario, Simulator};
+use support::*;
+
+/// Starts a simulator for `scenario` (TOML text; fixtures relative to the repo's `sim/`).
+async fn simulator(scenario: &str) -> String {
+    let scenario: Scenario = toml::from_str(scenario).expect("scenario parses");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let sim = Simulator::new(&scenario, &repo().join("sim"), &base).expect("fixtures load");
+    tokio::spawn(async move { axum::serve(listener, sim.router()).await.expect("simulator") });
+    base
+}
+
+#[tokio::test]
+async fn shipped_scenario_and_dry_run_config_load() {
+    let scenario = Scenario::load(&repo().join("sim/vendors.toml")).expect("sim/vendors.toml parses");
+    let sim = Simulator::new(&scenario, &repo().join("sim"), "http://127.0.0.1:9100").expect("every fixture loads");
+    let names: Vec<String> = sim.bases().into_iter().map(|(n, _)| n).collect();
+    for vendor in ["facepp", "compreface", "kbyai", "didit"] {
+        assert!(names.iter().any(|n| n == vendor), "{vendor} is not simulated");
+        assert!(repo().join("providers").join(format!("{vendor}.toml")).is_file(), "{vendor} has no adapter");
+    }
+    let mut config = Config::load(Some(&repo().join("sim/gateway.toml"))).expect("sim/gateway.toml loads");
+    config.providers.dir = repo().join("providers");
+    Gateway::build(config, &Overrides::default()).await.expect("the dry-run routing builds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_reach_the_gateway_and_it_routes_around_them() {
+    let base = simulator(
+        r#"
+[[vendor]]
+name = "broken"
+faults = { error_rate = 1.0 }
+route = [{ path = "/check_liveness", responses = [{ fixture = "../tests/fixtures/vendors/kbyai/real.json" }] }]
+
+[[vendor]]
+name = "bursty"
+faults = { burst_429 = { every_secs = 3600, count = 1, retry_after_secs = 1 } }
+route = [{ path = "/check_liveness", responses = [{ fixture = "../tests/fixtures/vendors/kbyai/real.json" }] }]
+
+[[vendor]]
+name = "down"
+faults = { outages = [[0, 3600]] }
+route = [{ path = "/check_liveness", responses = [{ fixture = "../tests/fixtures/vendors/kbyai/real.json" }] }]
+"#,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    local_adapter(dir.path());
+    for name in ["broken", "bursty", "down"] {
+        vendor_adapter(dir.path(), "kbyai.toml", name, &format!("{base}/{name}"), &[]);
+    }
+    let gw = TestGateway::start(Options {
+        providers_dir: dir.path().to_path_buf(),
+        extra_toml: r#"
+[routing.liveness]
+chain = [
+  { provider = "down", retry = { max_attempts = 1 } },
+  { provider = "broken", retry = { max_attempts = 1 } },
+  { provider = "bursty", retry = { max_attempts = 2, max_delay_ms = 3000 } },
+]
+"#
+        .into(),
+        ..Options::default()
+    })
+    .await;
+    let api = gw.client();
+    let id = api.submit_ok("face_liveness", vec![file("image", png(32))]).await;
+    let (task, _) = api.wait(&id, Duration::from_secs(60)).await;
+    let data = &task["result"]["data"];
+    assert_eq!(data["liveness"]["result"], true, "{task}");
+    let attempts: Vec<(String, String)> = data["providers"]["liveness"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| (a["provider"].as_str().expect("p").to_string(), a["reason"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(attempts.len(), 4, "{attempts:?}");
+    assert_eq!(attempts[0].0, "down");
+    assert!(attempts[0].1.contains("503"), "{attempts:?}");
+    assert_eq!(attempts[1].0, "broken");
+    assert!(attempts[1].1.contains("500"), "{attempts:?}");
+    assert_eq!(attempts[2].0, "bursty");
+    assert!(attempts[2].1.contains("rate limit"), "{attempts:?}");
+    assert_eq!(attempts[3], ("bursty".to_string(), String::new()));
+    gw.stop().await;
+}
