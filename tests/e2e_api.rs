@@ -157,10 +157,11 @@ async fn auth_keys_tokens_and_rotation() {
     let gw = TestGateway::start(Options::default()).await;
     let face = || file("image", eval_image("faces/deepface/img1.jpg"));
 
-    // No credentials or a wrong key: 401 with a JSON detail. (A small image: the server answers
-    // 401 before reading the body, and a large body could meet a closed socket.)
+    // No credentials or a wrong key: 401 with a JSON detail, even while a large upload is
+    // still being sent (the server reads it before answering, so the client gets the answer).
+    let large = eval_image(PASSPORT);
     for key in [None, Some("wrong-key")] {
-        let (code, body) = gw.client_with(key).submit("face_liveness", vec![file("image", png(32))]).await;
+        let (code, body) = gw.client_with(key).submit("kyc_passport", vec![file("passport_image", large.clone()), file("selfie_image", large.clone())]).await;
         assert_eq!(code, 401, "{body}");
         assert!(body["detail"].is_string(), "{body}");
         let (code, _) = gw.client_with(key).task(&uuid::Uuid::new_v4().to_string()).await;

@@ -38,10 +38,19 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 
 pub async fn submit(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Result<Principal, ApiError>,
     Path(service): Path<String>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let principal = match principal {
+        Ok(p) => p,
+        Err(e) => {
+            // Read the upload (bounded by the body limit) before answering 401: a client still
+            // sending a large file would otherwise meet a closed socket instead of the answer.
+            let _ = axum::body::to_bytes(req.into_body(), state.limits.max_bytes.saturating_mul(4)).await;
+            return Err(e);
+        }
+    };
     let service = ServiceKind::from_path(&service).ok_or(ApiError::NotFound)?;
     let base_url = request_base_url(req.headers());
     let form = Form::from_multipart(req).await?;
