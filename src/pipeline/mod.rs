@@ -65,6 +65,11 @@ impl Pipeline {
         Self { router, store, cropper }
     }
 
+    /// The portrait cropper in use (the local provider's face detector), if any.
+    pub fn cropper(&self) -> Option<Arc<dyn PortraitCropper>> {
+        self.cropper.clone()
+    }
+
     /// Runs `input` to its final result. A missing input image (should not happen: the API
     /// checked it) is a FAILURE, not a panic.
     pub async fn run(&self, id: TaskId, input: &TaskInput, today: NaiveDate) -> Result<Finished, PipelineError> {
