@@ -88,7 +88,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    kycgate::telemetry::init(&config.telemetry);
+    let telemetry = kycgate::telemetry::init(&config.telemetry);
     let result = match cli.command {
         Command::Serve { listen, store, api_keys } => serve(config, Overrides { listen, store, api_keys }).await,
         Command::Verify { selfie, passport, extend_data } => {
@@ -100,6 +100,8 @@ async fn main() -> ExitCode {
         Command::Providers { action: ProvidersAction::Check } => kycgate::cli::providers_check(&config),
         Command::HashPassword => kycgate::cli::hash_password(),
     };
+    // The exporters block on the runtime while flushing: do it off the async threads.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
