@@ -70,6 +70,8 @@ impl Pipeline {
     pub async fn run(&self, id: TaskId, input: &TaskInput, today: NaiveDate) -> Result<Finished, PipelineError> {
         use tracing::Instrument;
         let span = tracing::info_span!("task", task = %id, service = %input.service);
+        // Same trace as the POST that created the task, whichever instance runs it.
+        crate::telemetry::propagation::set_parent(&span, input.trace_context.as_deref());
         async move { self.dispatch(input, today).await }.instrument(span).await
     }
 

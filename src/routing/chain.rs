@@ -65,7 +65,7 @@ pub fn build(config: &RoutingConfig, providers: &HashMap<String, SharedProvider>
             if !provider.supports(kind) {
                 tracing::warn!(%kind, provider = %entry.provider, "Provider in chain does not serve this sub-call");
             }
-            built.push(Route { provider: provider.clone(), service: stack(provider.clone(), &params) });
+            built.push(Route { provider: provider.clone(), service: stack(kind, provider.clone(), &params) });
         }
         chains.insert(kind, built);
     }
@@ -74,6 +74,35 @@ pub fn build(config: &RoutingConfig, providers: &HashMap<String, SharedProvider>
 
 fn skipped(provider: &str, reason: String) -> Attempt {
     Attempt { provider: provider.to_string(), attempt: 0, latency_ms: 0, outcome: "skipped".into(), reason: Some(reason) }
+}
+
+/// Records a provider passed over without a call: in the log, the metrics, and as an empty
+/// `attempt` span so the trace shows the circuit decision.
+fn skip(log: &AttemptLog, kind: SubCallKind, provider: &str, reason: String) {
+    let circuit = crate::telemetry::metrics().circuit_state(provider, kind.as_str());
+    let _span = tracing::info_span!(
+        "attempt",
+        otel.kind = "client",
+        provider,
+        sub_call = kind.as_str(),
+        attempt = 0u32,
+        kycgate.circuit.state = circuit.as_str(),
+        status = "skipped",
+        reason = reason.as_str(),
+        latency_ms = 0u64,
+    )
+    .entered();
+    crate::telemetry::metrics().attempt_skipped(provider, kind.as_str());
+    log.push(skipped(provider, reason));
+}
+
+/// Counts the verdict behind the decision-rate metrics.
+fn count_decision(verdict: &Verdict) {
+    match verdict {
+        Verdict::Liveness(l) => crate::telemetry::metrics().decision("liveness", l.is_live),
+        Verdict::Compare(c) => crate::telemetry::metrics().decision("compare", c.is_match),
+        Verdict::Ocr(_) | Verdict::Rejected(_) => {}
+    }
 }
 
 impl ChainRouter {
@@ -93,20 +122,23 @@ impl SubCallRouter for ChainRouter {
             provider = tracing::field::Empty,
             outcome = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
+            fallbacks = tracing::field::Empty,
+            fallback_reason = tracing::field::Empty,
         );
         let chain = self.chains.get(&kind).map(Vec::as_slice).unwrap_or_default();
         async move {
             let started = Instant::now();
             let log = AttemptLog::default();
             let mut answer = None;
-            for route in chain {
+            let mut fallbacks = 0u32;
+            for (i, route) in chain.iter().enumerate() {
                 let name = route.provider.name();
                 if !route.provider.supports(kind) {
-                    log.push(skipped(name, ProviderError::Unsupported(kind).to_string()));
+                    skip(&log, kind, name, ProviderError::Unsupported(kind).to_string());
                     continue;
                 }
                 if let Some(reason) = route.provider.unavailable_reason(kind) {
-                    log.push(skipped(name, reason));
+                    skip(&log, kind, name, reason);
                     continue;
                 }
                 let before = log.len();
@@ -119,7 +151,14 @@ impl SubCallRouter for ChainRouter {
                     Err(e) => {
                         // Nothing reached the provider (circuit open): say why it was passed over.
                         if log.len() == before {
-                            log.push(skipped(name, e.to_string()));
+                            skip(&log, kind, name, e.to_string());
+                        }
+                        if i + 1 < chain.len() {
+                            fallbacks += 1;
+                            crate::telemetry::metrics().fallback(name, kind.as_str());
+                            let span = tracing::Span::current();
+                            span.record("fallbacks", fallbacks);
+                            span.record("fallback_reason", format!("{name}: {e}").as_str());
                         }
                         tracing::info!(provider = %name, error = %e, "Falling back to the next provider");
                     }
@@ -133,6 +172,7 @@ impl SubCallRouter for ChainRouter {
             };
             if let Some(a) = &answer {
                 span.record("provider", a.provider.as_str());
+                count_decision(&a.verdict);
             }
             span.record("outcome", outcome);
             span.record("latency_ms", u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
