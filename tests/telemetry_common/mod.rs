@@ -109,14 +109,19 @@ pub fn attr(span: &Span, key: &str) -> Option<String> {
 
 /// Two kbyai liveness containers: `kbyai_a` always answers 500, `kbyai_b` a real face.
 pub async fn kbyai_vendors(dir: &Path) -> (MockServer, MockServer) {
+    let real = std::fs::read(repo("tests/fixtures/vendors/kbyai/real.json")).expect("fixture");
+    kbyai_vendors_with(dir, b"boom".to_vec(), real).await
+}
+
+/// Like [`kbyai_vendors`], with the failing and the answering bodies given.
+pub async fn kbyai_vendors_with(dir: &Path, fail_body: Vec<u8>, real: Vec<u8>) -> (MockServer, MockServer) {
     let failing = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/check_liveness"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
+        .respond_with(ResponseTemplate::new(500).set_body_raw(fail_body, "application/json"))
         .mount(&failing)
         .await;
     let healthy = MockServer::start().await;
-    let real = std::fs::read(repo("tests/fixtures/vendors/kbyai/real.json")).expect("fixture");
     Mock::given(method("POST"))
         .and(path("/check_liveness"))
         .respond_with(ResponseTemplate::new(200).set_body_raw(real, "application/json"))
