@@ -192,3 +192,37 @@ impl HttpClient for TokioReqwest {
         Ok(response)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+
+    use super::*;
+
+    /// No collector listens on the endpoint: building works, exporting fails quietly.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_collector_is_not_fatal() {
+        let cfg = OtlpConfig { enabled: true, endpoint: "http://127.0.0.1:9".into(), timeout_secs: 1, ..OtlpConfig::default() };
+        let Some(settings) = Settings::resolve(&cfg).expect("settings") else {
+            return; // OTEL_SDK_DISABLED is set in this environment.
+        };
+        let exporter = settings.span_exporter().expect("span exporter builds without a collector");
+        settings.metric_exporter().expect("metric exporter builds without a collector");
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().with_batch_exporter(exporter).build();
+        provider.tracer("test").in_span("work", |_| {});
+        let flushed = tokio::task::spawn_blocking(move || provider.force_flush()).await.expect("no panic");
+        assert!(flushed.is_err(), "the export reports the failure instead of panicking");
+    }
+
+    #[test]
+    fn off_unless_enabled_and_unknown_protocols_are_refused() {
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+            return;
+        }
+        assert!(Settings::resolve(&OtlpConfig::default()).expect("settings").is_none());
+        let bad = OtlpConfig { enabled: true, protocol: "carrier-pigeon".into(), ..OtlpConfig::default() };
+        if std::env::var_os("OTEL_EXPORTER_OTLP_PROTOCOL").is_none() {
+            assert!(matches!(Settings::resolve(&bad), Err(OtlpError::Protocol(_))));
+        }
+    }
+}

@@ -51,8 +51,12 @@ impl MetricReader for SharedReader {
 
 /// The current value of every instrument, in the Prometheus text format (0.0.4).
 pub fn render() -> String {
+    render_from(&super::metrics::installed().reader)
+}
+
+fn render_from(reader: &SharedReader) -> String {
     let mut rm = ResourceMetrics::default();
-    if let Err(err) = super::metrics::installed().reader.collect(&mut rm) {
+    if let Err(err) = reader.collect(&mut rm) {
         tracing::warn!(error = %err, "Collecting metrics failed");
     }
     let mut out = String::new();
@@ -140,5 +144,40 @@ fn fmt_f64(v: f64) -> String {
         "NaN".into()
     } else {
         v.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+
+    use super::*;
+
+    #[test]
+    fn counters_gauges_and_histograms_in_text_format() {
+        let reader = SharedReader::new(ManualReader::builder().build());
+        let provider = SdkMeterProvider::builder().with_reader(reader.clone()).build();
+        let meter = provider.meter("test");
+        let c = meter.u64_counter("x_requests_total").with_description("Requests").build();
+        c.add(2, &[KeyValue::new("route", "/a/{id}"), KeyValue::new("quote", "say \"hi\"")]);
+        let h = meter.f64_histogram("x_seconds").with_boundaries(vec![0.1, 1.0]).build();
+        h.record(0.05, &[]);
+        h.record(0.5, &[]);
+        h.record(5.0, &[]);
+        let g = meter.i64_up_down_counter("x_in_flight").build();
+        g.add(1, &[]);
+
+        let text = render_from(&reader);
+        assert!(text.contains("# TYPE x_requests_total counter\n"), "{text}");
+        assert!(text.contains(r#"x_requests_total{quote="say \"hi\"",route="/a/{id}"} 2"#), "{text}");
+        assert!(text.contains("# TYPE x_seconds histogram\n"), "{text}");
+        assert!(text.contains("x_seconds_bucket{le=\"0.1\"} 1\n"), "{text}");
+        assert!(text.contains("x_seconds_bucket{le=\"1\"} 2\n"), "{text}");
+        assert!(text.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
+        assert!(text.contains("x_seconds_sum 5.55\n"), "{text}");
+        assert!(text.contains("x_seconds_count 3\n"), "{text}");
+        assert!(text.contains("# TYPE x_in_flight gauge\nx_in_flight 1\n"), "{text}");
     }
 }
