@@ -89,7 +89,10 @@ impl Settings {
             metrics: cfg.metrics && !off("OTEL_METRICS_EXPORTER"),
             resource,
             metrics_interval,
-            timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
+            timeout: env("OTEL_EXPORTER_OTLP_TIMEOUT")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_secs(cfg.timeout_secs.max(1))),
         }))
     }
 

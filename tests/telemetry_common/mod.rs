@@ -164,6 +164,11 @@ pub fn config(providers: &Path, otlp: Option<&str>) -> Config {
     cfg.providers.dir = providers.to_path_buf();
     cfg.routing.liveness = liveness_chain();
     cfg.telemetry.log_filter = "info".into();
+    // With Redis the trace context crosses the queue serialised, as between instances.
+    if let Ok(url) = std::env::var("KYCGATE_TEST_REDIS") {
+        cfg.store.url = url;
+        cfg.store.namespace = format!("kycgate-telemetry-test-{}", uuid::Uuid::new_v4().simple());
+    }
     if let Some(endpoint) = otlp {
         cfg.telemetry.otlp.enabled = true;
         cfg.telemetry.otlp.endpoint = endpoint.to_string();
