@@ -78,7 +78,7 @@ pub struct HttpSpec {
     /// One request per sub-call the vendor serves.
     pub endpoints: Endpoints,
     /// What one answered call costs (any currency unit, e.g. `0.01`), summed into the
-    /// `kycgate_provider_cost_total` metric. Absent = not tracked.
+    /// `kycgate_provider_cost_total` metric. Absent = 0.
     #[serde(default)]
     pub cost_per_call: Option<f64>,
 }

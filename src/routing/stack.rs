@@ -18,6 +18,7 @@ pub type ProviderStack = BoxCloneSyncService<RouteRequest, Answer, ProviderError
 /// Wraps `provider` for one (sub-call, provider) route. Layers, innermost first.
 pub fn stack(kind: SubCallKind, provider: SharedProvider, params: &RouteParams) -> ProviderStack {
     let name = provider.name().to_string();
+    crate::telemetry::metrics().route_declared(&name, kind.as_str());
     // The vendor call itself.
     let svc = ProviderService::new(provider);
     // Concurrency limit, innermost: the slot is held only while the vendor works, never during

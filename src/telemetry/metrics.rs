@@ -167,7 +167,7 @@ impl Metrics {
             .with_unit("s")
             .with_callback(move |o| o.observe(q.oldest_ms.load(Ordering::Relaxed) as f64 / 1000.0, &[]))
             .build();
-        Self {
+        let metrics = Self {
             http_requests: meter.u64_counter(HTTP_REQUESTS).with_description("HTTP requests served").build(),
             tasks_submitted: meter.u64_counter(TASKS_SUBMITTED).with_description("Tasks accepted").build(),
             tasks_finished: meter
@@ -214,7 +214,17 @@ impl Metrics {
             queue,
             costs: RwLock::default(),
             circuits: RwLock::default(),
+        };
+        // Closed label sets start at 0 (see `route_declared`).
+        for service in crate::tasks::ServiceKind::ALL {
+            metrics.tasks_submitted.add(0, &[kv("service", service.as_str())]);
         }
+        for kind in ["liveness", "compare"] {
+            for decision in ["pass", "fail"] {
+                metrics.decisions.add(0, &[kv("kind", kind), kv("decision", decision)]);
+            }
+        }
+        metrics
     }
 
     /// One HTTP request answered. `route` is the matched template, never the raw path.
@@ -256,6 +266,23 @@ impl Metrics {
                 self.cost.add(cost, &[kv("provider", provider.to_string())]);
             }
         }
+    }
+
+    /// A (provider, sub-call) route exists: its counters start at 0, so `rate()` and alerts see
+    /// the series before the first event (a missing series is not a zero).
+    pub fn route_declared(&self, provider: &str, sub_call: &'static str) {
+        let labels = [kv("provider", provider.to_string()), kv("sub_call", sub_call)];
+        for outcome in ["ok", "rejected", "error", "skipped"] {
+            self.attempts.add(
+                0,
+                &[kv("provider", provider.to_string()), kv("sub_call", sub_call), kv("outcome", outcome)],
+            );
+        }
+        self.retries.add(0, &labels);
+        self.fallbacks.add(0, &labels);
+        self.in_flight.add(0, &labels);
+        // Providers without `cost_per_call` (e.g. `local`) stay at 0.
+        self.cost.add(0.0, &[kv("provider", provider.to_string())]);
     }
 
     /// A provider was passed over without a call (unsupported, unavailable, circuit open).
