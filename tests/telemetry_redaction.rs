@@ -57,7 +57,7 @@ async fn personal_data_never_reaches_logs_spans_or_metrics() {
     let (Some(passport), Some(selfie)) =
         (eval_image("mrz/images/passporteye__passport-td3.jpg"), eval_image("faces/kbyai/face_01.jpg"))
     else {
-        panic!("set KYCGATE_EVAL_DIR (the shared evaluation set) to run the redaction test");
+        panic!("the shared evaluation set is needed: set KYCGATE_EVAL_DIR");
     };
     let (otlp, sink) = otlp_receiver().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -85,7 +85,7 @@ async fn personal_data_never_reaches_logs_spans_or_metrics() {
     let result = task.to_string();
     // The seeded data really went through the gateway (else the test would prove nothing).
     assert!(result.contains("MUSTERMANN"), "the vendor payload reaches the client: {result}");
-    if std::env::var_os("KYCGATE_MODEL_DIR").is_some() {
+    if model_dir().is_some() {
         assert!(result.contains("ERIKSSON") && result.contains("L898902C3"), "the local OCR read the passport: {result}");
     }
 

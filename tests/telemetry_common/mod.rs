@@ -30,10 +30,22 @@ pub fn repo(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// An image from the shared evaluation set, or `None` when `KYCGATE_EVAL_DIR` is not set.
+/// `$var`, else `../shared/<name>` next to the repository (the layout the README describes).
+fn shared_dir(var: &str, name: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+        _ => Some(repo("..").join("shared").join(name)).filter(|p| p.is_dir()),
+    }
+}
+
+/// An image from the shared evaluation set (`KYCGATE_EVAL_DIR`), if present.
 pub fn eval_image(rel: &str) -> Option<Vec<u8>> {
-    let dir = std::env::var_os("KYCGATE_EVAL_DIR")?;
-    std::fs::read(Path::new(&dir).join(rel)).ok()
+    std::fs::read(shared_dir("KYCGATE_EVAL_DIR", "eval")?.join(rel)).ok()
+}
+
+/// The shared model mirror (`KYCGATE_MODEL_DIR`), if present.
+pub fn model_dir() -> Option<PathBuf> {
+    shared_dir("KYCGATE_MODEL_DIR", "models")
 }
 
 // === OTLP receiver ===
@@ -164,6 +176,11 @@ pub fn config(providers: &Path, otlp: Option<&str>) -> Config {
     cfg.providers.dir = providers.to_path_buf();
     cfg.routing.liveness = liveness_chain();
     cfg.telemetry.log_filter = "info".into();
+    // Tests never download models: the shared mirror or nothing (then `local` is unavailable).
+    cfg.models.fetch = false;
+    if let Some(dir) = model_dir() {
+        cfg.models.dir = dir.display().to_string();
+    }
     // With Redis the trace context crosses the queue serialised, as between instances.
     if let Ok(url) = std::env::var("KYCGATE_TEST_REDIS") {
         cfg.store.url = url;
