@@ -57,13 +57,18 @@ async fn task_trace_and_metrics_reach_otlp_and_prometheus() {
         .expect("liveness attempts")
         .iter()
         .map(|a| {
-            (a["provider"].as_str().unwrap_or("").to_string(), a["attempt"].as_u64().unwrap_or(0), a["outcome"].as_str().unwrap_or("").to_string())
+            (
+                a["provider"].as_str().unwrap_or("").to_string(),
+                a["attempt"].as_u64().unwrap_or(0),
+                a["outcome"].as_str().unwrap_or("").to_string(),
+            )
         })
         .collect();
-    let expected: Vec<(String, u64, String)> = [("kbyai_a", 1, "error"), ("kbyai_a", 2, "error"), ("kbyai_a", 3, "error"), ("kbyai_b", 1, "ok")]
-        .into_iter()
-        .map(|(p, n, o)| (p.to_string(), n, o.to_string()))
-        .collect();
+    let expected: Vec<(String, u64, String)> =
+        [("kbyai_a", 1, "error"), ("kbyai_a", 2, "error"), ("kbyai_a", 3, "error"), ("kbyai_b", 1, "ok")]
+            .into_iter()
+            .map(|(p, n, o)| (p.to_string(), n, o.to_string()))
+            .collect();
     assert_eq!(attempts, expected, "task: {task}");
 
     // A caller's trace context is joined.
@@ -155,67 +160,74 @@ async fn task_trace_and_metrics_reach_otlp_and_prometheus() {
     })
     .await;
 
-    let received = sink.lock().expect("sink");
-    let task_span = received
-        .spans
-        .iter()
-        .find(|s| s.name == "task" && attr(s, "task").as_deref() == Some(id.as_str()))
-        .expect("task span");
-    let trace: Vec<Span> = received.spans.iter().filter(|s| s.trace_id == task_span.trace_id).cloned().collect();
+    {
+        let received = sink.lock().expect("sink");
+        let task_span = received
+            .spans
+            .iter()
+            .find(|s| s.name == "task" && attr(s, "task").as_deref() == Some(id.as_str()))
+            .expect("task span");
+        let trace: Vec<Span> = received.spans.iter().filter(|s| s.trace_id == task_span.trace_id).cloned().collect();
 
-    // Root: the POST's server span, named and attributed per the HTTP semantic conventions.
-    let root = trace.iter().find(|s| s.parent_span_id.is_empty()).expect("root span");
-    assert_eq!(root.name, "POST /api/v3/services/{service}/");
-    assert_eq!(root.kind, SpanKind::Server as i32);
-    assert_eq!(attr(root, "http.request.method").as_deref(), Some("POST"));
-    assert_eq!(attr(root, "http.route").as_deref(), Some("/api/v3/services/{service}/"));
-    assert_eq!(attr(root, "url.path"), Some(format!("/api/v3/services/{service}/")));
-    assert_eq!(attr(root, "http.response.status_code").as_deref(), Some("200"));
-    // The worker's task span continues the POST's trace.
-    assert_eq!(task_span.parent_span_id, root.span_id, "task span is a child of the POST");
-    assert_eq!(attr(task_span, "service").as_deref(), Some(service));
+        // Root: the POST's server span, named and attributed per the HTTP semantic conventions.
+        let root = trace.iter().find(|s| s.parent_span_id.is_empty()).expect("root span");
+        assert_eq!(root.name, "POST /api/v3/services/{service}/");
+        assert_eq!(root.kind, SpanKind::Server as i32);
+        assert_eq!(attr(root, "http.request.method").as_deref(), Some("POST"));
+        assert_eq!(attr(root, "http.route").as_deref(), Some("/api/v3/services/{service}/"));
+        assert_eq!(attr(root, "url.path"), Some(format!("/api/v3/services/{service}/")));
+        assert_eq!(attr(root, "http.response.status_code").as_deref(), Some("200"));
+        // The worker's task span continues the POST's trace.
+        assert_eq!(task_span.parent_span_id, root.span_id, "task span is a child of the POST");
+        assert_eq!(attr(task_span, "service").as_deref(), Some(service));
 
-    // task → sub_call(liveness) → attempts.
-    let liveness = children(&trace, task_span)
-        .into_iter()
-        .find(|s| s.name == "sub_call" && attr(s, "kind").as_deref() == Some("liveness"))
-        .expect("liveness sub_call span under the task");
-    assert_eq!(attr(liveness, "provider").as_deref(), Some("kbyai_b"));
-    assert_eq!(attr(liveness, "outcome").as_deref(), Some("ok"));
-    assert_eq!(attr(liveness, "fallbacks").as_deref(), Some("1"));
-    assert!(attr(liveness, "fallback_reason").is_some_and(|r| r.starts_with("kbyai_a: ") && r.contains("500")));
-    let mut tries: Vec<(String, String, String)> = children(&trace, liveness)
-        .into_iter()
-        .filter(|s| s.name == "attempt")
-        .map(|s| {
-            assert_eq!(s.kind, SpanKind::Client as i32);
-            assert_eq!(attr(s, "sub_call").as_deref(), Some("liveness"));
-            assert_eq!(attr(s, "kycgate.circuit.state").as_deref(), Some("closed"));
-            (attr(s, "provider").unwrap_or_default(), attr(s, "attempt").unwrap_or_default(), attr(s, "status").unwrap_or_default())
-        })
-        .collect();
-    tries.sort();
-    let want: Vec<(String, String, String)> = [("kbyai_a", "1", "error"), ("kbyai_a", "2", "error"), ("kbyai_a", "3", "error"), ("kbyai_b", "1", "ok")]
-        .into_iter()
-        .map(|(p, n, o)| (p.to_string(), n.to_string(), o.to_string()))
-        .collect();
-    assert_eq!(tries, want);
-    let failed = children(&trace, liveness)
-        .into_iter()
-        .find(|s| s.name == "attempt" && attr(s, "provider").as_deref() == Some("kbyai_a"))
-        .expect("kbyai_a attempt");
-    assert_eq!(attr(failed, "error.type").as_deref(), Some("http_5xx"));
-    assert_eq!(attr(failed, "http.response.status_code").as_deref(), Some("500"));
-    if service == "kyc_passport" {
-        assert!(
-            children(&trace, task_span).iter().any(|s| attr(s, "kind").as_deref() == Some("document_ocr")),
-            "document_ocr sub_call span"
-        );
+        // task → sub_call(liveness) → attempts.
+        let liveness = children(&trace, task_span)
+            .into_iter()
+            .find(|s| s.name == "sub_call" && attr(s, "kind").as_deref() == Some("liveness"))
+            .expect("liveness sub_call span under the task");
+        assert_eq!(attr(liveness, "provider").as_deref(), Some("kbyai_b"));
+        assert_eq!(attr(liveness, "outcome").as_deref(), Some("ok"));
+        assert_eq!(attr(liveness, "fallbacks").as_deref(), Some("1"));
+        assert!(attr(liveness, "fallback_reason").is_some_and(|r| r.starts_with("kbyai_a: ") && r.contains("500")));
+        let mut tries: Vec<(String, String, String)> = children(&trace, liveness)
+            .into_iter()
+            .filter(|s| s.name == "attempt")
+            .map(|s| {
+                assert_eq!(s.kind, SpanKind::Client as i32);
+                assert_eq!(attr(s, "sub_call").as_deref(), Some("liveness"));
+                assert_eq!(attr(s, "kycgate.circuit.state").as_deref(), Some("closed"));
+                (
+                    attr(s, "provider").unwrap_or_default(),
+                    attr(s, "attempt").unwrap_or_default(),
+                    attr(s, "status").unwrap_or_default(),
+                )
+            })
+            .collect();
+        tries.sort();
+        let want: Vec<(String, String, String)> =
+            [("kbyai_a", "1", "error"), ("kbyai_a", "2", "error"), ("kbyai_a", "3", "error"), ("kbyai_b", "1", "ok")]
+                .into_iter()
+                .map(|(p, n, o)| (p.to_string(), n.to_string(), o.to_string()))
+                .collect();
+        assert_eq!(tries, want);
+        let failed = children(&trace, liveness)
+            .into_iter()
+            .find(|s| s.name == "attempt" && attr(s, "provider").as_deref() == Some("kbyai_a"))
+            .expect("kbyai_a attempt");
+        assert_eq!(attr(failed, "error.type").as_deref(), Some("http_5xx"));
+        assert_eq!(attr(failed, "http.response.status_code").as_deref(), Some("500"));
+        if service == "kyc_passport" {
+            assert!(
+                children(&trace, task_span).iter().any(|s| attr(s, "kind").as_deref() == Some("document_ocr")),
+                "document_ocr sub_call span"
+            );
+        }
     }
 
     // The caller's trace id was honoured on /healthz.
-    let caller_bytes: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&caller_trace[i * 2..i * 2 + 2], 16).unwrap_or(0)).collect();
-    drop(received);
+    let caller_bytes: Vec<u8> =
+        (0..16).map(|i| u8::from_str_radix(&caller_trace[i * 2..i * 2 + 2], 16).unwrap_or(0)).collect();
     wait_for(&sink, "the /healthz span in the caller's trace", |r| {
         r.spans.iter().any(|s| s.trace_id == caller_bytes && s.name == "GET /healthz")
     })
@@ -231,7 +243,8 @@ async fn task_trace_and_metrics_reach_otlp_and_prometheus() {
 /// Every `kycgate_*` name in the Grafana dashboard and the Prometheus rules must be a metric the
 /// gateway serves (histogram series suffixes stripped).
 fn deploy_queries_use_existing_metrics(present: &BTreeSet<&str>) {
-    let files = ["deploy/grafana/dashboards/kycgate.json", "deploy/prometheus/alerts.yml", "deploy/prometheus/prometheus.yml"];
+    let files =
+        ["deploy/grafana/dashboards/kycgate.json", "deploy/prometheus/alerts.yml", "deploy/prometheus/prometheus.yml"];
     let mut used = BTreeSet::new();
     for f in files {
         let text = std::fs::read_to_string(repo(f)).unwrap_or_else(|e| panic!("{f}: {e}"));

@@ -74,19 +74,26 @@ async fn personal_data_never_reaches_logs_spans_or_metrics() {
     cfg.telemetry.log_filter = "debug".into();
     let logs = Captured::default();
     let writer = logs.clone();
-    let telemetry = Arc::new(kycgate::telemetry::init_with_writer(
-        &cfg.telemetry,
-        BoxMakeWriter::new(move || writer.clone()),
-    ));
+    let telemetry =
+        Arc::new(kycgate::telemetry::init_with_writer(&cfg.telemetry, BoxMakeWriter::new(move || writer.clone())));
     let gw = start_gateway(cfg).await;
 
-    let id = submit(&gw.base, "kyc_passport", &[("selfie_image", selfie.clone()), ("passport_image", passport.clone())], None).await;
+    let id = submit(
+        &gw.base,
+        "kyc_passport",
+        &[("selfie_image", selfie.clone()), ("passport_image", passport.clone())],
+        None,
+    )
+    .await;
     let task = wait_finished(&gw.base, &id).await;
     let result = task.to_string();
     // The seeded data really went through the gateway (else the test would prove nothing).
     assert!(result.contains("MUSTERMANN"), "the vendor payload reaches the client: {result}");
     if model_dir().is_some() {
-        assert!(result.contains("ERIKSSON") && result.contains("L898902C3"), "the local OCR read the passport: {result}");
+        assert!(
+            result.contains("ERIKSSON") && result.contains("L898902C3"),
+            "the local OCR read the passport: {result}"
+        );
     }
 
     let (metrics_text, _) = scrape(&gw.base).await;
@@ -106,7 +113,8 @@ async fn personal_data_never_reaches_logs_spans_or_metrics() {
     let logs = logs.0.lock().expect("logs").clone();
     assert!(contains(&logs, id.as_bytes()), "the capture works: the task id is logged");
     let exported = sink.lock().expect("sink").raw.clone();
-    let sources: [(&str, &[u8]); 3] = [("logs", &logs), ("OTLP export", &exported), ("/metrics", metrics_text.as_bytes())];
+    let sources: [(&str, &[u8]); 3] =
+        [("logs", &logs), ("OTLP export", &exported), ("/metrics", metrics_text.as_bytes())];
     for (what, data) in sources {
         for pii in DOCUMENT_PII.iter().chain(VENDOR_PII) {
             assert!(!contains(data, pii.as_bytes()), "{pii:?} leaked into {what}");

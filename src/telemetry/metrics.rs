@@ -207,10 +207,7 @@ impl Metrics {
                 .f64_counter(PROVIDER_COST)
                 .with_description("Declared vendor cost of answered calls (cost_per_call)")
                 .build(),
-            decisions: meter
-                .u64_counter(DECISIONS)
-                .with_description("Liveness and face-compare verdicts")
-                .build(),
+            decisions: meter.u64_counter(DECISIONS).with_description("Liveness and face-compare verdicts").build(),
             queue,
             costs: RwLock::default(),
             circuits: RwLock::default(),
@@ -249,12 +246,16 @@ impl Metrics {
     }
 
     /// An attempt that reached a provider (or timed out) ended; `attempt` is 1-based.
-    pub fn attempt_finished(&self, provider: &str, sub_call: &'static str, outcome: &'static str, attempt: u32, elapsed: Duration) {
+    pub fn attempt_finished(
+        &self,
+        provider: &str,
+        sub_call: &'static str,
+        outcome: &'static str,
+        attempt: u32,
+        elapsed: Duration,
+    ) {
         let labels = [kv("provider", provider.to_string()), kv("sub_call", sub_call)];
-        self.attempts.add(
-            1,
-            &[kv("provider", provider.to_string()), kv("sub_call", sub_call), kv("outcome", outcome)],
-        );
+        self.attempts.add(1, &[kv("provider", provider.to_string()), kv("sub_call", sub_call), kv("outcome", outcome)]);
         self.attempt_duration.record(elapsed.as_secs_f64(), &labels);
         if attempt > 1 {
             self.retries.add(1, &labels);
@@ -273,10 +274,8 @@ impl Metrics {
     pub fn route_declared(&self, provider: &str, sub_call: &'static str) {
         let labels = [kv("provider", provider.to_string()), kv("sub_call", sub_call)];
         for outcome in ["ok", "rejected", "error", "skipped"] {
-            self.attempts.add(
-                0,
-                &[kv("provider", provider.to_string()), kv("sub_call", sub_call), kv("outcome", outcome)],
-            );
+            self.attempts
+                .add(0, &[kv("provider", provider.to_string()), kv("sub_call", sub_call), kv("outcome", outcome)]);
         }
         self.retries.add(0, &labels);
         self.fallbacks.add(0, &labels);
@@ -287,10 +286,8 @@ impl Metrics {
 
     /// A provider was passed over without a call (unsupported, unavailable, circuit open).
     pub fn attempt_skipped(&self, provider: &str, sub_call: &'static str) {
-        self.attempts.add(
-            1,
-            &[kv("provider", provider.to_string()), kv("sub_call", sub_call), kv("outcome", "skipped")],
-        );
+        self.attempts
+            .add(1, &[kv("provider", provider.to_string()), kv("sub_call", sub_call), kv("outcome", "skipped")]);
     }
 
     /// The chain moved on from `provider` to the next one.
@@ -331,8 +328,7 @@ impl Metrics {
             }
         };
         cell.store(state as u8, Ordering::Relaxed);
-        self.circuit_state
-            .record(state as i64, &[kv("provider", provider.to_string()), kv("sub_call", sub_call)]);
+        self.circuit_state.record(state as i64, &[kv("provider", provider.to_string()), kv("sub_call", sub_call)]);
     }
 
     /// The circuit state last recorded for a route (closed when it has no breaker record).

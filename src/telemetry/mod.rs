@@ -79,9 +79,9 @@ pub fn init_with_writer(cfg: &TelemetryConfig, writer: BoxMakeWriter) -> Telemet
     });
 
     let tracer = settings.as_ref().filter(|s| s.traces).and_then(|s| match s.span_exporter() {
-        Ok(exporter) => Some(
-            SdkTracerProvider::builder().with_resource(s.resource.clone()).with_batch_exporter(exporter).build(),
-        ),
+        Ok(exporter) => {
+            Some(SdkTracerProvider::builder().with_resource(s.resource.clone()).with_batch_exporter(exporter).build())
+        }
         Err(e) => {
             problems.push(e);
             None

@@ -58,9 +58,13 @@ impl Settings {
         if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Ok(None);
         }
-        let env_endpoint = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]
-            .into_iter()
-            .any(|v| env(v).is_some());
+        let env_endpoint = [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        ]
+        .into_iter()
+        .any(|v| env(v).is_some());
         // Pointing the standard variable at a collector is the usual way to turn export on.
         if !cfg.enabled && !env_endpoint {
             return Ok(None);
@@ -205,7 +209,12 @@ mod tests {
     /// No collector listens on the endpoint: building works, exporting fails quietly.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dead_collector_is_not_fatal() {
-        let cfg = OtlpConfig { enabled: true, endpoint: "http://127.0.0.1:9".into(), timeout_secs: 1, ..OtlpConfig::default() };
+        let cfg = OtlpConfig {
+            enabled: true,
+            endpoint: "http://127.0.0.1:9".into(),
+            timeout_secs: 1,
+            ..OtlpConfig::default()
+        };
         let Some(settings) = Settings::resolve(&cfg).expect("settings") else {
             return; // OTEL_SDK_DISABLED is set in this environment.
         };

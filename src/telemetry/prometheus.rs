@@ -139,7 +139,11 @@ fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, le: Option<&str>) -> St
 
 fn fmt_f64(v: f64) -> String {
     if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else if v.is_nan() {
         "NaN".into()
     } else {

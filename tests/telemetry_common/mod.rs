@@ -227,10 +227,8 @@ pub async fn submit(base: &str, service: &str, files: &[(&str, Vec<u8>)], tracep
         let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(format!("{field}.jpg"));
         form = form.part(field.to_string(), part);
     }
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}/api/v3/services/{service}/"))
-        .bearer_auth(API_KEY)
-        .multipart(form);
+    let mut req =
+        reqwest::Client::new().post(format!("{base}/api/v3/services/{service}/")).bearer_auth(API_KEY).multipart(form);
     if let Some(tp) = traceparent {
         req = req.header("traceparent", tp);
     }
