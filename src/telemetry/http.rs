@@ -12,12 +12,21 @@ use super::metrics::metrics;
 /// Route label for requests no route matched: keeps the label set closed.
 const UNMATCHED: &str = "unmatched";
 
+/// Probes and scrapes arrive every few seconds from every prober: counted, never traced (they
+/// would bury the task traces).
+const UNTRACED: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
 /// Axum middleware (`middleware::from_fn`): server span + `kycgate_http_requests_total`.
 /// Uses the matched route template (`/api/v3/services/{service}/`), never the raw path, for the
 /// span name and the label, so cardinality stays bounded.
 pub async fn server_span(req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_string();
     let route = req.extensions().get::<MatchedPath>().map_or(UNMATCHED, |m| m.as_str()).to_string();
+    if UNTRACED.contains(&route.as_str()) {
+        let response = next.run(req).await;
+        metrics().http_request(&route, &method, response.status().as_u16());
+        return response;
+    }
     let span = tracing::info_span!(
         "http.server",
         otel.name = %format!("{method} {route}"),
