@@ -43,7 +43,7 @@ fn children<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
 async fn task_trace_and_metrics_reach_otlp_and_prometheus() {
     let (otlp, sink) = otlp_receiver().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let _vendors = kbyai_vendors(dir.path()).await;
+    let vendors = kbyai_vendors(dir.path()).await;
     let cfg = config(dir.path(), Some(&otlp));
     let telemetry = Arc::new(kycgate::telemetry::init(&cfg.telemetry));
     let gw = start_gateway(cfg).await;
@@ -218,6 +218,8 @@ async fn task_trace_and_metrics_reach_otlp_and_prometheus() {
             .expect("kbyai_a attempt");
         assert_eq!(attr(failed, "error.type").as_deref(), Some("http_5xx"));
         assert_eq!(attr(failed, "http.response.status_code").as_deref(), Some("500"));
+        assert_eq!(attr(failed, "server.address").as_deref(), Some("127.0.0.1"));
+        assert_eq!(attr(failed, "server.port"), Some(vendors.0.address().port().to_string()));
         if service == "kyc_passport" {
             assert!(
                 children(&trace, task_span).iter().any(|s| attr(s, "kind").as_deref() == Some("document_ocr")),

@@ -76,9 +76,15 @@ where
             status = tracing::field::Empty,
             error.type = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
             reason = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
         );
+        if let Some((host, port)) = metrics.peer(&provider) {
+            span.record("server.address", host.as_str());
+            span.record("server.port", port);
+        }
         let fut = self.inner.call(req);
         Box::pin(
             async move {

@@ -107,6 +107,8 @@ pub struct Metrics {
     queue: Arc<QueueSample>,
     /// Declared `cost_per_call` per provider (providers without one cost nothing).
     costs: RwLock<HashMap<String, f64>>,
+    /// Vendor host and port per provider, for the attempt spans' `server.address`/`server.port`.
+    peers: RwLock<HashMap<String, (String, u16)>>,
     /// Current circuit states, so attempt spans can say which state admitted them.
     circuits: RwLock<HashMap<(String, &'static str), Arc<AtomicU8>>>,
 }
@@ -210,6 +212,7 @@ impl Metrics {
             decisions: meter.u64_counter(DECISIONS).with_description("Liveness and face-compare verdicts").build(),
             queue,
             costs: RwLock::default(),
+            peers: RwLock::default(),
             circuits: RwLock::default(),
         };
         // Closed label sets start at 0 (see `route_declared`).
@@ -312,6 +315,18 @@ impl Metrics {
         if let Ok(mut costs) = self.costs.write() {
             costs.insert(provider.to_string(), cost);
         }
+    }
+
+    /// Sets where an HTTP provider lives (client-span attributes; not a metric label).
+    pub fn set_peer(&self, provider: &str, host: &str, port: u16) {
+        if let Ok(mut peers) = self.peers.write() {
+            peers.insert(provider.to_string(), (host.to_string(), port));
+        }
+    }
+
+    /// The vendor host and port of `provider`, when it is an HTTP provider.
+    pub fn peer(&self, provider: &str) -> Option<(String, u16)> {
+        self.peers.read().ok().and_then(|p| p.get(provider).cloned())
     }
 
     /// Records a circuit's state (the breaker calls this on every transition).
