@@ -65,6 +65,34 @@ yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, open(sys.arg
 PY
 promtool check rules "$tmp/dashboard_rules.yml"
 
+# Optional schema checks, when the tools are installed (pip install compose-spec kubernetes-validate
+# pyyaml; point DEPLOY_PYTHON at that interpreter, e.g. a venv's bin/python).
+PY="${DEPLOY_PYTHON:-python3}"
+if "$PY" -c 'import compose_spec, yaml' >/dev/null 2>&1; then
+  echo "== docker-compose.yml against the Compose specification (strict)"
+  "$PY" - <<'PY'
+import json, yaml, compose_spec
+d = yaml.safe_load(open("docker-compose.yml"))   # resolves the `<<: *gateway` merge keys
+c = compose_spec.PyCompose.from_json(json.dumps(d))
+print("ok    services:", ", ".join(c.service_names()))
+PY
+else
+  echo "skip  compose schema check (pip install compose-spec pyyaml)"
+fi
+kv="$(dirname "$PY")/kubernetes-validate"
+[ -x "$kv" ] || kv="$(command -v kubernetes-validate || true)"
+if [ -n "$kv" ]; then
+  echo "== Kubernetes manifests against the API schemas (strict)"
+  out=$("$kv" --strict --quiet k8s/standalone/*.yaml k8s/sidecar/*.yaml 2>&1 || true)
+  # The Kustomization has no API schema; anything else reported is a failure.
+  if echo "$out" | grep -v "Couldn't find schema for kind Kustomization" | grep -E "ERROR|FAIL"; then
+    exit 1
+  fi
+  echo "ok    k8s manifests"
+else
+  echo "skip  Kubernetes schema check (pip install kubernetes-validate)"
+fi
+
 if [ -n "${KYCGATE_URL:-}" ]; then
   echo "== metric names against $KYCGATE_URL/metrics"
   curl -fsS "$KYCGATE_URL/metrics" > "$tmp/metrics.txt"
