@@ -25,6 +25,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::TelemetryConfig;
@@ -102,16 +103,21 @@ pub fn init_with_writer(cfg: &TelemetryConfig, writer: BoxMakeWriter) -> Telemet
     }
     let metrics_installed = metrics::install(meter.build(), reader);
 
+    // Each layer has its own filter: quieting the logs (`RUST_LOG=warn`) must not switch traces off.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_filter));
     let fmt_layer = if cfg.log_format == "json" {
-        tracing_subscriber::fmt::layer().json().with_writer(writer).boxed()
+        tracing_subscriber::fmt::layer().json().with_writer(writer).with_filter(filter).boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(writer).boxed()
+        tracing_subscriber::fmt::layer().with_writer(writer).with_filter(filter).boxed()
     };
     let otel_layer = tracer.as_ref().map(|t| {
-        tracing_opentelemetry::layer().with_tracer(t.tracer("kycgate")).with_location(false).with_threads(false)
+        tracing_opentelemetry::layer()
+            .with_tracer(t.tracer("kycgate"))
+            .with_location(false)
+            .with_threads(false)
+            .with_filter(Targets::new().with_target("kycgate", LevelFilter::INFO))
     });
-    let installed = tracing_subscriber::registry().with(fmt_layer).with(otel_layer).with(filter).try_init();
+    let installed = tracing_subscriber::registry().with(fmt_layer).with(otel_layer).try_init();
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
 
     if installed.is_err() {
