@@ -97,7 +97,13 @@ impl Gateway {
             heartbeat: Duration::from_secs(self.config.store.lease_secs.max(3) / 3),
             poll: Duration::from_secs(2),
         };
-        let mut workers = worker::spawn(self.state.store.clone(), self.pipeline.clone(), settings, stop_rx);
+        let mut workers = worker::spawn(self.state.store.clone(), self.pipeline.clone(), settings, stop_rx.clone());
+        // Queue gauges between scrapes (OTLP pushes read the last sample).
+        tokio::spawn(crate::telemetry::metrics::sample_queue_every(
+            self.state.store.clone(),
+            QUEUE_SAMPLE_EVERY,
+            stop_rx,
+        ));
         let app = api::app(self.state.clone(), self.config.server.max_body_bytes);
         let mut stop_http = stop_tx.subscribe();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -113,6 +119,9 @@ impl Gateway {
         Ok(())
     }
 }
+
+/// How often the queue gauges are refreshed in the background.
+const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(15);
 
 fn hostname() -> String {
     std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "kycgate".into())
@@ -138,10 +147,18 @@ async fn build_providers(
             continue;
         }
         let provider: SharedProvider = match &file.spec {
-            ProviderSpec::Http(_) => Arc::new(
-                HttpProvider::from_file(&file)
-                    .map_err(|e| AppError::Provider { name: file.name.clone(), reason: e.to_string() })?,
-            ),
+            ProviderSpec::Http(spec) => Arc::new({
+                if let Some(cost) = spec.cost_per_call {
+                    crate::telemetry::metrics().set_cost_per_call(&file.name, cost);
+                }
+                let provider = HttpProvider::from_file(&file)
+                    .map_err(|e| AppError::Provider { name: file.name.clone(), reason: e.to_string() })?;
+                let base = &provider.spec().base_url;
+                if let (Some(host), Some(port)) = (base.host_str(), base.port_or_known_default()) {
+                    crate::telemetry::metrics().set_peer(&file.name, host, port);
+                }
+                provider
+            }),
             ProviderSpec::Local(spec) => {
                 let l = Arc::new(LocalProvider::build(&file.name, spec, &config.models).await);
                 local = Some(l.clone());

@@ -99,7 +99,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    kycgate::telemetry::init(&config.telemetry);
+    let telemetry = kycgate::telemetry::init(&config.telemetry);
     let result = match cli.command {
         Command::Serve { listen, store, api_keys } => serve(config, Overrides { listen, store, api_keys }).await,
         Command::Verify { selfie, passport, extend_data } => {
@@ -112,6 +112,8 @@ async fn main() -> ExitCode {
         Command::HashPassword => kycgate::cli::hash_password(),
         Command::Simulate { scenario, listen } => kycgate::simulate::run(&scenario, listen).await,
     };
+    // The exporters block on the runtime while flushing: do it off the async threads.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -137,9 +139,27 @@ async fn serve(config: Config, mut overrides: Overrides) -> anyhow::Result<()> {
     tracing::info!(%addr, "kycgate listening");
     eprintln!("kycgate listening on http://{addr}");
     gateway
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .serve(listener, shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what Docker and Kubernetes send): drain, then flush telemetry.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("Shutting down: finishing running tasks");
 }

@@ -126,6 +126,7 @@ async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, he
         match store.complete(worker, &task, status, result.clone()).await {
             Ok(()) => {
                 tracing::info!(task = %id, status = status.as_str(), "Task finished");
+                crate::telemetry::metrics::task_finished(store, &task, status, &result).await;
                 return;
             }
             Err(StoreError::Unavailable(e)) => {

@@ -48,9 +48,10 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/media/{*path}", get(tasks::get_media))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found);
     api.layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::telemetry::http::server_span))
         .with_state(state)
 }
 
@@ -61,6 +62,16 @@ async fn not_found() -> ApiError {
 /// Liveness probe: the process serves HTTP.
 async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
+}
+
+/// Prometheus scrape. Unauthenticated like `/healthz` (it carries no personal data: labels are
+/// closed sets); keep it on the internal network. The queue is sampled now, so it is fresh.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::telemetry::metrics::sample_queue(&state.store).await;
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::telemetry::prometheus::render(),
+    )
 }
 
 /// Readiness: the store answers and every sub-call has at least one usable provider.

@@ -128,11 +128,12 @@ pub async fn submit(
         extend_data,
         images: images_in,
         fields,
-        trace_context: None,
+        trace_context: crate::telemetry::propagation::traceparent(&tracing::Span::current()),
         base_url: state.public_url.clone().or(base_url),
     };
     let record = TaskRecord::new(id, &input, now_ms());
     state.store.submit(record, input).await?;
+    crate::telemetry::metrics().task_submitted(service.as_str());
     tracing::info!(task = %id, service = %service, "Task accepted");
     Ok(Json(json!({ "id": id })))
 }

@@ -75,6 +75,8 @@ impl Pipeline {
     pub async fn run(&self, id: TaskId, input: &TaskInput, today: NaiveDate) -> Result<Finished, PipelineError> {
         use tracing::Instrument;
         let span = tracing::info_span!("task", task = %id, service = %input.service);
+        // Same trace as the POST that created the task, whichever instance runs it.
+        crate::telemetry::propagation::set_parent(&span, input.trace_context.as_deref());
         // What routing policies may know: the task id (sticky splits), service and owner (rules).
         let ctx = RouteContext::new(id.to_string()).with("service", input.service.as_str()).with("owner", input.owner.as_str());
         async move { self.dispatch(input, &ctx, today).await }.instrument(span).await

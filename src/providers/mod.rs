@@ -286,12 +286,23 @@ pub enum Verdict {
 }
 
 /// A provider's answer: the verdict plus the raw vendor payload (kept for `extend_data`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Answer {
     pub provider: String,
     pub verdict: Verdict,
     /// The vendor's JSON, as received (only returned to clients that asked for `extend_data`).
     pub raw: Option<serde_json::Value>,
+}
+
+impl fmt::Debug for Answer {
+    /// The raw vendor JSON holds names and document numbers: it is never formatted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Answer")
+            .field("provider", &self.provider)
+            .field("verdict", &self.verdict)
+            .field("raw", &self.raw.as_ref().map(crate::telemetry::Redacted::new))
+            .finish()
+    }
 }
 
 /// Why a provider could not answer. Classified once (see [`ProviderError::class`]) so retry,

@@ -77,6 +77,10 @@ pub struct HttpSpec {
     pub errors: ErrorSpec,
     /// One request per sub-call the vendor serves.
     pub endpoints: Endpoints,
+    /// What one answered call costs (any currency unit, e.g. `0.01`), summed into the
+    /// `kycgate_provider_cost_total` metric. Absent = 0.
+    #[serde(default)]
+    pub cost_per_call: Option<f64>,
 }
 
 /// Sub-call → endpoint. A missing entry means the vendor does not serve that sub-call.

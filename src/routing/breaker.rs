@@ -15,6 +15,7 @@ use tower::{Layer, Service};
 
 use super::config::BreakerParams;
 use crate::providers::ProviderError;
+use crate::telemetry::CircuitState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -29,6 +30,8 @@ enum State {
 struct Gate {
     params: BreakerParams,
     state: Mutex<State>,
+    /// `(provider, sub_call)` the state gauge is reported under, if observed.
+    labels: Option<(Arc<str>, &'static str)>,
 }
 
 /// Whether the gate let a call through as a normal call or as the half-open probe.
@@ -43,6 +46,13 @@ impl Gate {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Reports a transition to the `kycgate_provider_circuit_state` gauge.
+    fn report(&self, state: CircuitState) {
+        if let Some((provider, sub_call)) = &self.labels {
+            crate::telemetry::metrics().set_circuit_state(provider, sub_call, state);
+        }
+    }
+
     /// Decides whether a call may go to the provider.
     fn admit(&self) -> Option<Admission> {
         let mut state = self.lock();
@@ -52,6 +62,7 @@ impl Gate {
             // ## Open => (Open | HalfOpen): the first call after the cool-down is the probe.
             State::Open { until } if Instant::now() >= until => {
                 *state = State::HalfOpen;
+                self.report(CircuitState::HalfOpen);
                 tracing::info!("Circuit half-open: probing provider");
                 Some(Admission::Probe)
             }
@@ -69,6 +80,7 @@ impl Gate {
                 tracing::info!("Circuit closed: probe succeeded");
             }
             *state = State::Closed { failures: 0 };
+            self.report(CircuitState::Closed);
         }
     }
 
@@ -81,6 +93,7 @@ impl Gate {
             (State::HalfOpen, Admission::Probe) => {
                 tracing::warn!("Circuit re-opened: probe failed");
                 *state = open;
+                self.report(CircuitState::Open);
             }
             // ## Closed => (Closed | Open)
             (State::Closed { failures }, _) => {
@@ -88,6 +101,7 @@ impl Gate {
                 if failures >= self.params.failure_threshold {
                     tracing::warn!(failures, "Circuit opened");
                     *state = open;
+                    self.report(CircuitState::Open);
                 } else {
                     *state = State::Closed { failures };
                 }
@@ -135,7 +149,19 @@ pub struct CircuitBreakerLayer {
 
 impl CircuitBreakerLayer {
     pub fn new(params: BreakerParams) -> Self {
-        Self { gate: Arc::new(Gate { params, state: Mutex::new(State::Closed { failures: 0 }) }) }
+        Self { gate: Arc::new(Gate { params, state: Mutex::new(State::Closed { failures: 0 }), labels: None }) }
+    }
+
+    /// Like [`CircuitBreakerLayer::new`], reporting the state gauge for `(provider, sub_call)`
+    /// (starting at closed, so the series exists before the first failure).
+    pub fn observed(params: BreakerParams, provider: &str, sub_call: &'static str) -> Self {
+        let gate = Gate {
+            params,
+            state: Mutex::new(State::Closed { failures: 0 }),
+            labels: Some((provider.into(), sub_call)),
+        };
+        gate.report(CircuitState::Closed);
+        Self { gate: Arc::new(gate) }
     }
 }
 

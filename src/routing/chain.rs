@@ -91,7 +91,7 @@ pub fn build(config: &RoutingConfig, providers: &HashMap<String, SharedProvider>
             }
             built.push(Route {
                 provider: provider.clone(),
-                service: stack(provider.clone(), &params),
+                service: stack(kind, provider.clone(), &params),
                 gates: Arc::new(Gates::new(entry)),
                 latency: Arc::new(LatencyWindow::default()),
             });
@@ -132,6 +132,35 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Records a provider passed over without a call: in the log, the metrics, and as an empty
+/// `attempt` span so the trace shows the circuit decision.
+fn skip(log: &AttemptLog, kind: SubCallKind, provider: &str, reason: String) {
+    let circuit = crate::telemetry::metrics().circuit_state(provider, kind.as_str());
+    let _span = tracing::info_span!(
+        "attempt",
+        otel.kind = "client",
+        provider,
+        sub_call = kind.as_str(),
+        attempt = 0u32,
+        kycgate.circuit.state = circuit.as_str(),
+        status = "skipped",
+        reason = reason.as_str(),
+        latency_ms = 0u64,
+    )
+    .entered();
+    crate::telemetry::metrics().attempt_skipped(provider, kind.as_str());
+    log.push(skipped(provider, reason));
+}
+
+/// Counts the verdict behind the decision-rate metrics.
+fn count_decision(verdict: &Verdict) {
+    match verdict {
+        Verdict::Liveness(l) => crate::telemetry::metrics().decision("liveness", l.is_live),
+        Verdict::Compare(c) => crate::telemetry::metrics().decision("compare", c.is_match),
+        Verdict::Ocr(_) | Verdict::Rejected(_) => {}
+    }
+}
+
 impl ChainRouter {
     /// Provider names of one chain, in configured order.
     pub fn chain(&self, kind: SubCallKind) -> Vec<&str> {
@@ -139,20 +168,28 @@ impl ChainRouter {
     }
 }
 
-/// One provider's turn: gates, then its stack. `None` when it did not answer (recorded).
-async fn attempt(route: &Route, kind: SubCallKind, call: SubCall, log: &AttemptLog) -> Option<Answer> {
+/// Why a provider gave no answer.
+enum Miss {
+    /// Passed over without a call (unsupported, unavailable, gate closed, circuit open).
+    Skipped,
+    /// Called, and failed every attempt.
+    Failed(String),
+}
+
+/// One provider's turn: gates, then its stack. Every outcome is recorded in `log`.
+async fn attempt(route: &Route, kind: SubCallKind, call: SubCall, log: &AttemptLog) -> Result<Answer, Miss> {
     let name = route.provider.name();
     if !route.provider.supports(kind) {
-        log.push(skipped(name, ProviderError::Unsupported(kind).to_string()));
-        return None;
+        skip(log, kind, name, ProviderError::Unsupported(kind).to_string());
+        return Err(Miss::Skipped);
     }
     if let Some(reason) = route.provider.unavailable_reason(kind) {
-        log.push(skipped(name, reason));
-        return None;
+        skip(log, kind, name, reason);
+        return Err(Miss::Skipped);
     }
     if let Err(reason) = route.gates.admit() {
-        log.push(skipped(name, reason));
-        return None;
+        skip(log, kind, name, reason);
+        return Err(Miss::Skipped);
     }
     let before = log.len();
     let made_before = log.count_for(name);
@@ -162,17 +199,27 @@ async fn attempt(route: &Route, kind: SubCallKind, call: SubCall, log: &AttemptL
     match result {
         Ok(a) => {
             route.latency.record(started.elapsed());
-            Some(a)
+            Ok(a)
         }
         Err(e) => {
             // Nothing reached the provider (circuit open): say why it was passed over.
             if log.len() == before {
-                log.push(skipped(name, e.to_string()));
+                skip(log, kind, name, e.to_string());
+                return Err(Miss::Skipped);
             }
-            tracing::info!(provider = %name, error = %e, "Falling back to the next provider");
-            None
+            Err(Miss::Failed(e.to_string()))
         }
     }
+}
+
+/// Counts and traces a hand-over from a provider that failed to the next one.
+fn fell_back(kind: SubCallKind, provider: &str, why: &str, fallbacks: &mut u32) {
+    *fallbacks += 1;
+    crate::telemetry::metrics().fallback(provider, kind.as_str());
+    let span = tracing::Span::current();
+    span.record("fallbacks", *fallbacks);
+    span.record("fallback_reason", format!("{provider}: {why}").as_str());
+    tracing::info!(provider = %provider, error = %why, "Falling back to the next provider");
 }
 
 /// Records that `loser` was still working when the hedge was decided, and was dropped.
@@ -188,7 +235,14 @@ fn cancelled(log: &AttemptLog, loser: &Route, started: Instant, winner: &str) {
 }
 
 /// The primary alone until the hedge delay, then both; the first answer wins.
-async fn hedged(cfg: &HedgeConfig, primary: &Route, secondary: &Route, kind: SubCallKind, call: &SubCall, log: &AttemptLog) -> Option<Answer> {
+async fn hedged(
+    cfg: &HedgeConfig,
+    primary: &Route,
+    secondary: &Route,
+    kind: SubCallKind,
+    call: &SubCall,
+    log: &AttemptLog,
+) -> Result<Answer, Miss> {
     let delay = hedge_delay(cfg, &primary.latency);
     let first_started = Instant::now();
     let first = attempt(primary, kind, call.clone(), log);
@@ -196,8 +250,8 @@ async fn hedged(cfg: &HedgeConfig, primary: &Route, secondary: &Route, kind: Sub
     tokio::select! {
         res = &mut first => {
             return match res {
-                Some(a) => Some(a),
-                None => attempt(secondary, kind, call.clone(), log).await,
+                Ok(a) => Ok(a),
+                Err(_) => attempt(secondary, kind, call.clone(), log).await,
             };
         }
         _ = tokio::time::sleep(delay) => {}
@@ -208,18 +262,18 @@ async fn hedged(cfg: &HedgeConfig, primary: &Route, secondary: &Route, kind: Sub
     tokio::pin!(second);
     tokio::select! {
         res = &mut first => match res {
-            Some(a) => {
+            Ok(a) => {
                 cancelled(log, secondary, second_started, primary.provider.name());
-                Some(a)
+                Ok(a)
             }
-            None => second.await,
+            Err(_) => second.await,
         },
         res = &mut second => match res {
-            Some(a) => {
+            Ok(a) => {
                 cancelled(log, primary, first_started, secondary.provider.name());
-                Some(a)
+                Ok(a)
             }
-            None => first.await,
+            Err(_) => first.await,
         },
     }
 }
@@ -227,29 +281,38 @@ async fn hedged(cfg: &HedgeConfig, primary: &Route, secondary: &Route, kind: Sub
 impl Chain {
     /// Walks `order`, hedging pairs when configured.
     async fn walk(&self, order: &[usize], kind: SubCallKind, call: &SubCall, log: &AttemptLog) -> Option<Answer> {
+        let mut fallbacks = 0u32;
         let mut i = 0;
         while i < order.len() {
             let route = &self.routes[order[i]];
-            if let (Some(cfg), Some(&next)) = (&self.hedge, order.get(i + 1)) {
-                if let Some(a) = hedged(cfg, route, &self.routes[next], kind, call, log).await {
-                    return Some(a);
+            let (result, step) = match (&self.hedge, order.get(i + 1)) {
+                (Some(cfg), Some(&next)) => (hedged(cfg, route, &self.routes[next], kind, call, log).await, 2),
+                _ => (attempt(route, kind, call.clone(), log).await, 1),
+            };
+            match result {
+                Ok(a) => return Some(a),
+                Err(Miss::Failed(why)) if i + step < order.len() => {
+                    fell_back(kind, route.provider.name(), &why, &mut fallbacks);
                 }
-                i += 2;
-                continue;
+                Err(_) => {}
             }
-            if let Some(a) = attempt(route, kind, call.clone(), log).await {
-                return Some(a);
-            }
-            i += 1;
+            i += step;
         }
         None
     }
 
     /// Asks every consensus member at once and combines; if none answers, the rest of the
     /// chain is walked as plain fallback.
-    async fn consensus(&self, members: &[usize], policy: ConsensusPolicy, kind: SubCallKind, call: &SubCall, log: &AttemptLog) -> Option<Answer> {
+    async fn consensus(
+        &self,
+        members: &[usize],
+        policy: ConsensusPolicy,
+        kind: SubCallKind,
+        call: &SubCall,
+        log: &AttemptLog,
+    ) -> Option<Answer> {
         let asks = members.iter().map(|&i| attempt(&self.routes[i], kind, call.clone(), log));
-        let answers: Vec<Answer> = futures::future::join_all(asks).await.into_iter().flatten().collect();
+        let answers: Vec<Answer> = futures::future::join_all(asks).await.into_iter().filter_map(Result::ok).collect();
         if let Some(a) = consensus::combine(policy, answers) {
             return Some(a);
         }
@@ -272,6 +335,8 @@ impl SubCallRouter for ChainRouter {
             provider = tracing::field::Empty,
             outcome = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
+            fallbacks = tracing::field::Empty,
+            fallback_reason = tracing::field::Empty,
         );
         async move {
             let started = Instant::now();
@@ -291,6 +356,7 @@ impl SubCallRouter for ChainRouter {
             };
             if let Some(a) = &answer {
                 span.record("provider", a.provider.as_str());
+                count_decision(&a.verdict);
             }
             span.record("outcome", outcome);
             span.record("latency_ms", millis(started.elapsed()));

@@ -60,27 +60,58 @@ where
         let provider = self.provider.clone();
         let log = req.log.clone();
         let attempt = log.count_for(&provider) + 1;
+        let sub_call = req.call.kind().as_str();
+        let metrics = crate::telemetry::metrics();
+        // The breaker (outside this layer) has already admitted the call: its state says whether
+        // this is a normal call (closed) or the half-open probe.
+        let circuit = metrics.circuit_state(&provider, sub_call);
         let span = tracing::info_span!(
             "attempt",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
             provider = %provider,
+            sub_call,
             attempt,
+            kycgate.circuit.state = circuit.as_str(),
             status = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
+            reason = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
         );
+        if let Some((host, port)) = metrics.peer(&provider) {
+            span.record("server.address", host.as_str());
+            span.record("server.port", port);
+        }
         let fut = self.inner.call(req);
         Box::pin(
             async move {
                 let started = Instant::now();
+                let in_flight = metrics.in_flight(&provider, sub_call);
                 let result = fut.await;
+                drop(in_flight);
                 let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 let (outcome, reason) = match &result {
                     Ok(Answer { verdict: Verdict::Rejected(r), .. }) => ("rejected", Some(r.code.as_str().to_string())),
                     Ok(_) => ("ok", None),
                     Err(e) => ("error", Some(e.to_string())),
                 };
+                metrics.attempt_finished(&provider, sub_call, outcome, attempt, started.elapsed());
                 let span = tracing::Span::current();
                 span.record("status", outcome);
                 span.record("latency_ms", latency_ms);
+                if let Some(reason) = &reason {
+                    span.record("reason", reason.as_str());
+                }
+                if let Err(e) = &result {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", error_type(e));
+                    if let ProviderError::Http { status, .. } = e {
+                        span.record("http.response.status_code", *status);
+                    }
+                }
                 match &result {
                     Err(e) => tracing::info!(error = %e, class = ?e.class(), "Provider attempt failed"),
                     Ok(_) => tracing::debug!("Provider attempt answered"),
@@ -96,5 +127,22 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// A low-cardinality `error.type` (OTel semantic conventions) for an attempt's failure.
+fn error_type(e: &ProviderError) -> &'static str {
+    match e {
+        ProviderError::Timeout(_) => "timeout",
+        ProviderError::Transport(_) => "transport",
+        ProviderError::Http { status, .. } if *status >= 500 => "http_5xx",
+        ProviderError::Http { .. } => "http_4xx",
+        ProviderError::RateLimited { .. } => "rate_limited",
+        ProviderError::Vendor { .. } => "vendor",
+        ProviderError::Decode(_) => "decode",
+        ProviderError::Unsupported(_) => "unsupported",
+        ProviderError::Unavailable(_) => "unavailable",
+        ProviderError::CircuitOpen => "circuit_open",
+        ProviderError::Config(_) => "config",
     }
 }

@@ -10,14 +10,15 @@ use super::record::RecordAttemptLayer;
 use super::retry::RetryLayer;
 use super::service::{ProviderService, RouteRequest};
 use super::timeout::TimeoutLayer;
-use crate::providers::{Answer, ProviderError, SharedProvider};
+use crate::providers::{Answer, ProviderError, SharedProvider, SubCallKind};
 
 /// A provider wrapped in its resilience layers, type-erased.
 pub type ProviderStack = BoxCloneSyncService<RouteRequest, Answer, ProviderError>;
 
 /// Wraps `provider` for one (sub-call, provider) route. Layers, innermost first.
-pub fn stack(provider: SharedProvider, params: &RouteParams) -> ProviderStack {
+pub fn stack(kind: SubCallKind, provider: SharedProvider, params: &RouteParams) -> ProviderStack {
     let name = provider.name().to_string();
+    crate::telemetry::metrics().route_declared(&name, kind.as_str());
     // The vendor call itself.
     let svc = ProviderService::new(provider);
     // Concurrency limit, innermost: the slot is held only while the vendor works, never during
@@ -31,7 +32,7 @@ pub fn stack(provider: SharedProvider, params: &RouteParams) -> ProviderStack {
     let svc = RecordAttemptLayer::new(&name).layer(svc);
     // Breaker outside the recorder: it counts each attempt's outcome, and when open it fails
     // fast without an attempt being made (the router records the provider as skipped).
-    let svc = CircuitBreakerLayer::new(params.breaker).layer(svc);
+    let svc = CircuitBreakerLayer::observed(params.breaker, &name, kind.as_str()).layer(svc);
     // Retry outermost: each retry passes through the breaker again (an open circuit is Fatal
     // and stops retrying) and waits its backoff holding no concurrency slot.
     let svc = RetryLayer::new(params.retry).layer(svc);

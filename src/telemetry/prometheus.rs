@@ -1,0 +1,187 @@
+//! Prometheus text exposition of the OTel SDK's metrics, for `GET /metrics`.
+//!
+//! Why render ourselves: `opentelemetry-prometheus` pulls in the `prometheus` crate (and its
+//! protobuf stack) and renames instruments (unit and `_total` suffixes); reading the SDK's own
+//! aggregation through a [`ManualReader`] keeps one source of truth for OTLP and the scrape,
+//! keeps names exactly as declared in [`super::metrics`], and costs ~100 lines.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Temporality};
+
+/// A [`ManualReader`] the meter provider owns and the scrape handler shares.
+#[derive(Debug, Clone)]
+pub struct SharedReader(Arc<ManualReader>);
+
+impl SharedReader {
+    pub fn new(reader: ManualReader) -> Self {
+        Self(Arc::new(reader))
+    }
+}
+
+// === impl SharedReader ===
+
+impl MetricReader for SharedReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline)
+    }
+
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
+    }
+}
+
+/// The current value of every instrument, in the Prometheus text format (0.0.4).
+pub fn render() -> String {
+    render_from(&super::metrics::installed().reader)
+}
+
+fn render_from(reader: &SharedReader) -> String {
+    let mut rm = ResourceMetrics::default();
+    if let Err(err) = reader.collect(&mut rm) {
+        tracing::warn!(error = %err, "Collecting metrics failed");
+    }
+    let mut out = String::new();
+    for scope in rm.scope_metrics() {
+        for metric in scope.metrics() {
+            let name = metric.name();
+            match metric.data() {
+                AggregatedMetrics::U64(d) => write_data(&mut out, name, metric.description(), d, |v| v.to_string()),
+                AggregatedMetrics::I64(d) => write_data(&mut out, name, metric.description(), d, |v| v.to_string()),
+                AggregatedMetrics::F64(d) => write_data(&mut out, name, metric.description(), d, |v| fmt_f64(*v)),
+            }
+        }
+    }
+    out
+}
+
+fn write_data<T: Copy>(out: &mut String, name: &str, help: &str, data: &MetricData<T>, fmt: impl Fn(&T) -> String) {
+    let kind = match data {
+        MetricData::Sum(s) if s.is_monotonic() => "counter",
+        MetricData::Sum(_) | MetricData::Gauge(_) => "gauge",
+        MetricData::Histogram(_) => "histogram",
+        // Not used by kycgate's instruments.
+        MetricData::ExponentialHistogram(_) => return,
+    };
+    let _ = writeln!(out, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    match data {
+        MetricData::Sum(s) => {
+            for p in s.data_points() {
+                let _ = writeln!(out, "{name}{} {}", labels(p.attributes(), None), fmt(&p.value()));
+            }
+        }
+        MetricData::Gauge(g) => {
+            for p in g.data_points() {
+                let _ = writeln!(out, "{name}{} {}", labels(p.attributes(), None), fmt(&p.value()));
+            }
+        }
+        MetricData::Histogram(h) => {
+            for p in h.data_points() {
+                let attrs: Vec<&KeyValue> = p.attributes().collect();
+                let mut cumulative = 0u64;
+                for (bound, count) in p.bounds().zip(p.bucket_counts()) {
+                    cumulative += count;
+                    let le = fmt_f64(bound);
+                    let _ = writeln!(out, "{name}_bucket{} {cumulative}", labels(attrs.iter().copied(), Some(&le)));
+                }
+                let _ = writeln!(out, "{name}_bucket{} {}", labels(attrs.iter().copied(), Some("+Inf")), p.count());
+                let _ = writeln!(out, "{name}_sum{} {}", labels(attrs.iter().copied(), None), fmt(&p.sum()));
+                let _ = writeln!(out, "{name}_count{} {}", labels(attrs.iter().copied(), None), p.count());
+            }
+        }
+        MetricData::ExponentialHistogram(_) => {}
+    }
+}
+
+/// `{k="v",…}` with Prometheus escaping, sorted by key for stable output.
+fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, le: Option<&str>) -> String {
+    let mut pairs: Vec<(String, String)> = attrs
+        .map(|kv| {
+            let v = match &kv.value {
+                Value::String(s) => s.as_str().to_string(),
+                other => other.to_string(),
+            };
+            (kv.key.as_str().to_string(), v)
+        })
+        .collect();
+    pairs.sort();
+    if let Some(le) = le {
+        pairs.push(("le".into(), le.into()));
+    }
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let body: Vec<String> = pairs
+        .into_iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+fn fmt_f64(v: f64) -> String {
+    if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else if v.is_nan() {
+        "NaN".into()
+    } else {
+        v.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+
+    use super::*;
+
+    #[test]
+    fn counters_gauges_and_histograms_in_text_format() {
+        let reader = SharedReader::new(ManualReader::builder().build());
+        let provider = SdkMeterProvider::builder().with_reader(reader.clone()).build();
+        let meter = provider.meter("test");
+        let c = meter.u64_counter("x_requests_total").with_description("Requests").build();
+        c.add(2, &[KeyValue::new("route", "/a/{id}"), KeyValue::new("quote", "say \"hi\"")]);
+        let h = meter.f64_histogram("x_seconds").with_boundaries(vec![0.1, 1.0]).build();
+        h.record(0.05, &[]);
+        h.record(0.5, &[]);
+        h.record(5.0, &[]);
+        let g = meter.i64_up_down_counter("x_in_flight").build();
+        g.add(1, &[]);
+
+        let text = render_from(&reader);
+        assert!(text.contains("# TYPE x_requests_total counter\n"), "{text}");
+        assert!(text.contains(r#"x_requests_total{quote="say \"hi\"",route="/a/{id}"} 2"#), "{text}");
+        assert!(text.contains("# TYPE x_seconds histogram\n"), "{text}");
+        assert!(text.contains("x_seconds_bucket{le=\"0.1\"} 1\n"), "{text}");
+        assert!(text.contains("x_seconds_bucket{le=\"1\"} 2\n"), "{text}");
+        assert!(text.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
+        assert!(text.contains("x_seconds_sum 5.55\n"), "{text}");
+        assert!(text.contains("x_seconds_count 3\n"), "{text}");
+        assert!(text.contains("# TYPE x_in_flight gauge\nx_in_flight 1\n"), "{text}");
+    }
+}
