@@ -98,6 +98,47 @@ struct Engine {
     embedder: Loaded<FaceEmbedder>,
     liveness: Loaded<LivenessModel>,
     mrz: Loaded<MrzReader>,
+    selfies: SelfieCache,
+}
+
+/// Longest side a selfie is analysed at: faces stay far above the models' inputs (80–112 px),
+/// and a 12 MP phone photo is not run through every step at full size.
+const SELFIE_MAX_SIDE: u32 = 1280;
+/// Selfies remembered; liveness and compare of one task ask for the same one at once.
+const SELFIE_CACHE_LEN: usize = 8;
+
+/// A decoded selfie and its one gated face, or why it has none; `Err` = a model is missing.
+type SelfieAnalysis = Result<Result<(Arc<RgbImage>, Face), Rejection>, String>;
+
+/// Decode-and-detect once per selfie: the liveness and face-compare sub-calls of a task get
+/// the same bytes concurrently, and each would otherwise decode and detect again. Keyed by a
+/// keyed SipHash of the whole content (collisions cannot be crafted), so tasks never share a
+/// face they did not send.
+struct SelfieCache {
+    hasher: std::collections::hash_map::RandomState,
+    entries: std::sync::Mutex<std::collections::VecDeque<(u64, usize, Arc<std::sync::OnceLock<SelfieAnalysis>>)>>,
+}
+
+impl SelfieCache {
+    fn new() -> Self {
+        Self { hasher: std::collections::hash_map::RandomState::new(), entries: Default::default() }
+    }
+
+    /// The cell for `bytes`, created if new; the oldest entry is dropped beyond the limit.
+    fn cell(&self, bytes: &[u8]) -> Arc<std::sync::OnceLock<SelfieAnalysis>> {
+        use std::hash::BuildHasher;
+        let key = self.hasher.hash_one(bytes);
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, _, cell)) = entries.iter().find(|(k, len, _)| *k == key && *len == bytes.len()) {
+            return cell.clone();
+        }
+        let cell = Arc::new(std::sync::OnceLock::new());
+        entries.push_back((key, bytes.len(), cell.clone()));
+        while entries.len() > SELFIE_CACHE_LEN {
+            entries.pop_front();
+        }
+        cell
+    }
 }
 
 /// The model store the config describes: manifest from `KYCGATE_MODELS_MANIFEST` or embedded,
@@ -187,6 +228,7 @@ impl Engine {
             embedder,
             liveness,
             mrz,
+            selfies: SelfieCache::new(),
         }
     }
 
@@ -200,6 +242,7 @@ impl Engine {
             embedder: Err(why.clone()),
             liveness: Err(why.clone()),
             mrz: MrzReader::new().map_err(|e| e.to_string()),
+            selfies: SelfieCache::new(),
         }
     }
 
@@ -220,8 +263,33 @@ impl Engine {
         decode_image(&img.bytes, &self.limits).map_err(|_| Rejection::new(IssueCode::FailedToReadImage))
     }
 
-    /// The one face of a selfie, after the quality gates.
-    fn selfie_face(&self, img: &RgbImage) -> Result<Result<Face, Rejection>, ProviderError> {
+    /// The selfie decoded (shrunk to `SELFIE_MAX_SIDE`) with its one gated face, computed once
+    /// per content (see `SelfieCache`).
+    fn selfie(&self, image: &Image) -> Result<Result<(Arc<RgbImage>, Face), Rejection>, ProviderError> {
+        let cell = self.selfies.cell(&image.bytes);
+        cell.get_or_init(|| self.analyse_selfie(image)).clone().map_err(ProviderError::Unavailable)
+    }
+
+    fn analyse_selfie(&self, image: &Image) -> SelfieAnalysis {
+        let img = match self.decode(image) {
+            Ok(i) => i,
+            Err(r) => return Ok(Err(r)),
+        };
+        let long = img.width().max(img.height());
+        let (img, scale) = match kycgate_vision::resize::shrink_to(&img, SELFIE_MAX_SIDE) {
+            Some(small) => (small, SELFIE_MAX_SIDE as f32 / long as f32),
+            None => (img, 1.0),
+        };
+        match self.selfie_face(&img, scale) {
+            Ok(Ok(face)) => Ok(Ok((Arc::new(img), face))),
+            Ok(Err(r)) => Ok(Err(r)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The one face of a selfie, after the quality gates. `scale` is how much the image was
+    /// shrunk, so the minimum face size still refers to the photo as taken.
+    fn selfie_face(&self, img: &RgbImage, scale: f32) -> Result<Result<Face, Rejection>, ProviderError> {
         let faces = self.detector()?.detect(img).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         let Some(face) = faces.first().cloned() else {
             return Ok(Err(Rejection::new(IssueCode::FaceNotFound)));
@@ -229,7 +297,9 @@ impl Engine {
         if faces.get(1).is_some_and(|f| f.area() >= self.settings.second_face_ratio * face.area()) {
             return Ok(Err(Rejection::new(IssueCode::MultipleFaces)));
         }
-        if let Err(issue) = assess(&face, img.dimensions(), &self.quality_rules()) {
+        let mut rules = self.quality_rules();
+        rules.min_face_px *= scale;
+        if let Err(issue) = assess(&face, img.dimensions(), &rules) {
             let code = match issue {
                 QualityIssue::TooSmall => IssueCode::FaceTooSmall,
                 QualityIssue::AngleTooLarge => IssueCode::FaceAngleTooLarge,
@@ -259,11 +329,7 @@ impl Engine {
 
     fn run_liveness(&self, image: &Image) -> Result<Answer, ProviderError> {
         let model = self.liveness.as_ref().map_err(|e| ProviderError::Unavailable(format!("liveness model: {e}")))?;
-        let img = match self.decode(image) {
-            Ok(i) => i,
-            Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
-        };
-        let face = match self.selfie_face(&img)? {
+        let (img, face) = match self.selfie(image)? {
             Ok(f) => f,
             Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
         };
@@ -283,12 +349,12 @@ impl Engine {
 
     fn run_compare(&self, probe: &Image, reference: &Image) -> Result<Answer, ProviderError> {
         let embedder = self.embedder.as_ref().map_err(|e| ProviderError::Unavailable(format!("face embedder: {e}")))?;
-        let (pimg, rimg) = match (self.decode(probe), self.decode(reference)) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(r), _) | (_, Err(r)) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
-        };
-        let pface = match self.selfie_face(&pimg)? {
+        let (pimg, pface) = match self.selfie(probe)? {
             Ok(f) => f,
+            Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
+        };
+        let rimg = match self.decode(reference) {
+            Ok(i) => i,
             Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
         };
         let Some(rface) = self.any_face(&rimg)? else {

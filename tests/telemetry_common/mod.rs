@@ -167,7 +167,7 @@ pub fn liveness_chain() -> RouteConfig {
         breaker: BreakerConfig { failure_threshold: 10, cool_down_ms: 30_000 },
         ..ProviderRoute::named(name)
     };
-    RouteConfig { chain: vec![route("kbyai_a", 3), route("kbyai_b", 1)] }
+    RouteConfig::with_chain(vec![route("kbyai_a", 3), route("kbyai_b", 1)])
 }
 
 /// Embedded defaults with the providers dir, liveness chain and OTLP endpoint set.

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use image::imageops::{self, FilterType};
 use image::RgbImage;
 
 use crate::error::VisionError;
@@ -118,7 +117,7 @@ impl FaceDetector {
         let src = if (nw, nh) == (w, h) {
             img
         } else {
-            resized = imageops::resize(img, nw, nh, FilterType::Triangle);
+            resized = crate::resize::downscale(img, nw, nh);
             &resized
         };
         // NCHW, BGR, raw 0..255, zero padding right/bottom.

@@ -13,6 +13,7 @@ pub mod liveness;
 mod net;
 pub mod portrait;
 pub mod quality;
+pub mod resize;
 
 pub use decode::{decode_image, encode_jpeg, sniff, DecodeError, DecodeLimits, EncodeError};
 pub use detect::{Face, FaceDetector};
