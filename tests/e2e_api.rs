@@ -339,6 +339,7 @@ async fn health_and_readiness() {
     assert_eq!(body["store"], "ok");
     for sub in ["liveness", "face_compare", "document_ocr"] {
         assert_eq!(body["sub_calls"][sub], "ok", "{body}");
+        assert_eq!(body["circuits"][sub]["local"], "closed", "{body}");
     }
     gw.stop().await;
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::*;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 fn fixture(vendor: &str, name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vendors").join(vendor).join(name);
@@ -277,5 +280,67 @@ consensus = { providers = ["local", "reader"] }
     assert!(doc["confidence"].as_f64().is_some_and(|c| c < 0.6), "{doc}");
     let ocr = attempts(&task, "document_ocr");
     assert!(ocr.contains(&pair("local", "ok")) && ocr.contains(&pair("reader", "ok")), "{ocr:?}");
+    gw.stop().await;
+}
+
+/// 500 until told to recover.
+struct Flaky(Arc<AtomicBool>);
+
+impl Respond for Flaky {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        if self.0.load(Ordering::SeqCst) {
+            ResponseTemplate::new(200).set_body_raw(fixture("kbyai", "real.json"), "application/json")
+        } else {
+            ResponseTemplate::new(500)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_opens_shows_in_readyz_and_recovers() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flaky = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/check_liveness")).respond_with(Flaky(healthy.clone())).mount(&flaky).await;
+    let spare = liveness_vendor(Duration::ZERO).await;
+    let dir = providers(&[("flaky", &flaky), ("spare", &spare)]);
+    let gw = gateway(
+        dir.path(),
+        r#"
+[routing.liveness]
+chain = [
+  { provider = "flaky", retry = { max_attempts = 1 }, breaker = { failure_threshold = 2, cool_down_ms = 500 } },
+  { provider = "spare" },
+]
+"#,
+    )
+    .await;
+    let api = gw.client();
+    let run = || async {
+        let id = api.submit_ok("face_liveness", vec![file("image", png(32))]).await;
+        api.wait(&id, Duration::from_secs(60)).await.0
+    };
+    for _ in 0..2 {
+        let task = run().await;
+        assert_eq!(attempts(&task, "liveness"), [pair("flaky", "error"), pair("spare", "ok")]);
+    }
+    let (_, ready) = gw.client_with(None).get("/readyz").await;
+    assert_eq!(ready["circuits"]["liveness"]["flaky"], "open", "{ready}");
+    let task = run().await;
+    assert_eq!(attempts(&task, "liveness"), [pair("flaky", "skipped"), pair("spare", "ok")]);
+    assert_eq!(hits(&flaky).await, 2, "an open circuit does not call the vendor");
+
+    // The vendor recovers: after the cool-down a probe goes through and the circuit closes.
+    healthy.store(true, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let task = run().await;
+        if attempts(&task, "liveness")[0] == pair("flaky", "ok") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the circuit never closed again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, ready) = gw.client_with(None).get("/readyz").await;
+    assert_eq!(ready["circuits"]["liveness"]["flaky"], "closed", "{ready}");
     gw.stop().await;
 }

@@ -43,7 +43,7 @@ fn route(name: &str, timeout_ms: u64, max_attempts: u32, breaker_threshold: u32)
     ProviderRoute {
         timeout_ms,
         retry: RetryConfig { max_attempts, base_delay_ms: 10, max_delay_ms: 2_000, ..RetryConfig::default() },
-        breaker: BreakerConfig { failure_threshold: breaker_threshold, cool_down_ms: 600 },
+        breaker: BreakerConfig { failure_threshold: breaker_threshold, cool_down_ms: 600, ..BreakerConfig::default() },
         ..ProviderRoute::named(name)
     }
 }

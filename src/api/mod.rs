@@ -92,6 +92,18 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         };
         subcalls.insert(kind.as_str().to_string(), v);
     }
+    // Circuit states are information, not readiness: an open circuit falls back along the chain.
+    let mut circuits = serde_json::Map::new();
+    for (kind, names) in state.router.providers() {
+        let per: serde_json::Map<String, serde_json::Value> = names
+            .into_iter()
+            .map(|n| {
+                let st = crate::telemetry::metrics().circuit_state(&n, kind.as_str());
+                (n, json!(st.as_str()))
+            })
+            .collect();
+        circuits.insert(kind.as_str().to_string(), serde_json::Value::Object(per));
+    }
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({ "ready": ready, "store": store, "sub_calls": subcalls })))
+    (code, Json(json!({ "ready": ready, "store": store, "sub_calls": subcalls, "circuits": circuits })))
 }

@@ -1,6 +1,6 @@
-//! Circuit breaker layer: after N consecutive failed attempts the provider is not called for a
-//! cool-down (calls fail fast with `ProviderError::CircuitOpen`), then one probe decides whether
-//! it closes again.
+//! Circuit breaker layer: after N consecutive failed attempts, or (when configured) an error
+//! rate over a sliding window, the provider is not called for a cool-down (calls fail fast with
+//! `ProviderError::CircuitOpen`), then one probe decides whether it closes again.
 //!
 //! The gate is a small state machine behind a mutex, shared by every clone of the service:
 //! `Closed { failures }` → `Open { until }` → `HalfOpen` (one probe in flight) → `Closed` or
@@ -30,6 +30,8 @@ enum State {
 struct Gate {
     params: BreakerParams,
     state: Mutex<State>,
+    /// Outcomes of recent attempts (time, failed), for the error-rate rule.
+    recent: Mutex<std::collections::VecDeque<(Instant, bool)>>,
     /// `(provider, sub_call)` the state gauge is reported under, if observed.
     labels: Option<(Arc<str>, &'static str)>,
 }
@@ -72,8 +74,23 @@ impl Gate {
         }
     }
 
+    /// Notes an outcome and says whether the window's error rate calls for opening.
+    fn error_rate_exceeded(&self, failed: bool) -> bool {
+        let Some(rate) = self.params.error_rate else { return false };
+        let now = Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.push_back((now, failed));
+        while recent.front().is_some_and(|(t, _)| now.duration_since(*t) > self.params.window) {
+            recent.pop_front();
+        }
+        let calls = recent.len();
+        let failures = recent.iter().filter(|(_, f)| *f).count();
+        calls >= self.params.min_calls as usize && failures as f64 >= rate * calls as f64
+    }
+
     /// The provider answered (or rejected the input): close.
     fn success(&self) {
+        self.error_rate_exceeded(false);
         let mut state = self.lock();
         if *state != (State::Closed { failures: 0 }) {
             if *state == State::HalfOpen {
@@ -86,6 +103,7 @@ impl Gate {
 
     /// The attempt failed: count it, open at the threshold, re-open after a failed probe.
     fn failure(&self, admission: Admission) {
+        let by_rate = self.error_rate_exceeded(true);
         let mut state = self.lock();
         let open = State::Open { until: Instant::now() + self.params.cool_down };
         match (*state, admission) {
@@ -98,8 +116,9 @@ impl Gate {
             // ## Closed => (Closed | Open)
             (State::Closed { failures }, _) => {
                 let failures = failures + 1;
-                if failures >= self.params.failure_threshold {
-                    tracing::warn!(failures, "Circuit opened");
+                if failures >= self.params.failure_threshold || by_rate {
+                    tracing::warn!(failures, by_error_rate = by_rate, "Circuit opened");
+                    self.recent.lock().unwrap_or_else(PoisonError::into_inner).clear();
                     *state = open;
                     self.report(CircuitState::Open);
                 } else {
@@ -149,7 +168,14 @@ pub struct CircuitBreakerLayer {
 
 impl CircuitBreakerLayer {
     pub fn new(params: BreakerParams) -> Self {
-        Self { gate: Arc::new(Gate { params, state: Mutex::new(State::Closed { failures: 0 }), labels: None }) }
+        Self {
+            gate: Arc::new(Gate {
+                params,
+                state: Mutex::new(State::Closed { failures: 0 }),
+                recent: Mutex::default(),
+                labels: None,
+            }),
+        }
     }
 
     /// Like [`CircuitBreakerLayer::new`], reporting the state gauge for `(provider, sub_call)`
@@ -158,6 +184,7 @@ impl CircuitBreakerLayer {
         let gate = Gate {
             params,
             state: Mutex::new(State::Closed { failures: 0 }),
+            recent: Mutex::default(),
             labels: Some((provider.into(), sub_call)),
         };
         gate.report(CircuitState::Closed);

@@ -366,6 +366,10 @@ impl SubCallRouter for ChainRouter {
         .await
     }
 
+    fn providers(&self) -> Vec<(SubCallKind, Vec<String>)> {
+        SubCallKind::ALL.into_iter().map(|k| (k, self.chain(k).into_iter().map(str::to_string).collect())).collect()
+    }
+
     fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)> {
         SubCallKind::ALL
             .into_iter()
@@ -448,7 +452,7 @@ mod tests {
     fn route(name: &str, attempts: u32, threshold: u32) -> ProviderRoute {
         ProviderRoute {
             retry: RetryConfig { max_attempts: attempts, base_delay_ms: 10, max_delay_ms: 2_000, ..RetryConfig::default() },
-            breaker: BreakerConfig { failure_threshold: threshold, cool_down_ms: 300 },
+            breaker: BreakerConfig { failure_threshold: threshold, cool_down_ms: 300, ..BreakerConfig::default() },
             timeout_ms: 200,
             ..ProviderRoute::named(name)
         }
@@ -546,6 +550,36 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(300));
         let routed = r.route(call()).await;
         assert_eq!(routed.answer.expect("answer").provider, "a");
+    }
+
+    #[tokio::test]
+    async fn error_rate_opens_without_consecutive_failures() {
+        let reset = || ProviderError::Transport("reset".into());
+        // Fails every other call: never two in a row.
+        let a = scripted("a", vec![Ok(live()), Err(reset), Ok(live()), Err(reset), Ok(live())]);
+        let b = scripted("b", vec![Ok(live())]);
+        let mut flaky = route("a", 1, 100);
+        flaky.breaker.error_rate = Some(0.5);
+        flaky.breaker.min_calls = 4;
+        let r = router(vec![flaky, route("b", 1, 10)], &[a.clone(), b.clone()]);
+        for _ in 0..4 {
+            r.route(call()).await;
+        }
+        let routed = r.route(call()).await;
+        assert_eq!(routed.attempts[0].outcome, "skipped", "{:?}", routed.attempts);
+        assert_eq!(routed.attempts[0].reason.as_deref(), Some("circuit open"));
+        assert_eq!(a.calls.load(Ordering::SeqCst), 4);
+        assert!(build(
+            &RoutingConfig {
+                liveness: RouteConfig::with_chain(vec![ProviderRoute {
+                    breaker: BreakerConfig { error_rate: Some(1.5), ..BreakerConfig::default() },
+                    ..ProviderRoute::named("a")
+                }]),
+                ..RoutingConfig::default()
+            },
+            &[("a".to_string(), a.clone() as SharedProvider), ("local".to_string(), b.clone() as SharedProvider)].into(),
+        )
+        .is_err());
     }
 
     #[tokio::test]

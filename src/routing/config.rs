@@ -212,6 +212,9 @@ impl ProviderRoute {
             breaker: BreakerParams {
                 failure_threshold: self.breaker.failure_threshold,
                 cool_down: Duration::from_millis(self.breaker.cool_down_ms),
+                error_rate: self.breaker.error_rate,
+                window: Duration::from_millis(self.breaker.window_ms),
+                min_calls: self.breaker.min_calls,
             },
         }
     }
@@ -284,11 +287,33 @@ pub struct BreakerConfig {
     /// How long the circuit stays open before one probe is let through.
     #[serde(default = "default_cool_down_ms")]
     pub cool_down_ms: u64,
+    /// Also open when at least this fraction (0..1) of the attempts in the last `window_ms`
+    /// failed, once `min_calls` attempts were seen (catches a vendor failing every other call,
+    /// which never reaches `failure_threshold` consecutive failures). None: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    #[serde(default = "default_window_ms")]
+    pub window_ms: u64,
+    #[serde(default = "default_min_calls")]
+    pub min_calls: u32,
+}
+
+fn default_window_ms() -> u64 {
+    30_000
+}
+fn default_min_calls() -> u32 {
+    20
 }
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        Self { failure_threshold: default_failure_threshold(), cool_down_ms: default_cool_down_ms() }
+        Self {
+            failure_threshold: default_failure_threshold(),
+            cool_down_ms: default_cool_down_ms(),
+            error_rate: None,
+            window_ms: default_window_ms(),
+            min_calls: default_min_calls(),
+        }
     }
 }
 
@@ -323,6 +348,9 @@ pub struct RetryParams {
 pub struct BreakerParams {
     pub failure_threshold: u32,
     pub cool_down: Duration,
+    pub error_rate: Option<f64>,
+    pub window: Duration,
+    pub min_calls: u32,
 }
 
 impl RouteParams {
@@ -345,6 +373,12 @@ impl RouteParams {
         }
         if self.breaker.failure_threshold == 0 {
             return Err("breaker.failure_threshold must be >= 1".into());
+        }
+        if self.breaker.error_rate.is_some_and(|r| !(r > 0.0 && r <= 1.0)) {
+            return Err("breaker.error_rate must be within (0, 1]".into());
+        }
+        if self.breaker.error_rate.is_some() && (self.breaker.window.is_zero() || self.breaker.min_calls == 0) {
+            return Err("breaker.window_ms and breaker.min_calls must be > 0".into());
         }
         Ok(())
     }

@@ -60,4 +60,8 @@ pub trait SubCallRouter: Send + Sync + 'static {
     }
     /// For `/readyz`: per sub-call kind, whether at least one provider can serve it, and why not.
     fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)>;
+    /// Provider names per sub-call, in configured order (for `/readyz` circuit states).
+    fn providers(&self) -> Vec<(SubCallKind, Vec<String>)> {
+        Vec::new()
+    }
 }

@@ -164,7 +164,7 @@ pub fn liveness_chain() -> RouteConfig {
     let route = |name: &str, attempts: u32| ProviderRoute {
         timeout_ms: 5_000,
         retry: RetryConfig { max_attempts: attempts, base_delay_ms: 5, max_delay_ms: 50, ..RetryConfig::default() },
-        breaker: BreakerConfig { failure_threshold: 10, cool_down_ms: 30_000 },
+        breaker: BreakerConfig { failure_threshold: 10, cool_down_ms: 30_000, ..BreakerConfig::default() },
         ..ProviderRoute::named(name)
     };
     RouteConfig::with_chain(vec![route("kbyai_a", 3), route("kbyai_b", 1)])
