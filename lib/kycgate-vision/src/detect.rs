@@ -50,8 +50,15 @@ pub const NMS_IOU: f32 = 0.3;
 pub struct FaceDetector {
     net: Net,
     size: u32,
+    /// The same network at `SMALL_INPUT`, for images that fit it: the network is fully
+    /// convolutional, so a 250 px selfie or a portrait crop gives the same faces at a quarter of
+    /// the cost of running it zero-padded to 640.
+    small: Option<Net>,
     score_threshold: f32,
 }
+
+/// Input side of the second, small network.
+const SMALL_INPUT: u32 = 320;
 
 impl FaceDetector {
     /// Loads YuNet (face_detection_yunet_2023mar.onnx) at the default 640x640 input.
@@ -65,7 +72,13 @@ impl FaceDetector {
         let size = size.max(32).div_ceil(32) * 32;
         let s = size as usize;
         let net = Net::load(path.as_ref(), "yunet", [1, 3, s, s], true)?;
-        Ok(Self { net, size, score_threshold: DEFAULT_SCORE_THRESHOLD })
+        let small = if size > SMALL_INPUT {
+            let t = SMALL_INPUT as usize;
+            Some(Net::load(path.as_ref(), "yunet", [1, 3, t, t], true)?)
+        } else {
+            None
+        };
+        Ok(Self { net, size, small, score_threshold: DEFAULT_SCORE_THRESHOLD })
     }
 
     /// Changes the minimum detector confidence (0..1).
@@ -110,9 +123,12 @@ impl FaceDetector {
     /// One pass at a given resize factor (`scale` * image side must fit the input).
     fn detect_at(&self, img: &RgbImage, scale: f32) -> Result<Vec<Face>, VisionError> {
         let (w, h) = img.dimensions();
-        let size = self.size as usize;
         let nw = ((w as f32 * scale).round() as u32).clamp(1, self.size);
         let nh = ((h as f32 * scale).round() as u32).clamp(1, self.size);
+        let (net, size) = match &self.small {
+            Some(small) if nw <= SMALL_INPUT && nh <= SMALL_INPUT => (small, SMALL_INPUT as usize),
+            _ => (&self.net, self.size as usize),
+        };
         let resized;
         let src = if (nw, nh) == (w, h) {
             img
@@ -129,10 +145,10 @@ impl FaceDetector {
             data[plane + i] = f32::from(p[1]);
             data[2 * plane + i] = f32::from(p[0]);
         }
-        let outputs = self.net.run(data)?;
+        let outputs = net.run(data)?;
         let sx = w as f32 / nw as f32;
         let sy = h as f32 / nh as f32;
-        let mut faces = decode_outputs(&outputs, size, self.score_threshold, self.net.name())?;
+        let mut faces = decode_outputs(&outputs, size, self.score_threshold, net.name())?;
         faces = nms(faces, NMS_IOU);
         for f in &mut faces {
             let [x, y, bw, bh] = f.bbox;
