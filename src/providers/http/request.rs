@@ -1,15 +1,22 @@
-//! Builds the vendor HTTP request for one sub-call from a validated endpoint.
+//! Builds one vendor HTTP request (a step, a poll or the endpoint's own) from its validated
+//! template, the sub-call's images and the values captured so far.
+
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::multipart::{Form, Part};
+use reqwest::{Method, Url};
 use serde_json::Value;
 
-use super::validate::{Endpoint, ResolvedAuth, ValidatedHttpSpec};
+use super::auth::Builtins;
+use super::template::Template;
+use super::validate::{RequestTpl, ResolvedAuth, ValidatedHttpSpec};
 use crate::providers::spec::{BodySpec, ImageEncoding, ImageSource};
 use crate::providers::{Image, ProviderError, SubCall};
 
 /// The image a body slot refers to; `None` for an absent optional page (`back`).
-fn image_for(call: &SubCall, source: ImageSource) -> Result<Option<&Image>, ProviderError> {
+pub(crate) fn image_for(call: &SubCall, source: ImageSource) -> Result<Option<&Image>, ProviderError> {
     let mismatch = || ProviderError::Config(format!("image source {source:?} does not exist in a {} call", call.kind()));
     match (call, source) {
         (SubCall::Liveness { image }, ImageSource::Image) => Ok(Some(image)),
@@ -28,37 +35,115 @@ fn extension(mime: &str) -> &'static str {
     }
 }
 
-/// Builds the request (not sent). Secrets go only where the adapter put them.
+/// The names a request template can see: vars, captures of earlier steps, per-request built-ins.
+pub(crate) struct Scope<'a> {
+    pub vars: &'a BTreeMap<String, String>,
+    pub captures: &'a BTreeMap<String, String>,
+    pub builtins: &'a Builtins,
+}
+
+impl Scope<'_> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        self.captures.get(name).cloned().or_else(|| self.vars.get(name).cloned()).or_else(|| self.builtins.get(name))
+    }
+
+    pub(crate) fn render(&self, t: &Template, at: &str) -> Result<String, ProviderError> {
+        t.render(&|n| self.get(n)).map_err(|n| ProviderError::Config(format!("{at}: `${{{n}}}` has no value")))
+    }
+
+    fn render_str(&self, s: &str, at: &str) -> Result<String, ProviderError> {
+        let t = Template::parse(s).map_err(ProviderError::Config)?;
+        self.render(&t, at)
+    }
+
+    /// Renders every string of a TOML tree into JSON.
+    fn render_tree(&self, v: &toml::Value, at: &str) -> Result<Value, ProviderError> {
+        Ok(match v {
+            toml::Value::String(s) => Value::String(self.render_str(s, at)?),
+            toml::Value::Array(a) => Value::Array(a.iter().map(|x| self.render_tree(x, at)).collect::<Result<_, _>>()?),
+            toml::Value::Table(t) => Value::Object(
+                t.iter().map(|(k, x)| Ok((k.clone(), self.render_tree(x, at)?))).collect::<Result<_, ProviderError>>()?,
+            ),
+            other => serde_json::to_value(other).map_err(|e| ProviderError::Config(format!("{at}: {e}")))?,
+        })
+    }
+}
+
+/// Percent-encodes a value substituted into a URL path (everything but RFC 3986 unreserved).
+fn encode_path_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The URL of a request: `base` + rendered path + rendered query (+ auth query parameters).
+pub(crate) fn url(spec: &ValidatedHttpSpec, tpl: &RequestTpl, scope: &Scope<'_>) -> Result<Url, ProviderError> {
+    let path = tpl
+        .path
+        .render(&|n| scope.get(n).map(|v| encode_path_value(&v)))
+        .map_err(|n| ProviderError::Config(format!("{}.path: `${{{n}}}` has no value", tpl.label)))?;
+    let mut url = spec.base_url.clone();
+    // Join keeping the base URL's own path prefix (`http://host/prefix` + `/api/x`).
+    let joined = format!("{}{}", spec.base_url.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    let mut pairs = Vec::new();
+    for (k, t) in &tpl.query {
+        pairs.push((k.clone(), scope.render(t, &tpl.label)?));
+    }
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    Ok(url)
+}
+
+/// Builds the request (not sent) to `url`. Static credentials go only where the adapter put
+/// them; signing and tokens are applied by the caller on the built request.
 pub(crate) fn build(
     client: &reqwest::Client,
     spec: &ValidatedHttpSpec,
-    ep: &Endpoint,
+    tpl: &RequestTpl,
+    method: Method,
+    mut url: Url,
     call: &SubCall,
-) -> Result<reqwest::RequestBuilder, ProviderError> {
-    let mut url = ep.url.clone();
+    scope: &Scope<'_>,
+) -> Result<reqwest::Request, ProviderError> {
     if let ResolvedAuth::Query(params) = &spec.auth {
         url.query_pairs_mut().extend_pairs(params.iter().map(|(k, v)| (k.as_str(), v.expose())));
     }
-    let mut req = client.request(ep.method.clone(), url).headers(ep.headers.clone());
+    let mut headers = HeaderMap::new();
+    for (name, t) in &tpl.headers {
+        let v = scope.render(t, &tpl.label)?;
+        let value = HeaderValue::from_str(&v)
+            .map_err(|_| ProviderError::Config(format!("{}: header {name} is not a valid value", tpl.label)))?;
+        headers.insert(name.clone(), value);
+    }
+    let mut req = client.request(method, url).headers(headers);
     match &spec.auth {
         ResolvedAuth::Header(name, value) => req = req.header(name.clone(), value.clone()),
         ResolvedAuth::Basic(user, pass) => req = req.basic_auth(user.expose(), Some(pass.expose())),
-        ResolvedAuth::None | ResolvedAuth::Fields(_) | ResolvedAuth::Query(_) => {}
+        _ => {}
     }
     let auth_fields: &[(String, super::validate::Secret)] = match &spec.auth {
         ResolvedAuth::Fields(f) => f,
         _ => &[],
     };
     let b64 = base64::engine::general_purpose::STANDARD;
+    let build_err = |e: reqwest::Error| ProviderError::Config(format!("{}: {}", tpl.label, e.without_url()));
 
-    match &ep.body {
+    let req = match &tpl.body {
         BodySpec::Multipart { images, fields } => {
             let mut form = Form::new();
             for (k, v) in auth_fields {
                 form = form.text(k.clone(), v.expose().to_string());
             }
             for (k, v) in fields {
-                form = form.text(k.clone(), v.clone());
+                form = form.text(k.clone(), scope.render_str(v, &tpl.label)?);
             }
             for slot in images {
                 let Some(image) = image_for(call, slot.source)? else { continue };
@@ -75,11 +160,10 @@ pub(crate) fn build(
                     }
                 };
             }
-            Ok(req.multipart(form))
+            req.multipart(form)
         }
         BodySpec::Json { images, fields } => {
-            let mut body = serde_json::to_value(fields)
-                .map_err(|e| ProviderError::Config(format!("body.fields cannot be JSON: {e}")))?;
+            let mut body = scope.render_tree(&toml::Value::Table(fields.clone()), &tpl.label)?;
             if let Value::Object(map) = &mut body {
                 for (k, v) in auth_fields {
                     map.insert(k.clone(), Value::String(v.expose().to_string()));
@@ -88,10 +172,29 @@ pub(crate) fn build(
             for slot in images {
                 let Some(image) = image_for(call, slot.source)? else { continue };
                 set_pointer(&mut body, &slot.pointer, Value::String(b64.encode(&image.bytes)))?;
+                if let Some(mp) = &slot.mime_pointer {
+                    set_pointer(&mut body, mp, Value::String(image.mime.to_string()))?;
+                }
             }
-            Ok(req.json(&body))
+            // Serialized here (not `.json()`) so an adapter's own Content-Type wins and the bytes
+            // are buffered for signing.
+            let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::Config(format!("body: {e}")))?;
+            let req = if tpl.headers.iter().any(|(n, _)| *n == CONTENT_TYPE) {
+                req
+            } else {
+                req.header(CONTENT_TYPE, "application/json")
+            };
+            req.body(bytes)
         }
-    }
+        BodySpec::Raw { source, content_type } => {
+            let image = image_for(call, *source)?
+                .ok_or_else(|| ProviderError::Config(format!("{}: no {source:?} image in this call", tpl.label)))?;
+            let ct = content_type.as_deref().unwrap_or("application/octet-stream");
+            req.header(CONTENT_TYPE, ct).body(image.bytes.clone())
+        }
+        BodySpec::None => req,
+    };
+    req.build().map_err(build_err)
 }
 
 /// Writes `value` at a JSON pointer, creating objects (and arrays, for numeric segments) on the
