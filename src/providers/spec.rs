@@ -513,6 +513,10 @@ pub struct JsonImage {
     /// Also write the image's MIME type here (Document AI's `rawDocument.mimeType`).
     #[serde(default)]
     pub mime_pointer: Option<String>,
+    /// Constants written (pointer → value) only when this image is sent, e.g. the page index
+    /// beside an optional back page.
+    #[serde(default)]
+    pub also: BTreeMap<String, toml::Value>,
 }
 
 /// A test on the vendor's JSON. Exactly one of `equals`, `one_of`, `present`, `empty` is set.
@@ -658,7 +662,8 @@ pub struct OcrMapping {
     pub date_of_issue: Option<FieldRef>,
     #[serde(default)]
     pub sex: Option<FieldRef>,
-    /// MRZ lines, in order; a value holding several lines separated by newlines is split.
+    /// MRZ lines, in order; a value holding several lines separated by newlines (or `^`, as
+    /// Regula writes them) is split.
     #[serde(default)]
     pub mrz_lines: Vec<FieldRef>,
     /// Named check-digit results (booleans).

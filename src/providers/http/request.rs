@@ -175,6 +175,9 @@ pub(crate) fn build(
                 if let Some(mp) = &slot.mime_pointer {
                     set_pointer(&mut body, mp, Value::String(image.mime.to_string()))?;
                 }
+                for (p, v) in &slot.also {
+                    set_pointer(&mut body, p, scope.render_tree(v, &tpl.label)?)?;
+                }
             }
             // Serialized here (not `.json()`) so an adapter's own Content-Type wins and the bytes
             // are buffered for signing.

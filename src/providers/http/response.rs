@@ -326,7 +326,9 @@ pub(crate) fn map_answer(mapping: &Mapping, json: &Value, call: &SubCall) -> Res
             };
             for f in &m.mrz_lines {
                 if let Some(lines) = text(json, &Some(f.clone()), "mrz_lines")? {
-                    fields.mrz_lines.extend(lines.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()));
+                    fields.mrz_lines.extend(
+                        lines.split(['\n', '^']).map(|l| l.trim().to_string()).filter(|l| !l.is_empty()),
+                    );
                 }
             }
             for (name, f) in &m.checks {

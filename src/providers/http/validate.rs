@@ -366,8 +366,14 @@ fn request(
                 if i.pointer.is_empty() || i.pointer.contains('[') {
                     return Err(invalid(format!("{at}.body.images: `{}` must be a plain pointer inside the body", i.pointer)));
                 }
-                if let Some(m) = &i.mime_pointer {
-                    check_pointer(m, &format!("{at}.body.images.mime_pointer"))?;
+                for m in i.mime_pointer.iter().chain(i.also.keys()) {
+                    check_pointer(m, &format!("{at}.body.images"))?;
+                    if m.is_empty() || m.contains('[') {
+                        return Err(invalid(format!("{at}.body.images: `{m}` must be a plain pointer inside the body")));
+                    }
+                }
+                for (k, v) in &i.also {
+                    check_toml_templates(v, &format!("{at}.body.images.also.{k}"), &known)?;
                 }
             }
             check_toml_templates(&toml::Value::Table(fields.clone()), &format!("{at}.body.fields"), &known)?;
@@ -622,7 +628,8 @@ fn resolve_auth(auth: &AuthSpec, env: &dyn EnvSource, vars: &BTreeMap<String, St
             region: render(region)?,
             access_key_id: resolve(access_key_id, env)?,
             secret_access_key: resolve(secret_access_key, env)?,
-            session_token: session_token.as_ref().map(|c| resolve(c, env)).transpose()?,
+            // Optional: long-term keys have no session token.
+            session_token: session_token.as_ref().and_then(|c| resolve(c, env).ok()),
         },
         AuthSpec::Oauth2 { token_url, grant, client_id, client_secret, service_account, scope, client_auth, refresh_before_s } => {
             let url = Url::parse(&render(token_url)?).map_err(|e| format!("auth.token_url: {e}"))?;
