@@ -179,3 +179,9 @@ pub fn verify_sigv4(req: &Request, access_key: &str, secret: &str, region: &str,
     assert_eq!(part("Signature"), expected, "SigV4 signature does not verify");
     expected
 }
+
+/// Decodes an `application/x-www-form-urlencoded` body.
+pub fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
+    let url = reqwest::Url::parse(&format!("http://form/?{}", String::from_utf8_lossy(body))).expect("form body");
+    url.query_pairs().into_owned().collect()
+}

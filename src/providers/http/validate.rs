@@ -66,17 +66,6 @@ pub(crate) enum ResolvedAuth {
     Hmac { secrets: BTreeMap<String, Secret>, signature: Digest, headers: Vec<(HeaderName, Template)> },
 }
 
-impl ResolvedAuth {
-    /// Auth that signs the request bytes, so the body must be buffered (not multipart).
-    pub(crate) fn signs_body(&self) -> bool {
-        match self {
-            Self::AwsSigv4 { .. } => true,
-            Self::Hmac { signature, .. } => signature.uses("body"),
-            _ => false,
-        }
-    }
-}
-
 /// The answer mapping of one endpoint, per sub-call.
 #[derive(Debug, Clone)]
 pub(crate) enum Mapping {
@@ -197,7 +186,7 @@ impl ValidatedHttpSpec {
         check_errors(&spec.errors)?;
         let common = header_templates(&spec.headers, "headers", &var_known)?;
 
-        let ctx = Ctx { common: &common, vars: &spec.vars, auth: &auth };
+        let ctx = Ctx { common: &common, vars: &spec.vars, signs_body: signs_body(&spec.auth) };
         let mut endpoints = BTreeMap::new();
         if let Some(ep) = &spec.endpoints.liveness {
             let e = endpoint(&ctx, ep, SubCallKind::Liveness, Mapping::Liveness(ep.response.clone()))?;
@@ -248,7 +237,19 @@ pub fn default_base_url_env(name: &str) -> String {
 struct Ctx<'a> {
     common: &'a [(HeaderName, Template)],
     vars: &'a BTreeMap<String, VarSpec>,
-    auth: &'a ResolvedAuth,
+    /// The auth signs the request bytes, so bodies must be buffered (not multipart).
+    signs_body: bool,
+}
+
+/// Decided from the file, not the resolved auth: an adapter without credentials is still checked.
+fn signs_body(auth: &AuthSpec) -> bool {
+    match auth {
+        AuthSpec::AwsSigv4 { .. } => true,
+        AuthSpec::Hmac { signature, .. } => {
+            signature.input.contains("${body}") || signature.key.as_deref().is_some_and(|k| k.contains("${body}"))
+        }
+        _ => false,
+    }
 }
 
 /// The request-shaped keys of an endpoint or a step.
@@ -349,7 +350,7 @@ fn request(
 
     match p.body {
         BodySpec::Multipart { images, fields } => {
-            if ctx.auth.signs_body() {
+            if ctx.signs_body {
                 return Err(invalid(format!(
                     "{at}.body: multipart bodies cannot be signed (the auth signs the body); use `json` or `raw`"
                 )));
