@@ -510,3 +510,30 @@ fn language_errors_name_the_key() {
     let msg = spec::load_file(&path).expect_err("typo").to_string();
     assert!(msg.contains("digest.toml") && msg.contains("inptu"), "{msg}");
 }
+
+// === `kycgate providers test`: every adapter replays its recorded answers ===
+
+#[tokio::test]
+async fn every_adapter_replays_its_fixtures() {
+    let providers = repo().join("providers");
+    let fixtures = repo().join("tests/fixtures/vendors");
+    let files = spec::load_dir(&providers).expect("providers parse");
+    let mut replayed = 0;
+    for f in files.iter().filter(|f| matches!(f.spec, spec::ProviderSpec::Http(_))) {
+        let replay = kycgate::providers::replay::run(&f.name, &providers, &fixtures)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        let expect = serde_json::to_value(replay.manifest.expect.as_ref().expect("manifest has `expect`")).expect("json");
+        assert!(
+            kycgate::providers::replay::contains(&replay.result, &expect),
+            "{}: {:#} does not contain {expect}",
+            f.name,
+            replay.result
+        );
+        replayed += 1;
+    }
+    assert!(replayed >= 11, "every http adapter has a replay manifest ({replayed})");
+    // A wrong expectation is caught.
+    let got = serde_json::json!({"ok": true, "verdict": {"face_compare": {"is_match": true}}});
+    assert!(!kycgate::providers::replay::contains(&got, &serde_json::json!({"verdict": {"face_compare": {"is_match": false}}})));
+}
