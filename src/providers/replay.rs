@@ -117,7 +117,7 @@ pub async fn run(name: &str, providers_dir: &Path, fixtures_dir: &Path) -> Resul
             None => Bytes::new(),
         };
         let headers: Vec<(String, String)> = r.headers.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
-        routes.push((r.method.to_ascii_uppercase(), r.path.clone(), r.status, headers, body));
+        routes.push(Recorded { method: r.method.to_ascii_uppercase(), path: r.path.clone(), status: r.status, headers, body });
     }
     let state = Arc::new(Vendor { routes, served: Mutex::new(HashMap::new()), log: Mutex::new(Vec::new()) });
     let handler_state = state.clone();
@@ -172,9 +172,18 @@ pub fn contains(got: &Value, expect: &Value) -> bool {
     }
 }
 
+/// A route ready to answer: method, path, status, headers, body.
+struct Recorded {
+    method: String,
+    path: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
 /// The vendor side of the replay.
 struct Vendor {
-    routes: Vec<(String, String, u16, Vec<(String, String)>, Bytes)>,
+    routes: Vec<Recorded>,
     served: Mutex<HashMap<(String, String), usize>>,
     log: Mutex<Vec<String>>,
 }
@@ -184,7 +193,7 @@ impl Vendor {
         if let Ok(mut log) = self.log.lock() {
             log.push(format!("{method} {path}"));
         }
-        let matching: Vec<_> = self.routes.iter().filter(|r| r.0 == method && r.1 == path).collect();
+        let matching: Vec<_> = self.routes.iter().filter(|r| r.method == method && r.path == path).collect();
         let n = match self.served.lock() {
             Ok(mut served) => {
                 let n = served.entry((method.to_string(), path.to_string())).or_insert(0);
@@ -196,14 +205,14 @@ impl Vendor {
         let Some(route) = matching.get(n.min(matching.len().saturating_sub(1))) else {
             return plain(StatusCode::NOT_FOUND, "no recorded answer for this route");
         };
-        let mut resp = Response::builder().status(route.2);
-        if !route.4.is_empty() {
+        let mut resp = Response::builder().status(route.status);
+        if !route.body.is_empty() {
             resp = resp.header("content-type", "application/json");
         }
-        for (k, v) in &route.3 {
+        for (k, v) in &route.headers {
             resp = resp.header(k.as_str(), v.as_str());
         }
-        resp.body(Body::from(route.4.clone())).unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad route"))
+        resp.body(Body::from(route.body.clone())).unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad route"))
     }
 }
 

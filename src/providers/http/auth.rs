@@ -223,6 +223,8 @@ struct Cached {
     expires: SystemTime,
 }
 
+// One per provider, built at start-up: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum TokenKind {
     OAuth2 {

@@ -172,10 +172,10 @@ impl ValidatedHttpSpec {
             return Err(invalid(format!("base_url must be http or https, not `{}`", base_url.scheme())));
         }
 
-        let auth = match check_auth(&spec.auth, &var_known).and_then(|()| Ok(resolve_auth(&spec.auth, env, &vars))) {
-            Err(e) => return Err(e),
-            Ok(Ok(a)) => a,
-            Ok(Err(missing)) => {
+        check_auth(&spec.auth, &var_known)?;
+        let auth = match resolve_auth(&spec.auth, env, &vars) {
+            Ok(a) => a,
+            Err(missing) => {
                 unavailable.get_or_insert(missing);
                 ResolvedAuth::None
             }
