@@ -159,6 +159,25 @@ async fn advance_ai_envelope_codes() {
     assert_eq!(paths(&server).await, [TOKEN_PATH]);
 }
 
+#[tokio::test]
+async fn advance_ai_refused_token_is_dropped_and_refetched() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(TOKEN_PATH)).respond_with(ok("advance_ai", "token.json")).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(CHECK_PATH))
+        .respond_with(ok("advance_ai", "iam_failed.json"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST")).and(path(CHECK_PATH)).respond_with(ok("advance_ai", "success.json")).mount(&server).await;
+    let p = advance(&server, Arc::new(AtomicU64::new(AAI_TS)));
+    let err = p.call(compare_call()).await.expect_err("token refused");
+    assert!(matches!(&err, ProviderError::Vendor { code, retryable: true, .. } if code == "IAM_FAILED"), "{err:?}");
+    // The retry (the routing stack's job, done by hand here) signs a new token.
+    assert_verdict(verdict(p.call(compare_call()).await), compare(true, 0.865, 0.7, 86.5));
+    assert_eq!(paths(&server).await, [TOKEN_PATH, CHECK_PATH, TOKEN_PATH, CHECK_PATH]);
+}
+
 fn ok(vendor: &str, file: &str) -> ResponseTemplate {
     json_response(200, fixture(vendor, file))
 }

@@ -601,6 +601,9 @@ pub enum ErrorAction {
     RateLimited,
     /// Not worth retrying here; the next provider may still answer.
     Fatal,
+    /// The vendor refused the cached token inside its envelope (ADVANCE.AI `IAM_FAILED`): the
+    /// token is dropped and the attempt is retryable (the retry fetches a new one).
+    Reauthenticate,
 }
 
 /// Liveness answer mapping.

@@ -154,7 +154,14 @@ impl HttpProvider {
             None => raw,
             Some(poll) => self.poll(poll, raw, call, captures).await?,
         };
-        response::check(&self.spec, tpl, raw)
+        let checked = response::check(&self.spec, tpl, raw.clone());
+        if checked.is_err() && response::refuses_token(&self.spec, &raw) {
+            if let ResolvedAuth::Token(source) = &self.spec.auth {
+                // Revoked or expired early: the next attempt fetches a new token.
+                source.invalidate().await;
+            }
+        }
+        checked
     }
 
     /// Renders, authenticates and sends one request (to `url` when given, e.g. a poll URL).
@@ -183,12 +190,6 @@ impl HttpProvider {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "Vendor answered"
         );
-        if raw.status == 401 {
-            if let ResolvedAuth::Token(source) = &self.spec.auth {
-                // The vendor refused the token (revoked, clock skew): the next attempt fetches anew.
-                source.invalidate().await;
-            }
-        }
         Ok(raw)
     }
 

@@ -11,7 +11,7 @@ use reqwest::header::HeaderMap;
 
 use super::select::select;
 use super::validate::{Mapping, RequestTpl, ValidatedHttpSpec};
-use crate::providers::spec::{BoxFormat, BoxSpec, Condition, ErrorAction, FieldRef, FieldSpec, ThresholdRef};
+use crate::providers::spec::{BoxFormat, BoxSpec, Condition, ErrorAction, ErrorRule, FieldRef, FieldSpec, ThresholdRef};
 use crate::providers::{
     CompareAnswer, DocumentFields, LivenessAnswer, OcrAnswer, PartialDate, ProviderError, Rejection, Score, SubCall,
     Verdict,
@@ -98,16 +98,11 @@ fn classify_error(spec: &ValidatedHttpSpec, status: u16, retry_after: Option<Dur
         .and_then(as_text)
         .map(|m| m.chars().take(MAX_MESSAGE).collect::<String>())
         .unwrap_or_default();
-    let rule = spec.errors.rules.iter().find(|r| {
-        r.status.is_none_or(|s| s == status)
-            && r.code.as_deref().is_none_or(|c| code.as_deref() == Some(c))
-            && r.prefix.as_deref().is_none_or(|p| code.as_deref().is_some_and(|c| c.starts_with(p)))
-            && r.suffix.as_deref().is_none_or(|p| code.as_deref().is_some_and(|c| c.ends_with(p)))
-    });
+    let rule = matching_rule(spec, status, code.as_deref());
     let code_text = code.clone().unwrap_or_else(|| format!("HTTP_{status}"));
     match rule.map(|r| (r.action, r.issue)) {
         Some((ErrorAction::Reject, Some(issue))) => ErrorOutcome::Rejected(Rejection::new(issue)),
-        Some((ErrorAction::Retry, _)) => {
+        Some((ErrorAction::Retry | ErrorAction::Reauthenticate, _)) => {
             ErrorOutcome::Error(ProviderError::Vendor { code: code_text, message, retryable: true })
         }
         Some((ErrorAction::RateLimited, _)) => ErrorOutcome::Error(ProviderError::RateLimited { retry_after }),
@@ -119,6 +114,26 @@ fn classify_error(spec: &ValidatedHttpSpec, status: u16, retry_after: Option<Dur
         }
         None => ErrorOutcome::Error(status_error(status, retry_after)),
     }
+}
+
+/// The first error rule matching the status and code.
+fn matching_rule<'a>(spec: &'a ValidatedHttpSpec, status: u16, code: Option<&str>) -> Option<&'a ErrorRule> {
+    spec.errors.rules.iter().find(|r| {
+        r.status.is_none_or(|s| s == status)
+            && r.code.as_deref().is_none_or(|c| code == Some(c))
+            && r.prefix.as_deref().is_none_or(|p| code.is_some_and(|c| c.starts_with(p)))
+            && r.suffix.as_deref().is_none_or(|p| code.is_some_and(|c| c.ends_with(p)))
+    })
+}
+
+/// Whether a failed answer says the token was refused (HTTP 401, or a `reauthenticate` rule).
+pub(crate) fn refuses_token(spec: &ValidatedHttpSpec, raw: &RawResponse) -> bool {
+    if raw.status == 401 {
+        return true;
+    }
+    let Ok(json) = serde_json::from_slice::<Value>(&raw.body) else { return false };
+    let code = spec.errors.code_pointer.as_deref().and_then(|p| select(&json, p)).and_then(as_text);
+    matching_rule(spec, raw.status, code.as_deref()).is_some_and(|r| r.action == ErrorAction::Reauthenticate)
 }
 
 /// Strings as they are; numbers and booleans as their text.

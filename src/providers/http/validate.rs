@@ -184,6 +184,10 @@ impl ValidatedHttpSpec {
             check_condition(c, "success")?;
         }
         check_errors(&spec.errors)?;
+        let has_token = matches!(spec.auth, AuthSpec::Oauth2 { .. } | AuthSpec::Token(_));
+        if !has_token && spec.errors.rules.iter().any(|r| r.action == ErrorAction::Reauthenticate) {
+            return Err(invalid("errors.rules: action `reauthenticate` needs a token auth (`oauth2` or `token`)"));
+        }
         let common = header_templates(&spec.headers, "headers", &var_known)?;
 
         let ctx = Ctx { common: &common, vars: &spec.vars, signs_body: signs_body(&spec.auth) };
