@@ -551,8 +551,67 @@ async fn every_adapter_replays_its_fixtures() {
         );
         replayed += 1;
     }
-    assert!(replayed >= 11, "every http adapter has a replay manifest ({replayed})");
+    assert!(replayed >= 12, "every http adapter has a replay manifest ({replayed})");
     // A wrong expectation is caught.
     let got = serde_json::json!({"ok": true, "verdict": {"face_compare": {"is_match": true}}});
     assert!(!kycgate::providers::replay::contains(&got, &serde_json::json!({"verdict": {"face_compare": {"is_match": false}}})));
+}
+
+// === Tencent Cloud iai: TC3-HMAC-SHA256 through the generic HMAC auth ===
+
+async fn tencent_with(body: String) -> (MockServer, Result<kycgate::providers::Answer, ProviderError>) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/")).respond_with(json_response(200, body)).mount(&server).await;
+    let uri = server.uri();
+    let p = provider(
+        "tencent_iai",
+        &[("TENCENT_IAI_BASE_URL", uri.as_str()), ("TENCENTCLOUD_SECRET_ID", "AKIDtest"), ("TENCENTCLOUD_SECRET_KEY", "tc-secret")],
+    );
+    let result = p.call(compare_call()).await;
+    (server, result)
+}
+
+#[tokio::test]
+async fn tencent_request_carries_a_valid_tc3_signature() {
+    let (server, result) = tencent_with(fixture("tencent_iai", "success.json")).await;
+    let req = &requests(&server).await[0];
+    assert_eq!(header(req, "x-tc-action"), "CompareFace");
+    assert_eq!(header(req, "x-tc-version"), "2020-03-03");
+    assert_eq!(header(req, "x-tc-region"), "ap-singapore");
+    assert_eq!(header(req, "x-tc-timestamp"), FIXED_SECS.to_string());
+    let ct = header(req, "content-type");
+    assert_eq!(ct, "application/json; charset=utf-8");
+    assert_eq!(
+        body_json(req),
+        serde_json::json!({"FaceModelVersion": "3.0", "QualityControl": 0, "ImageA": b64(&jpeg("probe-selfie").bytes),
+                           "ImageB": b64(&jpeg("reference-portrait").bytes)})
+    );
+    // Tencent's published algorithm, recomputed here from what the server received.
+    let date = "2026-11-27";
+    let canonical = format!(
+        "POST\n/\n\ncontent-type:{ct}\nhost:{}\n\ncontent-type;host\n{}",
+        header(req, "host"),
+        sha256_hex(&req.body)
+    );
+    let to_sign = format!("TC3-HMAC-SHA256\n{FIXED_SECS}\n{date}/iai/tc3_request\n{}", sha256_hex(canonical.as_bytes()));
+    let k_date = hmac(b"TC3tc-secret", date);
+    let k_service = hmac(&k_date, "iai");
+    let k_signing = hmac(&k_service, "tc3_request");
+    let signature = hex::encode(hmac(&k_signing, &to_sign));
+    assert_eq!(
+        header(req, "authorization"),
+        format!("TC3-HMAC-SHA256 Credential=AKIDtest/{date}/iai/tc3_request, SignedHeaders=content-type;host, Signature={signature}")
+    );
+    assert_verdict(verdict(result), compare(true, 0.8762, 0.5, 87.62));
+}
+
+#[tokio::test]
+async fn tencent_errors_inside_http_200() {
+    let (_s, r) = tencent_with(fixture("tencent_iai", "no_face.json")).await;
+    assert_verdict(verdict(r), Verdict::Rejected(Rejection::new(IssueCode::FaceNotFound)));
+    let (_s, r) = tencent_with(fixture("tencent_iai", "rate_limited.json")).await;
+    assert!(matches!(r, Err(ProviderError::RateLimited { .. })), "{r:?}");
+    let (_s, r) = tencent_with(fixture("tencent_iai", "signature_failure.json")).await;
+    let err = r.expect_err("auth");
+    assert!(matches!(&err, ProviderError::Vendor { code, retryable: false, .. } if code == "AuthFailure.SignatureFailure"), "{err:?}");
 }

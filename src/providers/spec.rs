@@ -271,6 +271,10 @@ pub enum AuthSpec {
     Hmac {
         /// Named secrets usable in the templates below.
         secrets: BTreeMap<String, Credential>,
+        /// Intermediate digests computed in order before `signature` (each needs `name`): a
+        /// payload hash, a hashed canonical request, a derived signing key (Tencent TC3).
+        #[serde(default)]
+        digests: Vec<DigestSpec>,
         signature: DigestSpec,
         /// Headers added to each request; `${signature}` is the computed signature.
         headers: BTreeMap<String, String>,
@@ -389,12 +393,19 @@ impl<'de> Deserialize<'de> for TokenField {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DigestSpec {
+    /// Name of an intermediate digest (`digests`), usable as `${name}` (encoded) or as
+    /// `key_digest` (raw bytes) by later ones.
+    #[serde(default)]
+    pub name: Option<String>,
     pub algorithm: DigestAlgorithm,
     /// The canonical string, a template (`${timestamp}${method}${path_query}${body}`).
     pub input: String,
-    /// HMAC key template (`${secret_key}`); required for HMAC algorithms.
+    /// HMAC key template (`${secret_key}`); HMAC algorithms need this or `key_digest`.
     #[serde(default)]
     pub key: Option<String>,
+    /// HMAC key: the raw bytes of an earlier named digest (key derivation chains).
+    #[serde(default)]
+    pub key_digest: Option<String>,
     #[serde(default)]
     pub encoding: DigestEncoding,
     /// Upper-case hex.

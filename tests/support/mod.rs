@@ -132,11 +132,11 @@ pub fn multipart(req: &Request) -> Vec<Part> {
     parts
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
 }
 
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+pub fn hmac(key: &[u8], data: &str) -> Vec<u8> {
     ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), data.as_bytes()).as_ref().to_vec()
 }
 

@@ -27,15 +27,21 @@ pub(crate) struct Builtins {
     pub timestamp: String,
     pub timestamp_ms: String,
     pub uuid: String,
+    /// UTC date of the request, `YYYY-MM-DD` and `YYYYMMDD` (signature scopes).
+    pub date: String,
+    pub date_compact: String,
 }
 
 impl Builtins {
     pub(crate) fn at(now: SystemTime) -> Self {
         let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let day = chrono::DateTime::<chrono::Utc>::from(now).date_naive();
         Self {
             timestamp: since.as_secs().to_string(),
             timestamp_ms: since.as_millis().to_string(),
             uuid: uuid::Uuid::new_v4().to_string(),
+            date: day.format("%Y-%m-%d").to_string(),
+            date_compact: day.format("%Y%m%d").to_string(),
         }
     }
 
@@ -44,6 +50,8 @@ impl Builtins {
             "timestamp" => Some(self.timestamp.clone()),
             "timestamp_ms" => Some(self.timestamp_ms.clone()),
             "uuid" => Some(self.uuid.clone()),
+            "date" => Some(self.date.clone()),
+            "date_compact" => Some(self.date_compact.clone()),
             _ => None,
         }
     }
@@ -54,9 +62,11 @@ impl Builtins {
 /// A compiled [`DigestSpec`].
 #[derive(Debug, Clone)]
 pub(crate) struct Digest {
+    pub name: Option<String>,
     algorithm: DigestAlgorithm,
     input: Template,
     key: Option<Template>,
+    key_digest: Option<String>,
     encoding: DigestEncoding,
     uppercase: bool,
 }
@@ -64,9 +74,11 @@ pub(crate) struct Digest {
 impl Digest {
     pub(crate) fn new(spec: &DigestSpec) -> Result<Self, String> {
         Ok(Self {
+            name: spec.name.clone(),
             algorithm: spec.algorithm,
             input: Template::parse(&spec.input)?,
             key: spec.key.as_deref().map(Template::parse).transpose()?,
+            key_digest: spec.key_digest.clone(),
             encoding: spec.encoding,
             uppercase: spec.uppercase,
         })
@@ -77,28 +89,48 @@ impl Digest {
         self.input.names().chain(self.key.iter().flat_map(|k| k.names())).any(|n| n == name)
     }
 
-    /// Renders the canonical string and digests it.
+    /// Renders the canonical string and digests it, encoded.
     pub(crate) fn compute(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ProviderError> {
+        Ok(self.encode(&self.raw(lookup, &BTreeMap::new())?))
+    }
+
+    /// The raw digest; `prior` holds the raw bytes of earlier named digests (for `key_digest`).
+    pub(crate) fn raw(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        prior: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Vec<u8>, ProviderError> {
         let missing = |n: String| ProviderError::Config(format!("signature uses `${{{n}}}`, which has no value"));
         let input = self.input.render(lookup).map_err(missing)?;
-        let key = self.key.as_ref().map(|k| k.render(lookup)).transpose().map_err(missing)?.unwrap_or_default();
-        let bytes: Vec<u8> = match self.algorithm {
+        let key: Vec<u8> = match (&self.key_digest, &self.key) {
+            (Some(d), _) => prior
+                .get(d)
+                .cloned()
+                .ok_or_else(|| ProviderError::Config(format!("key_digest `{d}` is not an earlier digest")))?,
+            (None, Some(k)) => k.render(lookup).map_err(missing)?.into_bytes(),
+            (None, None) => Vec::new(),
+        };
+        Ok(match self.algorithm {
             DigestAlgorithm::Sha256 => ring::digest::digest(&ring::digest::SHA256, input.as_bytes()).as_ref().to_vec(),
             DigestAlgorithm::HmacSha256 => {
-                ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes()), input.as_bytes()).as_ref().to_vec()
+                ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key), input.as_bytes()).as_ref().to_vec()
             }
             DigestAlgorithm::HmacSha1 => ring::hmac::sign(
-                &ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key.as_bytes()),
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key),
                 input.as_bytes(),
             )
             .as_ref()
             .to_vec(),
-        };
-        Ok(match self.encoding {
+        })
+    }
+
+    /// Encodes a raw digest as the adapter asked (hex by default).
+    pub(crate) fn encode(&self, bytes: &[u8]) -> String {
+        match self.encoding {
             DigestEncoding::Hex if self.uppercase => hex::encode_upper(bytes),
             DigestEncoding::Hex => hex::encode(bytes),
             DigestEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
-        })
+        }
     }
 }
 
@@ -153,9 +185,11 @@ pub(crate) fn sign_sigv4(
 }
 
 /// Signs `req` by rendering the canonical string over the request and adding `headers`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sign_hmac(
     req: &mut reqwest::Request,
     secrets: &BTreeMap<String, Secret>,
+    digests: &[Digest],
     signature: &Digest,
     headers: &[(HeaderName, Template)],
     vars: &BTreeMap<String, String>,
@@ -173,7 +207,7 @@ pub(crate) fn sign_hmac(
         None => String::new(),
         Some(b) => match b.as_bytes() {
             Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-            None if signature.uses("body") => {
+            None if signature.uses("body") || digests.iter().any(|d| d.uses("body")) => {
                 return Err(ProviderError::Config("the signature covers the body but the body is streamed".into()))
             }
             None => String::new(),
@@ -191,10 +225,21 @@ pub(crate) fn sign_hmac(
             _ => secrets.get(n).map(|s| s.expose().to_string()).or_else(|| vars.get(n).cloned()).or_else(|| builtins.get(n)),
         }
     };
-    let sig = signature.compute(&lookup)?;
+    // Intermediate digests, in order: encoded for templates, raw for later keys.
+    let mut raw: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut encoded: BTreeMap<String, String> = BTreeMap::new();
+    for d in digests {
+        let bytes = d.raw(&|n| encoded.get(n).cloned().or_else(|| lookup(n)), &raw)?;
+        if let Some(name) = &d.name {
+            encoded.insert(name.clone(), d.encode(&bytes));
+            raw.insert(name.clone(), bytes);
+        }
+    }
+    let with_digests = |n: &str| encoded.get(n).cloned().or_else(|| lookup(n));
+    let sig = signature.encode(&signature.raw(&with_digests, &raw)?);
     for (name, t) in headers {
         let v = t
-            .render(&|n| if n == "signature" { Some(sig.clone()) } else { lookup(n) })
+            .render(&|n| if n == "signature" { Some(sig.clone()) } else { with_digests(n) })
             .map_err(|n| ProviderError::Config(format!("auth header uses `${{{n}}}`, which has no value")))?;
         let mut value =
             HeaderValue::from_str(&v).map_err(|_| ProviderError::Config(format!("auth header {name} is not a header value")))?;
@@ -527,6 +572,8 @@ mod tests {
     fn advance_ai_documented_signature() {
         // The vendor's own example: sha256("sampleaccesskey" + "samplesecretkey" + "1665993522952").
         let d = Digest::new(&DigestSpec {
+            name: None,
+            key_digest: None,
             algorithm: DigestAlgorithm::Sha256,
             input: "${access_key}${secret_key}${timestamp_ms}".into(),
             key: None,
@@ -546,6 +593,8 @@ mod tests {
     #[test]
     fn hmac_sha256_rfc4231_case_2() {
         let d = Digest::new(&DigestSpec {
+            name: None,
+            key_digest: None,
             algorithm: DigestAlgorithm::HmacSha256,
             input: "what do ya want for nothing?".into(),
             key: Some("Jefe".into()),

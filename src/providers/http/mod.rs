@@ -206,8 +206,8 @@ impl HttpProvider {
                 req.headers_mut().insert(name, value);
                 Ok(())
             }
-            ResolvedAuth::Hmac { secrets, signature, headers } => {
-                auth::sign_hmac(req, secrets, signature, headers, &self.spec.vars, builtins)
+            ResolvedAuth::Hmac { secrets, digests, signature, headers } => {
+                auth::sign_hmac(req, secrets, digests, signature, headers, &self.spec.vars, builtins)
             }
             ResolvedAuth::None
             | ResolvedAuth::Header(..)

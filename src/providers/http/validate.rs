@@ -63,7 +63,7 @@ pub(crate) enum ResolvedAuth {
     AwsSigv4 { service: String, region: String, access_key_id: Secret, secret_access_key: Secret, session_token: Option<Secret> },
     /// A cached token from a token endpoint (shared by clones of the spec).
     Token(Arc<TokenSource>),
-    Hmac { secrets: BTreeMap<String, Secret>, signature: Digest, headers: Vec<(HeaderName, Template)> },
+    Hmac { secrets: BTreeMap<String, Secret>, digests: Vec<Digest>, signature: Digest, headers: Vec<(HeaderName, Template)> },
 }
 
 /// The answer mapping of one endpoint, per sub-call.
@@ -127,7 +127,7 @@ pub struct ValidatedHttpSpec {
 }
 
 /// Names every request template may use besides vars and captures.
-pub(crate) const BUILTINS: &[&str] = &["timestamp", "timestamp_ms", "uuid"];
+pub(crate) const BUILTINS: &[&str] = &["timestamp", "timestamp_ms", "uuid", "date", "date_compact"];
 /// Names only signing templates may use (they describe the request being signed).
 pub(crate) const REQUEST_BUILTINS: &[&str] = &["method", "path", "query", "path_query", "host", "body"];
 
@@ -249,9 +249,9 @@ struct Ctx<'a> {
 fn signs_body(auth: &AuthSpec) -> bool {
     match auth {
         AuthSpec::AwsSigv4 { .. } => true,
-        AuthSpec::Hmac { signature, .. } => {
-            signature.input.contains("${body}") || signature.key.as_deref().is_some_and(|k| k.contains("${body}"))
-        }
+        AuthSpec::Hmac { digests, signature, .. } => std::iter::once(signature)
+            .chain(digests.iter())
+            .any(|d| d.input.contains("${body}") || d.key.as_deref().is_some_and(|k| k.contains("${body}"))),
         _ => false,
     }
 }
@@ -549,7 +549,7 @@ fn check_auth(auth: &AuthSpec, var_known: &dyn Fn(&str) -> bool) -> Result<(), I
                 .map_err(|n| invalid(format!("auth.url uses `${{{n}}}`, which is not in `vars`")))?;
             for (k, f) in &t.fields {
                 match f {
-                    TokenField::Digest(d) => check_digest(d, &format!("auth.fields.{k}"), &known)?,
+                    TokenField::Digest(d) => check_digest(d, &format!("auth.fields.{k}"), &known, &[])?,
                     TokenField::Value(v) => check_toml_templates(v, &format!("auth.fields.{k}"), &known)?,
                 }
             }
@@ -565,15 +565,39 @@ fn check_auth(auth: &AuthSpec, var_known: &dyn Fn(&str) -> bool) -> Result<(), I
             }
             Ok(())
         }
-        AuthSpec::Hmac { secrets, signature, headers } => {
+        AuthSpec::Hmac { secrets, digests, signature, headers } => {
+            let mut names: Vec<&str> = Vec::new();
+            for (i, d) in digests.iter().enumerate() {
+                let at = format!("auth.digests[{i}]");
+                let Some(name) = d.name.as_deref() else {
+                    return Err(invalid(format!("{at}: an intermediate digest needs `name`")));
+                };
+                check_name(name, &at)?;
+                let known = |n: &str| {
+                    var_known(n)
+                        || secrets.contains_key(n)
+                        || BUILTINS.contains(&n)
+                        || REQUEST_BUILTINS.contains(&n)
+                        || names.contains(&n)
+                };
+                check_digest(d, &at, &known, &names)?;
+                names.push(name);
+            }
             let known = |n: &str| {
-                var_known(n) || secrets.contains_key(n) || BUILTINS.contains(&n) || REQUEST_BUILTINS.contains(&n)
+                var_known(n)
+                    || secrets.contains_key(n)
+                    || BUILTINS.contains(&n)
+                    || REQUEST_BUILTINS.contains(&n)
+                    || names.contains(&n)
             };
-            check_digest(signature, "auth.signature", &known)?;
+            check_digest(signature, "auth.signature", &known, &names)?;
             if headers.is_empty() {
                 return Err(invalid("auth.headers: put `${signature}` in at least one header"));
             }
             let with_sig = |n: &str| known(n) || n == "signature";
+            if signature.name.is_some() {
+                return Err(invalid("auth.signature: `name` only applies to `auth.digests` entries"));
+            }
             header_templates(headers, "auth.headers", &with_sig)?;
             Ok(())
         }
@@ -581,14 +605,23 @@ fn check_auth(auth: &AuthSpec, var_known: &dyn Fn(&str) -> bool) -> Result<(), I
     }
 }
 
-fn check_digest(d: &DigestSpec, at: &str, known: &dyn Fn(&str) -> bool) -> Result<(), InvalidSpec> {
+fn check_digest(d: &DigestSpec, at: &str, known: &dyn Fn(&str) -> bool, earlier: &[&str]) -> Result<(), InvalidSpec> {
     Template::parse(&d.input)
         .map_err(|e| invalid(format!("{at}.input: {e}")))?
         .check_names(known)
         .map_err(|n| invalid(format!("{at}.input uses unknown `${{{n}}}`")))?;
+    if let Some(kd) = &d.key_digest {
+        if d.key.is_some() || d.algorithm == DigestAlgorithm::Sha256 {
+            return Err(invalid(format!("{at}: `key_digest` is an HMAC key, instead of `key`")));
+        }
+        if !earlier.contains(&kd.as_str()) {
+            return Err(invalid(format!("{at}.key_digest `{kd}` is not an earlier entry of `auth.digests`")));
+        }
+        return Ok(());
+    }
     match (&d.key, d.algorithm) {
         (None, DigestAlgorithm::HmacSha256 | DigestAlgorithm::HmacSha1) => {
-            Err(invalid(format!("{at}: an HMAC needs `key`")))
+            Err(invalid(format!("{at}: an HMAC needs `key` or `key_digest`")))
         }
         (Some(_), DigestAlgorithm::Sha256) => Err(invalid(format!("{at}: `key` only applies to HMAC algorithms"))),
         (Some(k), _) => Template::parse(k)
@@ -655,7 +688,7 @@ fn resolve_auth(auth: &AuthSpec, env: &dyn EnvSource, vars: &BTreeMap<String, St
                 t.secrets.iter().map(|(k, c)| Ok((k.clone(), resolve(c, env)?))).collect::<Result<BTreeMap<_, _>, String>>()?;
             ResolvedAuth::Token(Arc::new(TokenSource::custom(t, render(&t.url)?, secrets, vars.clone())?))
         }
-        AuthSpec::Hmac { secrets, signature, headers } => {
+        AuthSpec::Hmac { secrets, digests, signature, headers } => {
             let secrets =
                 secrets.iter().map(|(k, c)| Ok((k.clone(), resolve(c, env)?))).collect::<Result<BTreeMap<_, _>, String>>()?;
             let mut hs = Vec::new();
@@ -663,7 +696,8 @@ fn resolve_auth(auth: &AuthSpec, env: &dyn EnvSource, vars: &BTreeMap<String, St
                 let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("bad auth header `{k}`"))?;
                 hs.push((name, Template::parse(v)?));
             }
-            ResolvedAuth::Hmac { secrets, signature: Digest::new(signature)?, headers: hs }
+            let digests = digests.iter().map(Digest::new).collect::<Result<Vec<_>, String>>()?;
+            ResolvedAuth::Hmac { secrets, digests, signature: Digest::new(signature)?, headers: hs }
         }
     })
 }
