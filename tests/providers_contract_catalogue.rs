@@ -213,6 +213,9 @@ async fn regula_request_prefers_mrz_values_and_returns_the_portrait() {
         nationality: Some("UTO".into()),
         sex: Some("F".into()),
         confidence: Some(0.99),
+        valid: Some(true),
+        // The MRZ checks Regula ran; expiry's "not performed" (2) is left out, not guessed.
+        checks: [("document_number".to_string(), true), ("date_of_birth".to_string(), true)].into(),
         ..sample_fields()
     };
     assert_verdict(verdict(result), Verdict::Ocr(OcrAnswer { fields: want, portrait: Some(Bytes::from(portrait)) }));

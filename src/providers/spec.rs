@@ -743,12 +743,25 @@ pub struct FieldSpec {
     /// Vendor value (as text) → unified value, e.g. `{ Real = true, Spoof = false }`.
     #[serde(default)]
     pub map: Option<BTreeMap<String, toml::Value>>,
+    /// A value missing from `map` is an error (`error`, default: never guess a verdict) or
+    /// "not read" (`absent`: e.g. Regula's validity status 2, "check not performed").
+    #[serde(default)]
+    pub unmapped: Unmapped,
     /// chrono format for dates, or `parts`.
     #[serde(default)]
     pub date_format: Option<String>,
     /// `1 - value` after scaling: a distance (0 = identical) becomes a similarity.
     #[serde(default)]
     pub invert: bool,
+}
+
+/// What a value outside a field's `map` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmapped {
+    #[default]
+    Error,
+    Absent,
 }
 
 /// A decision threshold: a constant on the unified 0..1 scale, or read from the answer.

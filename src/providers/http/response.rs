@@ -11,7 +11,9 @@ use reqwest::header::HeaderMap;
 
 use super::select::select;
 use super::validate::{Mapping, RequestTpl, ValidatedHttpSpec};
-use crate::providers::spec::{BoxFormat, BoxSpec, Condition, ErrorAction, ErrorRule, FieldRef, FieldSpec, ThresholdRef};
+use crate::providers::spec::{
+    BoxFormat, BoxSpec, Condition, ErrorAction, ErrorRule, FieldRef, FieldSpec, ThresholdRef, Unmapped,
+};
 use crate::providers::{
     CompareAnswer, DocumentFields, LivenessAnswer, OcrAnswer, PartialDate, ProviderError, Rejection, Score, SubCall,
     Verdict,
@@ -200,6 +202,7 @@ fn lookup(json: &Value, f: &FieldSpec, field: &str) -> Result<Option<Value>, Pro
     let key = as_text(v).ok_or_else(|| decode_err(field, f, "mapped value is not a scalar"))?;
     match map.get(&key) {
         Some(mapped) => Ok(Some(toml_to_json(mapped))),
+        None if f.unmapped == Unmapped::Absent => Ok(None),
         // The value is not in the table: refuse to guess a verdict.
         None => Err(decode_err(field, f, "value not in the adapter's `map`")),
     }
@@ -478,6 +481,8 @@ mod tests {
         let f = FieldSpec { map: Some(map), ..field("/r") };
         assert_eq!(boolean(&json!({"r": "Real"}), &f, "d").unwrap(), Some(true));
         assert!(boolean(&json!({"r": "Maybe"}), &f, "d").is_err());
+        let lenient = FieldSpec { unmapped: crate::providers::spec::Unmapped::Absent, ..f };
+        assert_eq!(boolean(&json!({"r": "Maybe"}), &lenient, "d").unwrap(), None);
     }
 
     #[test]
