@@ -136,19 +136,26 @@ pub struct EndpointSpec<R> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
-    /// Free text naming the step in errors (`detect probe`).
+    /// Free text naming the step for operators (`detect probe`).
     #[serde(default)]
     pub name: Option<String>,
+    /// HTTP method; `POST` unless said otherwise.
     #[serde(default = "default_method")]
     pub method: String,
+    /// Path appended to the base URL (a template).
     pub path: String,
+    /// Query parameters (templates).
     #[serde(default)]
     pub query: BTreeMap<String, String>,
+    /// Headers for this step (templates).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// What the step sends.
     pub body: BodySpec,
+    /// Extra success conditions for this step's answer.
     #[serde(default)]
     pub success: Vec<Condition>,
+    /// Poll until the step's operation is done.
     #[serde(default)]
     pub poll: Option<PollSpec>,
     /// Rejections checked on this step's answer (no face on one of the images).
@@ -172,6 +179,7 @@ pub struct PollSpec {
     /// Values read from the submit answer for `path` (`job = "/job/id"`).
     #[serde(default)]
     pub capture: BTreeMap<String, FieldRef>,
+    /// Poll method; `GET` unless said otherwise.
     #[serde(default = "default_poll_method")]
     pub method: String,
     /// Delay between polls when the vendor sends no `Retry-After`.
@@ -200,7 +208,9 @@ fn default_poll_deadline() -> u64 {
 /// A non-secret setting: a literal, or read from the environment with an optional default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VarSpec {
+    /// The value itself.
     Literal(String),
+    /// An environment variable; `default` when it is unset (else the provider is unavailable).
     Env { env: String, default: Option<String> },
 }
 
@@ -289,8 +299,10 @@ fn default_refresh_before() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OAuthGrant {
+    /// RFC 6749 client credentials (client id + secret).
     #[default]
     ClientCredentials,
+    /// RFC 7523 JWT bearer assertion signed with a service-account key (Google).
     JwtBearer,
 }
 
@@ -298,8 +310,10 @@ pub enum OAuthGrant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
+    /// `client_id` / `client_secret` in the form body.
     #[default]
     Body,
+    /// HTTP basic authentication.
     Basic,
 }
 
@@ -355,8 +369,10 @@ fn default_token_ttl() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenEncoding {
+    /// A JSON object.
     #[default]
     Json,
+    /// `application/x-www-form-urlencoded`.
     Form,
 }
 
@@ -364,8 +380,10 @@ pub enum TokenEncoding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeUnit {
+    /// Seconds.
     #[default]
     S,
+    /// Milliseconds (ADVANCE.AI's `expiredTime`).
     Ms,
 }
 
@@ -417,8 +435,11 @@ pub struct DigestSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DigestAlgorithm {
+    /// Plain SHA-256 of the input (no key).
     Sha256,
+    /// HMAC-SHA256 with `key` / `key_digest`.
     HmacSha256,
+    /// HMAC-SHA1, for legacy vendor schemes only.
     HmacSha1,
 }
 
@@ -426,8 +447,10 @@ pub enum DigestAlgorithm {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DigestEncoding {
+    /// Lower-case hex (`uppercase` for upper).
     #[default]
     Hex,
+    /// Standard base64.
     Base64,
 }
 
@@ -691,7 +714,7 @@ pub struct OcrMapping {
     /// Base64 portrait (a `data:` URL prefix is stripped).
     #[serde(default)]
     pub portrait: Option<FieldRef>,
-    /// Or: a box on a page to crop the portrait from (Document AI).
+    /// Or: a box on a page to crop the portrait from (Document AI), re-encoded as JPEG.
     #[serde(default)]
     pub portrait_box: Option<BoxSpec>,
 }
@@ -719,7 +742,9 @@ fn default_box_page() -> ImageSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BoxFormat {
+    /// A list of `{x, y}` points; the box is their hull (missing coordinates are 0).
     Vertices,
+    /// `{Left, Top, Width, Height}`.
     Ltwh,
 }
 
@@ -759,8 +784,10 @@ pub struct FieldSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unmapped {
+    /// A `Decode` error: never guess.
     #[default]
     Error,
+    /// Treated as not read.
     Absent,
 }
 
