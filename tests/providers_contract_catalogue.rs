@@ -448,6 +448,36 @@ response = { score = "/score", threshold = 0.5 }
     assert_eq!(header(req, "x-app-access-sig"), hex::encode(ring::hmac::sign(&key, canonical.as_bytes())));
 }
 
+/// A signed multipart body is built in memory, so the signature covers the exact bytes sent.
+#[tokio::test]
+async fn hmac_auth_covers_a_multipart_body() {
+    let text = r#"kind = "http"
+base_url = "http://127.0.0.1:9"
+[auth]
+type = "hmac"
+secrets = { secret_key = { env = "SECRET_KEY" } }
+signature = { algorithm = "hmac_sha256", key = "${secret_key}", input = "${body}", encoding = "base64" }
+headers = { "X-HMAC-Signature" = "${signature}" }
+[endpoints.face_compare]
+path = "/compare"
+body = { encoding = "multipart", fields = { mode = "strict" }, images = [{ source = "probe", field = "a" }, { source = "reference", field = "b" }] }
+response = { score = "/score", threshold = 0.5 }
+"#;
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(json_response(200, "{\"score\":0.7}".into())).mount(&server).await;
+    let p = inline_provider(text, "multisigned", &server, &[("SECRET_KEY", "k3y")]);
+    p.call(compare_call()).await.expect("answer");
+    let req = &requests(&server).await[0];
+    let parts = multipart(req);
+    let names: Vec<(&str, Option<&str>)> = parts.iter().map(|p| (p.name.as_str(), p.filename.as_deref())).collect();
+    assert_eq!(names, [("mode", None), ("a", Some("a.jpg")), ("b", Some("b.jpg"))]);
+    assert_eq!(parts[1].body, jpeg("probe-selfie").bytes.to_vec());
+    use base64::Engine as _;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"k3y");
+    let want = base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, &req.body));
+    assert_eq!(header(req, "x-hmac-signature"), want);
+}
+
 #[tokio::test]
 async fn oauth2_client_credentials() {
     let text = r#"kind = "http"
@@ -509,8 +539,8 @@ fn language_errors_name_the_key() {
         ("[endpoints.liveness]\npath = \"/x/${nope}\"\nbody = { encoding = \"raw\", source = \"image\" }\nresponse = { score = \"/s\", threshold = 0.5 }\n", "${nope}"),
         // A selector that does not exist.
         ("[endpoints.liveness]\npath = \"/x\"\nbody = { encoding = \"raw\", source = \"image\" }\nresponse = { score = \"/a/[first]/s\", threshold = 0.5 }\n", "unknown selector"),
-        // Signing a streamed multipart body cannot work.
-        ("[auth]\ntype = \"aws_sigv4\"\nservice = \"s\"\nregion = \"r\"\naccess_key_id = { env = \"A\" }\nsecret_access_key = { env = \"B\" }\n[endpoints.liveness]\npath = \"/x\"\nbody = { encoding = \"multipart\", images = [{ source = \"image\", field = \"f\" }] }\nresponse = { score = \"/s\", threshold = 0.5 }\n", "multipart bodies cannot be signed"),
+        // An HMAC key chain naming a digest that does not come earlier.
+        ("[auth]\ntype = \"hmac\"\nsecrets = { k = { env = \"K\" } }\nsignature = { algorithm = \"hmac_sha256\", key_digest = \"later\", input = \"${body}\" }\nheaders = { X-Sig = \"${signature}\" }\n[endpoints.liveness]\npath = \"/x\"\nbody = { encoding = \"raw\", source = \"image\" }\nresponse = { score = \"/s\", threshold = 0.5 }\n", "not an earlier entry"),
         // Polling without a URL source.
         ("[endpoints.liveness]\npath = \"/x\"\nbody = { encoding = \"raw\", source = \"image\" }\npoll = { until = { pointer = \"/s\", present = true } }\nresponse = { score = \"/s\", threshold = 0.5 }\n", "exactly one of `url_header`, `path`"),
     ];

@@ -91,17 +91,25 @@ impl Digest {
 
     /// Renders the canonical string and digests it, encoded.
     pub(crate) fn compute(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ProviderError> {
-        Ok(self.encode(&self.raw(lookup, &BTreeMap::new())?))
+        Ok(self.encode(&self.raw(lookup, &BTreeMap::new(), None)?))
     }
 
     /// The raw digest; `prior` holds the raw bytes of earlier named digests (for `key_digest`).
+    /// `body` is the request's exact bytes for `${body}` (binary images stay binary).
     pub(crate) fn raw(
         &self,
         lookup: &dyn Fn(&str) -> Option<String>,
         prior: &BTreeMap<String, Vec<u8>>,
+        body: Option<&[u8]>,
     ) -> Result<Vec<u8>, ProviderError> {
         let missing = |n: String| ProviderError::Config(format!("signature uses `${{{n}}}`, which has no value"));
-        let input = self.input.render(lookup).map_err(missing)?;
+        let input = self
+            .input
+            .render_bytes(&|n| match (n, body) {
+                ("body", Some(b)) => Some(b.to_vec()),
+                _ => lookup(n).map(String::into_bytes),
+            })
+            .map_err(missing)?;
         let key: Vec<u8> = match (&self.key_digest, &self.key) {
             (Some(d), _) => prior
                 .get(d)
@@ -111,13 +119,13 @@ impl Digest {
             (None, None) => Vec::new(),
         };
         Ok(match self.algorithm {
-            DigestAlgorithm::Sha256 => ring::digest::digest(&ring::digest::SHA256, input.as_bytes()).as_ref().to_vec(),
+            DigestAlgorithm::Sha256 => ring::digest::digest(&ring::digest::SHA256, &input).as_ref().to_vec(),
             DigestAlgorithm::HmacSha256 => {
-                ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key), input.as_bytes()).as_ref().to_vec()
+                ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key), &input).as_ref().to_vec()
             }
             DigestAlgorithm::HmacSha1 => ring::hmac::sign(
                 &ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key),
-                input.as_bytes(),
+                &input,
             )
             .as_ref()
             .to_vec(),
@@ -203,14 +211,14 @@ pub(crate) fn sign_hmac(
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
         None => url.host_str().unwrap_or("").to_string(),
     };
-    let body = match req.body() {
-        None => String::new(),
+    let body: Vec<u8> = match req.body() {
+        None => Vec::new(),
         Some(b) => match b.as_bytes() {
-            Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Some(bytes) => bytes.to_vec(),
             None if signature.uses("body") || digests.iter().any(|d| d.uses("body")) => {
                 return Err(ProviderError::Config("the signature covers the body but the body is streamed".into()))
             }
-            None => String::new(),
+            None => Vec::new(),
         },
     };
     let method = req.method().as_str().to_string();
@@ -221,7 +229,8 @@ pub(crate) fn sign_hmac(
             "query" => Some(query.clone()),
             "path_query" => Some(path_query.clone()),
             "host" => Some(host.clone()),
-            "body" => Some(body.clone()),
+            // Header templates see the body as text; digests get its exact bytes.
+            "body" => Some(String::from_utf8_lossy(&body).into_owned()),
             _ => secrets.get(n).map(|s| s.expose().to_string()).or_else(|| vars.get(n).cloned()).or_else(|| builtins.get(n)),
         }
     };
@@ -229,14 +238,14 @@ pub(crate) fn sign_hmac(
     let mut raw: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut encoded: BTreeMap<String, String> = BTreeMap::new();
     for d in digests {
-        let bytes = d.raw(&|n| encoded.get(n).cloned().or_else(|| lookup(n)), &raw)?;
+        let bytes = d.raw(&|n| encoded.get(n).cloned().or_else(|| lookup(n)), &raw, Some(&body))?;
         if let Some(name) = &d.name {
             encoded.insert(name.clone(), d.encode(&bytes));
             raw.insert(name.clone(), bytes);
         }
     }
     let with_digests = |n: &str| encoded.get(n).cloned().or_else(|| lookup(n));
-    let sig = signature.encode(&signature.raw(&with_digests, &raw)?);
+    let sig = signature.encode(&signature.raw(&with_digests, &raw, Some(&body))?);
     for (name, t) in headers {
         let v = t
             .render(&|n| if n == "signature" { Some(sig.clone()) } else { with_digests(n) })

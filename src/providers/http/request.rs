@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, Url};
@@ -138,29 +139,46 @@ pub(crate) fn build(
 
     let req = match &tpl.body {
         BodySpec::Multipart { images, fields } => {
-            let mut form = Form::new();
+            // (name, filename, content type, bytes), in the order the vendor will see them.
+            let mut parts: Vec<(String, Option<String>, Option<&str>, Bytes)> = Vec::new();
             for (k, v) in auth_fields {
-                form = form.text(k.clone(), v.expose().to_string());
+                parts.push((k.clone(), None, None, Bytes::from(v.expose().to_string())));
             }
             for (k, v) in fields {
-                form = form.text(k.clone(), scope.render_str(v, &tpl.label)?);
+                parts.push((k.clone(), None, None, Bytes::from(scope.render_str(v, &tpl.label)?)));
             }
             for slot in images {
                 let Some(image) = image_for(call, slot.source)? else { continue };
-                form = match slot.encoding {
-                    ImageEncoding::Base64 => form.text(slot.field.clone(), b64.encode(&image.bytes)),
+                match slot.encoding {
+                    ImageEncoding::Base64 => parts.push((slot.field.clone(), None, None, Bytes::from(b64.encode(&image.bytes)))),
                     ImageEncoding::File => {
                         let filename =
                             slot.filename.clone().unwrap_or_else(|| format!("{}.{}", slot.field, extension(image.mime)));
-                        let part = Part::stream_with_length(reqwest::Body::from(image.bytes.clone()), image.bytes.len() as u64)
-                            .file_name(filename)
-                            .mime_str(image.mime)
-                            .map_err(|e| ProviderError::Config(format!("image content type: {e}")))?;
-                        form.part(slot.field.clone(), part)
+                        parts.push((slot.field.clone(), Some(filename), Some(image.mime), image.bytes.clone()));
                     }
-                };
+                }
             }
-            req.multipart(form)
+            if spec.signs_body {
+                // Signed: the exact bytes must exist before sending.
+                let (content_type, body) = multipart_bytes(&parts);
+                req.header(CONTENT_TYPE, content_type).body(body)
+            } else {
+                let mut form = Form::new();
+                for (name, filename, mime, bytes) in parts {
+                    form = match filename {
+                        None => form.text(name, String::from_utf8_lossy(&bytes).into_owned()),
+                        Some(f) => {
+                            let len = bytes.len() as u64;
+                            let part = Part::stream_with_length(reqwest::Body::from(bytes), len)
+                                .file_name(f)
+                                .mime_str(mime.unwrap_or("application/octet-stream"))
+                                .map_err(|e| ProviderError::Config(format!("image content type: {e}")))?;
+                            form.part(name, part)
+                        }
+                    };
+                }
+                req.multipart(form)
+            }
         }
         BodySpec::Json { images, fields } => {
             let mut body = scope.render_tree(&toml::Value::Table(fields.clone()), &tpl.label)?;
@@ -198,6 +216,28 @@ pub(crate) fn build(
         BodySpec::None => req,
     };
     req.build().map_err(build_err)
+}
+
+/// A `multipart/form-data` body built in memory: (content type with boundary, bytes).
+fn multipart_bytes(parts: &[(String, Option<String>, Option<&str>, Bytes)]) -> (String, Vec<u8>) {
+    let boundary = format!("kycgate-{}", uuid::Uuid::new_v4().simple());
+    let quote = |s: &str| s.replace('"', "%22").replace(['\r', '\n'], " ");
+    let mut body = Vec::new();
+    for (name, filename, mime, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"", quote(name)).as_bytes());
+        if let Some(f) = filename {
+            body.extend_from_slice(format!("; filename=\"{}\"", quote(f)).as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        if let Some(m) = mime {
+            body.extend_from_slice(format!("Content-Type: {m}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// Writes `value` at a JSON pointer, creating objects (and arrays, for numeric segments) on the

@@ -78,6 +78,18 @@ impl Template {
         Ok(out)
     }
 
+    /// Like [`Template::render`] but to bytes, so a binary value (a request body) is kept exact.
+    pub(crate) fn render_bytes(&self, lookup: &dyn Fn(&str) -> Option<Vec<u8>>) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => out.extend_from_slice(s.as_bytes()),
+                Part::Var(n) => out.extend_from_slice(&lookup(n).ok_or_else(|| n.clone())?),
+            }
+        }
+        Ok(out)
+    }
+
     /// Checks every name against `known`; the error names the first unknown one.
     pub(crate) fn check_names(&self, known: &dyn Fn(&str) -> bool) -> Result<(), String> {
         match self.names().find(|n| !known(n)) {

@@ -124,6 +124,8 @@ pub struct ValidatedHttpSpec {
     pub(crate) endpoints: BTreeMap<SubCallKind, Endpoint>,
     /// Set when a credential or var is missing: the adapter is valid but cannot be called.
     pub(crate) unavailable: Option<String>,
+    /// The auth signs the body bytes: multipart bodies are built in memory, not streamed.
+    pub(crate) signs_body: bool,
 }
 
 /// Names every request template may use besides vars and captures.
@@ -190,7 +192,8 @@ impl ValidatedHttpSpec {
         }
         let common = header_templates(&spec.headers, "headers", &var_known)?;
 
-        let ctx = Ctx { common: &common, vars: &spec.vars, signs_body: signs_body(&spec.auth) };
+        let ctx_signs_body = signs_body(&spec.auth);
+        let ctx = Ctx { common: &common, vars: &spec.vars };
         let mut endpoints = BTreeMap::new();
         if let Some(ep) = &spec.endpoints.liveness {
             let e = endpoint(&ctx, ep, SubCallKind::Liveness, Mapping::Liveness(ep.response.clone()))?;
@@ -213,7 +216,16 @@ impl ValidatedHttpSpec {
         if endpoints.is_empty() {
             return Err(invalid("`endpoints` declares no sub-call (liveness, face_compare, document_ocr)"));
         }
-        Ok(Self { base_url, vars, auth, success: spec.success.clone(), errors: spec.errors.clone(), endpoints, unavailable })
+        Ok(Self {
+            base_url,
+            vars,
+            auth,
+            success: spec.success.clone(),
+            errors: spec.errors.clone(),
+            endpoints,
+            unavailable,
+            signs_body: ctx_signs_body,
+        })
     }
 
     /// The sub-calls this adapter has an endpoint for.
@@ -241,11 +253,9 @@ pub fn default_base_url_env(name: &str) -> String {
 struct Ctx<'a> {
     common: &'a [(HeaderName, Template)],
     vars: &'a BTreeMap<String, VarSpec>,
-    /// The auth signs the request bytes, so bodies must be buffered (not multipart).
-    signs_body: bool,
 }
 
-/// Decided from the file, not the resolved auth: an adapter without credentials is still checked.
+/// Whether the auth covers the body bytes (SigV4, or `${body}` in an HMAC input).
 fn signs_body(auth: &AuthSpec) -> bool {
     match auth {
         AuthSpec::AwsSigv4 { .. } => true,
@@ -354,11 +364,6 @@ fn request(
 
     match p.body {
         BodySpec::Multipart { images, fields } => {
-            if ctx.signs_body {
-                return Err(invalid(format!(
-                    "{at}.body: multipart bodies cannot be signed (the auth signs the body); use `json` or `raw`"
-                )));
-            }
             for (k, v) in fields {
                 let t = Template::parse(v).map_err(|e| invalid(format!("{at}.body.fields.{k}: {e}")))?;
                 t.check_names(&known).map_err(|n| unknown("body.fields", n))?;
