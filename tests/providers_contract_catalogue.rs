@@ -531,6 +531,45 @@ response = { score = "/score", threshold = 0.5 }
     server.verify().await;
 }
 
+/// A 30 s token with the default 60 s margin is refreshed at half its life, not on every call.
+#[tokio::test]
+async fn short_lived_tokens_are_refreshed_at_half_life() {
+    let text = r#"kind = "http"
+base_url = "http://127.0.0.1:9"
+[vars]
+token_url = { env = "TOKEN_URL" }
+[auth]
+type = "oauth2"
+token_url = "${token_url}"
+client_id = { env = "CLIENT_ID" }
+client_secret = { env = "CLIENT_SECRET" }
+[endpoints.liveness]
+path = "/live"
+body = { encoding = "raw", source = "image" }
+response = { score = "/score", threshold = 0.5 }
+"#;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(json_response(200, "{\"access_token\":\"at-1\",\"expires_in\":30}".into()))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST")).and(path("/live")).respond_with(json_response(200, "{\"score\":0.9}".into())).mount(&server).await;
+    let token_url = format!("{}/oauth/token", server.uri());
+    let clock = fixed_ms();
+    let c = clock.clone();
+    let p = inline_provider(text, "shortlived", &server, &[("TOKEN_URL", token_url.as_str()), ("CLIENT_ID", "i"), ("CLIENT_SECRET", "s")])
+        .with_clock(move || UNIX_EPOCH + Duration::from_millis(c.load(Ordering::SeqCst)));
+    let tokens = |reqs: Vec<wiremock::Request>| reqs.iter().filter(|r| r.url.path() == "/oauth/token").count();
+    p.call(SubCall::Liveness { image: jpeg("s") }).await.expect("answer");
+    clock.fetch_add(10_000, Ordering::SeqCst);
+    p.call(SubCall::Liveness { image: jpeg("s") }).await.expect("answer");
+    assert_eq!(tokens(requests(&server).await), 1, "cached at 10 s");
+    clock.fetch_add(10_000, Ordering::SeqCst);
+    p.call(SubCall::Liveness { image: jpeg("s") }).await.expect("answer");
+    assert_eq!(tokens(requests(&server).await), 2, "refreshed past 15 s");
+}
+
 #[test]
 fn language_errors_name_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -538,7 +577,7 @@ fn language_errors_name_the_key() {
         // A template naming nothing known.
         ("[endpoints.liveness]\npath = \"/x/${nope}\"\nbody = { encoding = \"raw\", source = \"image\" }\nresponse = { score = \"/s\", threshold = 0.5 }\n", "${nope}"),
         // A selector that does not exist.
-        ("[endpoints.liveness]\npath = \"/x\"\nbody = { encoding = \"raw\", source = \"image\" }\nresponse = { score = \"/a/[first]/s\", threshold = 0.5 }\n", "unknown selector"),
+        ("[endpoints.liveness]\npath = \"/x\"\nbody = { encoding = \"raw\", source = \"image\" }\nresponse = { score = \"/a/[second]/s\", threshold = 0.5 }\n", "unknown selector"),
         // An HMAC key chain naming a digest that does not come earlier.
         ("[auth]\ntype = \"hmac\"\nsecrets = { k = { env = \"K\" } }\nsignature = { algorithm = \"hmac_sha256\", key_digest = \"later\", input = \"${body}\" }\nheaders = { X-Sig = \"${signature}\" }\n[endpoints.liveness]\npath = \"/x\"\nbody = { encoding = \"raw\", source = \"image\" }\nresponse = { score = \"/s\", threshold = 0.5 }\n", "not an earlier entry"),
         // Polling without a URL source.

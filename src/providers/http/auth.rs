@@ -275,6 +275,8 @@ pub(crate) struct TokenSource {
 struct Cached {
     value: HeaderValue,
     expires: SystemTime,
+    /// Refresh this long before `expires`.
+    margin: Duration,
 }
 
 // One per provider, built at start-up: the size difference between variants does not matter.
@@ -406,7 +408,7 @@ impl TokenSource {
     ) -> Result<(HeaderName, HeaderValue), ProviderError> {
         let mut cache = self.cache.lock().await;
         if let Some(c) = cache.as_ref() {
-            if now + self.refresh_before < c.expires {
+            if now + c.margin < c.expires {
                 return Ok((self.header.clone(), c.value.clone()));
             }
         }
@@ -414,7 +416,11 @@ impl TokenSource {
         let mut value = HeaderValue::from_str(&format!("{}{token}", self.prefix))
             .map_err(|_| ProviderError::Decode("token is not a valid header value".into()))?;
         value.set_sensitive(true);
-        *cache = Some(Cached { value: value.clone(), expires });
+        // A token shorter-lived than twice the margin is refreshed at half its life instead of
+        // on every call.
+        let lifetime = expires.duration_since(now).unwrap_or_default();
+        let margin = self.refresh_before.min(lifetime / 2);
+        *cache = Some(Cached { value: value.clone(), expires, margin });
         Ok((self.header.clone(), value))
     }
 

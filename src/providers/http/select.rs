@@ -1,7 +1,7 @@
 //! JSON pointers with array selectors, for vendors that answer lists searched by a key.
 //!
 //! Plain RFC 6901 segments work as usual. A segment in brackets selects one element of an array:
-//! `[last]`, `[max:/Similarity]`, `[min:/score]` (by the number at a sub-pointer), or
+//! `[first]`, `[last]`, `[max:/Similarity]`, `[min:/score]` (by the number at a sub-pointer), or
 //! `[/Type/Text=FIRST_NAME]` (first element whose sub-pointer text equals the value; `~=`
 //! compares ignoring case, spaces, `_` and `-`, for vendors whose docs disagree on spelling).
 
@@ -11,6 +11,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 enum Segment {
     Key(String),
+    First,
     Last,
     Max(String),
     Min(String),
@@ -55,6 +56,7 @@ fn parse(pointer: &str) -> Result<Vec<Segment>, String> {
     for part in parts {
         let seg = match part.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
             None => Segment::Key(part.replace("~1", "/").replace("~0", "~")),
+            Some("first") => Segment::First,
             Some("last") => Segment::Last,
             Some(sel) => {
                 if let Some(p) = sel.strip_prefix("max:") {
@@ -71,7 +73,7 @@ fn parse(pointer: &str) -> Result<Vec<Segment>, String> {
                     Segment::Find { pointer: p.to_string(), value: v.to_string(), loose: false }
                 } else {
                     return Err(format!(
-                        "`{pointer}`: unknown selector `[{sel}]` (use `[last]`, `[max:/k]`, `[min:/k]`, `[/k=v]`, `[/k~=v]`)"
+                        "`{pointer}`: unknown selector `[{sel}]` (use `[first]`, `[last]`, `[max:/k]`, `[min:/k]`, `[/k=v]`, `[/k~=v]`)"
                     ));
                 }
             }
@@ -111,6 +113,7 @@ pub(crate) fn select<'a>(json: &'a Value, pointer: &str) -> Option<&'a Value> {
         cur = match (seg, cur) {
             (Segment::Key(k), Value::Object(m)) => m.get(k)?,
             (Segment::Key(k), Value::Array(a)) => a.get(k.parse::<usize>().ok()?)?,
+            (Segment::First, Value::Array(a)) => a.first()?,
             (Segment::Last, Value::Array(a)) => a.last()?,
             (Segment::Max(p), Value::Array(a)) => extreme(a, p, |x, y| x > y)?,
             (Segment::Min(p), Value::Array(a)) => extreme(a, p, |x, y| x < y)?,
@@ -150,6 +153,7 @@ mod tests {
         assert_eq!(select(&j, "/FaceMatches/[max:/Similarity]/id"), Some(&json!("b")));
         assert_eq!(select(&j, "/FaceMatches/[min:/Similarity]/id"), Some(&json!("a")));
         assert_eq!(select(&j, "/FaceMatches/[last]/id"), Some(&json!("c")));
+        assert_eq!(select(&j, "/FaceMatches/[first]/id"), Some(&json!("a")));
         assert_eq!(select(&j, "/FaceMatches/0/id"), Some(&json!("a")));
         assert_eq!(select(&j, "/Fields/[/Type/Text=FIRST_NAME]/V"), Some(&json!("JANE")));
         assert_eq!(select(&j, "/Fields/[/Type/Text=first_name]/V"), None);
