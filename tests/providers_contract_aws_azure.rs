@@ -436,3 +436,73 @@ async fn polling_gives_up_at_the_deadline() {
     let polls = requests(&server).await.len() - 1;
     assert!((3..=10).contains(&polls), "polled every 20 ms for 200 ms: {polls}");
 }
+
+// === AWS Face Liveness: session create / result fetch only ===
+
+#[tokio::test]
+async fn rekognition_liveness_sessions_create_and_fetch() {
+    let server = MockServer::start().await;
+    let target = |t: &str| wiremock::matchers::header("x-amz-target", format!("RekognitionService.{t}").as_str());
+    Mock::given(method("POST"))
+        .and(target("CreateFaceLivenessSession"))
+        .respond_with(ok("aws_rekognition", "liveness_session_created.json"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(target("GetFaceLivenessSessionResults"))
+        .respond_with(ok("aws_rekognition", "liveness_in_progress.json"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(target("GetFaceLivenessSessionResults"))
+        .respond_with(ok("aws_rekognition", "liveness_succeeded.json"))
+        .mount(&server)
+        .await;
+    let p = aws("aws_rekognition", &server);
+    assert!(p.serves_liveness_sessions());
+    assert!(!p.supports(SubCallKind::Liveness), "a single selfie cannot run AWS Face Liveness");
+
+    let session = p.create_liveness_session().await.expect("session");
+    assert_eq!(session.id, "0f959dbb-37cc-45d8-a08d-dc42cce85fa8");
+    assert!(p.liveness_session_result(&session.id).await.expect("pending").is_none(), "IN_PROGRESS is not a verdict");
+    let answer = p.liveness_session_result(&session.id).await.expect("result").expect("finished");
+    let want = kycgate::providers::LivenessAnswer {
+        is_live: true,
+        score: kycgate::providers::Score { value: 0.975271, threshold: Some(0.8), raw: Some(97.5271) },
+        quality: None,
+    };
+    assert_verdict(answer.verdict, Verdict::Liveness(want));
+
+    let reqs = requests(&server).await;
+    assert_eq!(reqs.len(), 3);
+    for req in &reqs {
+        verify_sigv4(req, AKID, SECRET, "eu-west-1", "rekognition");
+    }
+    let create = body_json(&reqs[0]);
+    assert_eq!(create["Settings"], serde_json::json!({"AuditImagesLimit": 0}));
+    assert!(create["ClientRequestToken"].as_str().is_some_and(|t| t.len() == 36), "{create}");
+    assert_eq!(body_json(&reqs[1]), serde_json::json!({"SessionId": session.id}));
+}
+
+#[tokio::test]
+async fn rekognition_liveness_session_failures() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ok("aws_rekognition", "liveness_expired.json")).mount(&server).await;
+    let err = aws("aws_rekognition", &server).liveness_session_result("s-1").await.expect_err("expired");
+    assert!(matches!(err, ProviderError::Vendor { retryable: false, .. }), "{err:?}");
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(json_response(400, fixture("aws_rekognition", "liveness_session_not_found.json")))
+        .mount(&server)
+        .await;
+    let err = aws("aws_rekognition", &server).liveness_session_result("s-2").await.expect_err("not found");
+    assert_eq!(err.class(), ErrorClass::Fatal, "{err:?}");
+
+    // Adapters without sessions say so.
+    let server = MockServer::start().await;
+    let uri = server.uri();
+    let p = provider("azure_face", &[("AZURE_FACE_ENDPOINT", uri.as_str()), ("AZURE_FACE_KEY", "k")]);
+    assert!(matches!(p.create_liveness_session().await, Err(ProviderError::Unsupported(SubCallKind::Liveness))));
+}

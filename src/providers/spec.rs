@@ -81,11 +81,38 @@ pub struct HttpSpec {
     #[serde(default)]
     pub errors: ErrorSpec,
     /// One request per sub-call the vendor serves.
+    #[serde(default)]
     pub endpoints: Endpoints,
+    /// Checks that run in the vendor's client SDK (AWS Face Liveness): the gateway only creates
+    /// the session and fetches its result.
+    #[serde(default)]
+    pub sessions: Sessions,
+}
+
+/// SDK-driven checks, by kind.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    #[serde(default)]
+    pub liveness: Option<SessionSpec>,
+}
+
+/// Create a session for the device's SDK, later fetch its verdict.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// Creates the session; must `capture` a `session_id`.
+    pub create: StepSpec,
+    /// Fetches the result; uses `${session_id}`.
+    pub result: StepSpec,
+    /// The result is not ready yet while this holds (the user has not finished).
+    pub pending: Condition,
+    /// Mapping of a finished result.
+    pub response: LivenessMapping,
 }
 
 /// Sub-call → endpoint. A missing entry means the vendor does not serve that sub-call.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoints {
     #[serde(default)]

@@ -78,6 +78,16 @@ pub fn shared_client() -> reqwest::Client {
 /// production; tests and replays fix it so signatures are reproducible.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
+/// A liveness session created for the vendor's client SDK.
+#[derive(Debug, Clone)]
+pub struct LivenessSession {
+    /// The vendor's session id: the device SDK runs against it, and
+    /// [`HttpProvider::liveness_session_result`] fetches its verdict.
+    pub id: String,
+    /// The vendor's create answer (it may carry a client token the SDK needs).
+    pub vendor: serde_json::Value,
+}
+
 /// A vendor run from its validated adapter.
 #[derive(Clone)]
 pub struct HttpProvider {
@@ -142,11 +152,66 @@ impl HttpProvider {
         &self.spec
     }
 
+    /// Whether the adapter declares SDK liveness sessions (`[sessions.liveness]`).
+    pub fn serves_liveness_sessions(&self) -> bool {
+        self.spec.liveness_session.is_some()
+    }
+
+    /// Creates a liveness session at the vendor (AWS Face Liveness). The device runs the vendor's
+    /// SDK against it; a single selfie cannot, which is why such vendors do not serve `liveness`.
+    pub async fn create_liveness_session(&self) -> Result<LivenessSession, ProviderError> {
+        let s = self.spec.liveness_session.as_ref().ok_or(ProviderError::Unsupported(SubCallKind::Liveness))?;
+        if let Some(reason) = &self.spec.unavailable {
+            return Err(ProviderError::Unavailable(reason.clone()));
+        }
+        let mut captures = BTreeMap::new();
+        match self.exchange(&s.create, None, &mut captures).await? {
+            Checked::Ok(json) => {
+                let id = s
+                    .create
+                    .capture
+                    .iter()
+                    .find(|(name, _)| name == "session_id")
+                    .map(|(name, f)| response::capture(&json, f, name))
+                    .ok_or_else(|| ProviderError::Config("sessions.liveness.create captures no session_id".into()))??;
+                Ok(LivenessSession { id, vendor: json })
+            }
+            Checked::Rejected(r, _) => {
+                Err(ProviderError::Vendor { code: r.code.as_str().to_string(), message: r.message, retryable: false })
+            }
+        }
+    }
+
+    /// The verdict of a session, or `None` while it is still pending (the user has not
+    /// finished in the SDK). Expired or failed sessions are errors.
+    pub async fn liveness_session_result(&self, id: &str) -> Result<Option<Answer>, ProviderError> {
+        let s = self.spec.liveness_session.as_ref().ok_or(ProviderError::Unsupported(SubCallKind::Liveness))?;
+        if let Some(reason) = &self.spec.unavailable {
+            return Err(ProviderError::Unavailable(reason.clone()));
+        }
+        let captures = BTreeMap::from([("session_id".to_string(), id.to_string())]);
+        let raw = self.send_tpl(&s.result, None, None, &captures).await?;
+        if (200..300).contains(&raw.status) {
+            let json: Option<serde_json::Value> = serde_json::from_slice(&raw.body).ok();
+            if json.as_ref().is_some_and(|j| response::holds(&s.pending, j)) {
+                return Ok(None);
+            }
+        }
+        let answer = |verdict, raw| Answer { provider: self.name.clone(), verdict, raw: Some(raw) };
+        match response::check(&self.spec, &s.result, raw)? {
+            Checked::Ok(json) => {
+                let verdict = response::map_answer(&s.mapping, &json, None)?;
+                Ok(Some(answer(verdict, json)))
+            }
+            Checked::Rejected(r, json) => Ok(Some(answer(Verdict::Rejected(r), json))),
+        }
+    }
+
     /// One request/answer exchange of `tpl`, polled to completion when it is asynchronous.
     async fn exchange(
         &self,
         tpl: &RequestTpl,
-        call: &SubCall,
+        call: Option<&SubCall>,
         captures: &mut BTreeMap<String, String>,
     ) -> Result<Checked, ProviderError> {
         let raw = self.send_tpl(tpl, None, call, captures).await?;
@@ -169,7 +234,7 @@ impl HttpProvider {
         &self,
         tpl: &RequestTpl,
         url: Option<Url>,
-        call: &SubCall,
+        call: Option<&SubCall>,
         captures: &BTreeMap<String, String>,
     ) -> Result<RawResponse, ProviderError> {
         let now = (self.clock)();
@@ -223,7 +288,7 @@ impl HttpProvider {
         &self,
         poll: &Poll,
         submit: RawResponse,
-        call: &SubCall,
+        call: Option<&SubCall>,
         captures: &mut BTreeMap<String, String>,
     ) -> Result<RawResponse, ProviderError> {
         if !(200..300).contains(&submit.status) {
@@ -331,7 +396,7 @@ impl Provider for HttpProvider {
         let answer = |verdict, raw| Answer { provider: self.name.clone(), verdict, raw: Some(raw) };
         let mut captures = BTreeMap::new();
         for step in &ep.steps {
-            match self.exchange(step, &request, &mut captures).await? {
+            match self.exchange(step, Some(&request), &mut captures).await? {
                 Checked::Ok(json) => {
                     for (name, f) in &step.capture {
                         let value = response::capture(&json, f, name)?;
@@ -341,9 +406,9 @@ impl Provider for HttpProvider {
                 Checked::Rejected(r, json) => return Ok(answer(Verdict::Rejected(r), json)),
             }
         }
-        match self.exchange(&ep.main, &request, &mut captures).await? {
+        match self.exchange(&ep.main, Some(&request), &mut captures).await? {
             Checked::Ok(json) => {
-                let verdict = response::map_answer(&ep.mapping, &json, &request)?;
+                let verdict = response::map_answer(&ep.mapping, &json, Some(&request))?;
                 Ok(answer(verdict, json))
             }
             Checked::Rejected(r, json) => Ok(answer(Verdict::Rejected(r), json)),

@@ -17,7 +17,11 @@ use crate::providers::spec::{BodySpec, ImageEncoding, ImageSource};
 use crate::providers::{Image, ProviderError, SubCall};
 
 /// The image a body slot refers to; `None` for an absent optional page (`back`).
-pub(crate) fn image_for(call: &SubCall, source: ImageSource) -> Result<Option<&Image>, ProviderError> {
+/// `call` is `None` for session requests, which send no image.
+pub(crate) fn image_for(call: Option<&SubCall>, source: ImageSource) -> Result<Option<&Image>, ProviderError> {
+    let Some(call) = call else {
+        return Err(ProviderError::Config(format!("image source {source:?} in a request without images")));
+    };
     let mismatch = || ProviderError::Config(format!("image source {source:?} does not exist in a {} call", call.kind()));
     match (call, source) {
         (SubCall::Liveness { image }, ImageSource::Image) => Ok(Some(image)),
@@ -111,7 +115,7 @@ pub(crate) fn build(
     tpl: &RequestTpl,
     method: Method,
     mut url: Url,
-    call: &SubCall,
+    call: Option<&SubCall>,
     scope: &Scope<'_>,
 ) -> Result<reqwest::Request, ProviderError> {
     if let ResolvedAuth::Query(params) = &spec.auth {

@@ -312,7 +312,7 @@ pub(crate) fn capture(json: &Value, f: &FieldSpec, name: &str) -> Result<String,
 
 /// Maps a successful answer to the unified verdict; `call` supplies the pages a portrait box is
 /// cropped from.
-pub(crate) fn map_answer(mapping: &Mapping, json: &Value, call: &SubCall) -> Result<Verdict, ProviderError> {
+pub(crate) fn map_answer(mapping: &Mapping, json: &Value, call: Option<&SubCall>) -> Result<Verdict, ProviderError> {
     match mapping {
         Mapping::Liveness(m) => {
             let (score, is_live) = score_and_decision(json, &m.score, &m.threshold, &m.decision)?;
@@ -380,7 +380,7 @@ fn decode_portrait(s: &str, f: &FieldSpec) -> Result<Bytes, ProviderError> {
 }
 
 /// Crops the box from its page and re-encodes it as JPEG. An absent box is no portrait.
-fn crop_portrait(json: &Value, b: &BoxSpec, call: &SubCall) -> Result<Option<Bytes>, ProviderError> {
+fn crop_portrait(json: &Value, b: &BoxSpec, call: Option<&SubCall>) -> Result<Option<Bytes>, ProviderError> {
     let Some(v) = select(json, &b.pointer).filter(|v| !v.is_null()) else { return Ok(None) };
     let bad = |what: &str| ProviderError::Decode(format!("portrait_box at `{}`: {what}", b.pointer));
     let num = |v: Option<&Value>| v.and_then(to_number);

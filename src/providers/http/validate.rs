@@ -113,6 +113,15 @@ pub(crate) struct Endpoint {
     pub mapping: Mapping,
 }
 
+/// A checked SDK liveness session: create, then fetch the result.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub create: RequestTpl,
+    pub result: RequestTpl,
+    pub pending: Condition,
+    pub mapping: Mapping,
+}
+
 /// A checked adapter. Built once, shared by every call.
 #[derive(Debug, Clone)]
 pub struct ValidatedHttpSpec {
@@ -122,6 +131,7 @@ pub struct ValidatedHttpSpec {
     pub(crate) success: Vec<Condition>,
     pub(crate) errors: ErrorSpec,
     pub(crate) endpoints: BTreeMap<SubCallKind, Endpoint>,
+    pub(crate) liveness_session: Option<Session>,
     /// Set when a credential or var is missing: the adapter is valid but cannot be called.
     pub(crate) unavailable: Option<String>,
     /// The auth signs the body bytes: multipart bodies are built in memory, not streamed.
@@ -213,7 +223,11 @@ impl ValidatedHttpSpec {
             check_ocr_mapping(&ep.response)?;
             endpoints.insert(SubCallKind::DocumentOcr, e);
         }
-        if endpoints.is_empty() {
+        let liveness_session = match &spec.sessions.liveness {
+            None => None,
+            Some(sess) => Some(session(&ctx, sess)?),
+        };
+        if endpoints.is_empty() && liveness_session.is_none() {
             return Err(invalid("`endpoints` declares no sub-call (liveness, face_compare, document_ocr)"));
         }
         Ok(Self {
@@ -223,6 +237,7 @@ impl ValidatedHttpSpec {
             success: spec.success.clone(),
             errors: spec.errors.clone(),
             endpoints,
+            liveness_session,
             unavailable,
             signs_body: ctx_signs_body,
         })
@@ -285,10 +300,7 @@ fn endpoint<R>(ctx: &Ctx<'_>, ep: &EndpointSpec<R>, kind: SubCallKind, mapping: 
     let mut sources: Vec<ImageSource> = Vec::new();
     let mut steps = Vec::new();
     for (i, s) in ep.steps.iter().enumerate() {
-        let StepSpec { name: _, method, path, query, headers, body, success, poll, reject, capture } = s;
-        let parts = RequestParts { method, path, query, headers, body, success, poll, reject, capture: Some(capture) };
-        let tpl = request(ctx, &format!("{at}.steps[{i}]"), &parts, &mut captured, &mut sources)?;
-        steps.push(tpl);
+        steps.push(step_request(ctx, &format!("{at}.steps[{i}]"), s, &mut captured, &mut sources)?);
     }
     let parts = RequestParts {
         method: &ep.method,
@@ -329,6 +341,35 @@ fn endpoint<R>(ctx: &Ctx<'_>, ep: &EndpointSpec<R>, kind: SubCallKind, mapping: 
         }
     }
     Ok(Endpoint { steps, main, mapping })
+}
+
+fn session(ctx: &Ctx<'_>, s: &crate::providers::spec::SessionSpec) -> Result<Session, InvalidSpec> {
+    let at = "sessions.liveness";
+    let mut captured = BTreeSet::new();
+    let mut sources = Vec::new();
+    let create = step_request(ctx, &format!("{at}.create"), &s.create, &mut captured, &mut sources)?;
+    if !captured.contains("session_id") {
+        return Err(invalid(format!("{at}.create must `capture` a `session_id`")));
+    }
+    let result = step_request(ctx, &format!("{at}.result"), &s.result, &mut captured, &mut sources)?;
+    if !sources.is_empty() {
+        return Err(invalid(format!("{at}: session requests send no image (the vendor's SDK captures it)")));
+    }
+    check_condition(&s.pending, &format!("{at}.pending"))?;
+    check_score_mapping(&s.response.score, &s.response.threshold, &s.response.decision, "liveness")?;
+    Ok(Session { create, result, pending: s.pending.clone(), mapping: Mapping::Liveness(s.response.clone()) })
+}
+
+fn step_request(
+    ctx: &Ctx<'_>,
+    at: &str,
+    s: &StepSpec,
+    captured: &mut BTreeSet<String>,
+    sources: &mut Vec<ImageSource>,
+) -> Result<RequestTpl, InvalidSpec> {
+    let StepSpec { name: _, method, path, query, headers, body, success, poll, reject, capture } = s;
+    let parts = RequestParts { method, path, query, headers, body, success, poll, reject, capture: Some(capture) };
+    request(ctx, at, &parts, captured, sources)
 }
 
 /// Checks one request; `captured` gains its captures, `sources` its images.
