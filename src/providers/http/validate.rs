@@ -207,7 +207,7 @@ impl ValidatedHttpSpec {
         let mut endpoints = BTreeMap::new();
         if let Some(ep) = &spec.endpoints.liveness {
             let e = endpoint(&ctx, ep, SubCallKind::Liveness, Mapping::Liveness(ep.response.clone()))?;
-            check_score_mapping(&ep.response.score, &ep.response.threshold, &ep.response.decision, "liveness")?;
+            check_score_mapping(&ep.response.score, &ep.response.threshold, &ep.response.decision, "endpoints.liveness.response")?;
             if let Some(q) = &ep.response.quality {
                 check_field(&q.0, "endpoints.liveness.response.quality")?;
             }
@@ -215,7 +215,7 @@ impl ValidatedHttpSpec {
         }
         if let Some(ep) = &spec.endpoints.face_compare {
             let e = endpoint(&ctx, ep, SubCallKind::FaceCompare, Mapping::Compare(ep.response.clone()))?;
-            check_score_mapping(&ep.response.score, &ep.response.threshold, &ep.response.decision, "face_compare")?;
+            check_score_mapping(&ep.response.score, &ep.response.threshold, &ep.response.decision, "endpoints.face_compare.response")?;
             endpoints.insert(SubCallKind::FaceCompare, e);
         }
         if let Some(ep) = &spec.endpoints.document_ocr {
@@ -356,7 +356,10 @@ fn session(ctx: &Ctx<'_>, s: &crate::providers::spec::SessionSpec) -> Result<Ses
         return Err(invalid(format!("{at}: session requests send no image (the vendor's SDK captures it)")));
     }
     check_condition(&s.pending, &format!("{at}.pending"))?;
-    check_score_mapping(&s.response.score, &s.response.threshold, &s.response.decision, "liveness")?;
+    check_score_mapping(&s.response.score, &s.response.threshold, &s.response.decision, &format!("{at}.response"))?;
+    if let Some(q) = &s.response.quality {
+        check_field(&q.0, &format!("{at}.response.quality"))?;
+    }
     Ok(Session { create, result, pending: s.pending.clone(), mapping: Mapping::Liveness(s.response.clone()) })
 }
 
@@ -837,9 +840,8 @@ fn check_score_mapping(
     score: &FieldRef,
     threshold: &Option<ThresholdRef>,
     decision: &Option<FieldRef>,
-    kind: &str,
+    at: &str,
 ) -> Result<(), InvalidSpec> {
-    let at = format!("endpoints.{kind}.response");
     check_field(&score.0, &format!("{at}.score"))?;
     match threshold {
         Some(ThresholdRef::Field(f)) => check_field(f, &format!("{at}.threshold"))?,
