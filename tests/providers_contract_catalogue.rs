@@ -623,7 +623,7 @@ async fn every_adapter_replays_its_fixtures() {
         );
         replayed += 1;
     }
-    assert!(replayed >= 12, "every http adapter has a replay manifest ({replayed})");
+    assert!(replayed >= 13, "every http adapter has a replay manifest ({replayed})");
     // A wrong expectation is caught.
     let got = serde_json::json!({"ok": true, "verdict": {"face_compare": {"is_match": true}}});
     assert!(!kycgate::providers::replay::contains(&got, &serde_json::json!({"verdict": {"face_compare": {"is_match": false}}})));
@@ -686,4 +686,49 @@ async fn tencent_errors_inside_http_200() {
     let (_s, r) = tencent_with(fixture("tencent_iai", "signature_failure.json")).await;
     let err = r.expect_err("auth");
     assert!(matches!(&err, ProviderError::Vendor { code, retryable: false, .. } if code == "AuthFailure.SignatureFailure"), "{err:?}");
+}
+
+// === Mindee Passport ===
+
+async fn mindee_with(status: u16, body: String) -> (MockServer, Result<kycgate::providers::Answer, ProviderError>) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/products/mindee/passport/v1/predict"))
+        .and(has_header("authorization", "Token mindee-key"))
+        .respond_with(json_response(status, body))
+        .mount(&server)
+        .await;
+    let uri = server.uri();
+    let p = provider("mindee_passport", &[("MINDEE_BASE_URL", uri.as_str()), ("MINDEE_API_KEY", "mindee-key")]);
+    let result = p.call(SubCall::DocumentOcr { pages: vec![jpeg("passport-page")] }).await;
+    (server, result)
+}
+
+#[tokio::test]
+async fn mindee_request_and_fields() {
+    let (server, result) = mindee_with(201, fixture("mindee_passport", "success.json")).await;
+    let parts = multipart(&requests(&server).await[0]);
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].name, "document");
+    assert_eq!(parts[0].body, jpeg("passport-page").bytes.to_vec());
+    let want = DocumentFields {
+        issuing_state: Some("UTO".into()),
+        given_names: Some("JENNIFER ANN".into()),
+        sex: Some("F".into()),
+        confidence: Some(0.98),
+        mrz_lines: vec![
+            "P<UTOSAMPLE<<JENNIFER<ANN<<<<<<<<<<<<<<<<<<<".into(),
+            "X000123453UTO8001014F2701146<<<<<<<<<<<<<<06".into(),
+        ],
+        ..sample_fields()
+    };
+    assert_verdict(verdict(result), Verdict::Ocr(OcrAnswer { fields: want, portrait: None }));
+
+    let (_s, r) = mindee_with(201, fixture("mindee_passport", "no_mrz.json")).await;
+    assert_verdict(verdict(r), Verdict::Rejected(Rejection::new(IssueCode::MrzNotFound)));
+    let (_s, r) = mindee_with(429, fixture("mindee_passport", "too_many_requests.json")).await;
+    assert!(matches!(r, Err(ProviderError::RateLimited { .. })), "{r:?}");
+    let (_s, r) = mindee_with(401, fixture("mindee_passport", "unauthorized.json")).await;
+    let err = r.expect_err("401");
+    assert!(matches!(&err, ProviderError::Vendor { code, retryable: false, .. } if code == "Unauthorized"), "{err:?}");
 }

@@ -805,6 +805,13 @@ pub struct FieldSpec {
     /// `1 - value` after scaling: a distance (0 = identical) becomes a similarity.
     #[serde(default)]
     pub invert: bool,
+    /// The value is an array: join its elements' text with this separator (Mindee's given
+    /// names come one per element).
+    #[serde(default)]
+    pub join: Option<String>,
+    /// With `join`: the sub-pointer read in each element (`/value`).
+    #[serde(default)]
+    pub item: Option<String>,
 }
 
 /// What a value outside a field's `map` means.

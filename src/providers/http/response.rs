@@ -198,6 +198,27 @@ fn lookup(json: &Value, f: &FieldSpec, field: &str) -> Result<Option<Value>, Pro
         select(json, p).filter(|v| !v.is_null() && !matches!(v, Value::String(s) if s.trim().is_empty()))
     };
     let Some(v) = std::iter::once(&f.pointer).chain(f.or.iter()).find_map(present) else { return Ok(None) };
+    let joined;
+    let v = match (&f.join, v) {
+        (Some(sep), Value::Array(items)) => {
+            let parts: Vec<String> = items
+                .iter()
+                .filter_map(|item| match &f.item {
+                    Some(p) => select(item, p),
+                    None => Some(item),
+                })
+                .filter_map(as_text)
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if parts.is_empty() {
+                return Ok(None);
+            }
+            joined = Value::String(parts.join(sep));
+            &joined
+        }
+        _ => v,
+    };
     let Some(map) = &f.map else { return Ok(Some(v.clone())) };
     let key = as_text(v).ok_or_else(|| decode_err(field, f, "mapped value is not a scalar"))?;
     match map.get(&key) {
@@ -500,6 +521,14 @@ mod tests {
         assert!(holds(&c(None, Some(false), None, "/nope"), &j));
         assert!(holds(&c(None, None, Some(true), "/list"), &j));
         assert!(!holds(&c(None, None, Some(true), "/msg"), &j));
+    }
+
+    #[test]
+    fn arrays_joined_into_text() {
+        let j = json!({"names": [{"value": "ANNA"}, {"value": null}, {"value": "MARIA"}], "empty": []});
+        let f = FieldSpec { join: Some(" ".into()), item: Some("/value".into()), ..field("/names") };
+        assert_eq!(text(&j, &Some(FieldRef(f.clone())), "n").unwrap().as_deref(), Some("ANNA MARIA"));
+        assert_eq!(text(&j, &Some(FieldRef(FieldSpec { pointer: "/empty".into(), ..f })), "n").unwrap(), None);
     }
 
     #[test]

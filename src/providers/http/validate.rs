@@ -817,6 +817,12 @@ fn check_errors(e: &ErrorSpec) -> Result<(), InvalidSpec> {
 
 fn check_field(f: &FieldSpec, at: &str) -> Result<(), InvalidSpec> {
     check_pointer(&f.pointer, at)?;
+    if let Some(p) = &f.item {
+        check_pointer(p, &format!("{at}.item"))?;
+        if f.join.is_none() {
+            return Err(invalid(format!("{at}.item only applies with `join`")));
+        }
+    }
     for p in &f.or {
         check_pointer(p, &format!("{at}.or"))?;
     }
