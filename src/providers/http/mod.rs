@@ -321,7 +321,11 @@ impl HttpProvider {
             }
         };
         let deadline = tokio::time::Instant::now() + poll.deadline;
-        let mut wait = submit.retry_after.unwrap_or(poll.interval);
+        // The vendor's Retry-After wins over the interval, but `Retry-After: 0` on every answer
+        // must not turn into a busy loop.
+        let floor = poll.interval.min(Duration::from_millis(100));
+        let pace = |retry_after: Option<Duration>| retry_after.map_or(poll.interval, |d| d.max(floor));
+        let mut wait = pace(submit.retry_after);
         loop {
             if tokio::time::Instant::now() + wait > deadline {
                 return Err(ProviderError::Timeout(poll.deadline));
@@ -329,7 +333,7 @@ impl HttpProvider {
             tokio::time::sleep(wait).await;
             let raw = self.send_tpl(&poll.request, url.clone(), call, captures).await?;
             if raw.status == 429 {
-                wait = raw.retry_after.unwrap_or(poll.interval);
+                wait = pace(raw.retry_after);
                 continue;
             }
             if !(200..300).contains(&raw.status) {
@@ -340,7 +344,7 @@ impl HttpProvider {
             if response::holds(&poll.until, &json) {
                 return Ok(raw);
             }
-            wait = raw.retry_after.unwrap_or(poll.interval);
+            wait = pace(raw.retry_after);
         }
     }
 }
