@@ -1,4 +1,4 @@
-//! The one-shot subcommands (`verify`, `models`, `eval`, `providers check`, `hash-password`).
+//! The one-shot subcommands (`verify`, `models`, `eval`, `providers check|test`, `hash-password`).
 //! Each prints to stdout and returns an error for `main` to report.
 
 use std::collections::BTreeMap;
@@ -66,13 +66,41 @@ pub async fn verify(mut config: Config, selfie: &Path, passport: &Path, extend_d
     Ok(())
 }
 
-/// `kycgate providers check`: parse and validate every adapter file.
+/// `kycgate providers check`: parse and validate every adapter file (keys, pointers, templates,
+/// auth), and say which ones lack credentials in this environment.
 pub fn providers_check(config: &Config) -> anyhow::Result<()> {
+    use crate::providers::spec::ProviderSpec;
+    use crate::providers::SubCallKind;
     let files = crate::providers::spec::load_dir(&config.providers.dir)?;
     for f in &files {
-        println!("ok  {:<16} {}", f.name, f.path.display());
+        let note = match &f.spec {
+            ProviderSpec::Local(_) => String::new(),
+            ProviderSpec::Http(_) => {
+                let p = crate::providers::http::HttpProvider::from_file(f)?;
+                let serves: Vec<&str> = p.spec().serves().map(SubCallKind::as_str).collect();
+                match p.spec().unavailable_reason() {
+                    Some(why) => format!("{} (unavailable here: {why})", serves.join(",")),
+                    None => serves.join(","),
+                }
+            }
+        };
+        println!("ok  {:<16} {}  {note}", f.name, f.path.display());
     }
     println!("{} provider file(s) valid", files.len());
+    Ok(())
+}
+
+/// `kycgate providers test NAME`: replays the adapter against `<fixtures>/<NAME>/replay.toml`
+/// and prints the unified result; fails when it differs from the manifest's `expect`.
+pub async fn providers_test(config: &Config, name: &str, fixtures: &Path) -> anyhow::Result<()> {
+    let replay = crate::providers::replay::run(name, &config.providers.dir, fixtures).await?;
+    println!("{}", serde_json::to_string_pretty(&replay.result)?);
+    if let Some(expect) = &replay.manifest.expect {
+        let expect = serde_json::to_value(expect)?;
+        if !crate::providers::replay::contains(&replay.result, &expect) {
+            bail!("the result differs from the manifest's `expect`: {expect}");
+        }
+    }
     Ok(())
 }
 

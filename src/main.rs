@@ -87,6 +87,14 @@ enum ModelsAction {
 enum ProvidersAction {
     /// Parse and validate every providers/*.toml.
     Check,
+    /// Replay an adapter against its recorded vendor answers and print the unified result.
+    Test {
+        /// The provider name (file stem in the providers directory).
+        name: String,
+        /// Where `<name>/replay.toml` and its recorded answers live.
+        #[arg(long, default_value = "tests/fixtures/vendors")]
+        fixtures: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -109,6 +117,9 @@ async fn main() -> ExitCode {
         Command::Models { action: ModelsAction::List } => kycgate::cli::models_list(&config),
         Command::Eval { dir, floors } => kycgate::cli::eval(&config, &dir, floors.as_deref()).await,
         Command::Providers { action: ProvidersAction::Check } => kycgate::cli::providers_check(&config),
+        Command::Providers { action: ProvidersAction::Test { name, fixtures } } => {
+            kycgate::cli::providers_test(&config, &name, &fixtures).await
+        }
         Command::HashPassword => kycgate::cli::hash_password(),
         Command::Simulate { scenario, listen } => kycgate::simulate::run(&scenario, listen).await,
     };

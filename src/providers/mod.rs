@@ -4,6 +4,7 @@
 //! models (`local`). Both implement [`Provider`]; `routing` wraps each one in a tower stack.
 
 pub mod http;
+pub mod replay;
 pub mod spec;
 
 use std::collections::BTreeMap;

@@ -57,11 +57,16 @@ pub struct HttpSpec {
     #[serde(default)]
     pub description: Option<String>,
     /// Default base URL, e.g. `https://api-us.faceplusplus.com`. Endpoint paths are appended.
+    /// May use `${var}` from `vars` (e.g. an AWS region in the host name).
     pub base_url: String,
     /// Environment variable that overrides `base_url` (self-hosted deployments, tests against a
     /// mock). Defaults to `KYCGATE_<NAME>_BASE_URL`.
     #[serde(default)]
     pub base_url_env: Option<String>,
+    /// Deployment settings that are not secrets (region, project id, processor id), usable as
+    /// `${name}` in the base URL, paths, queries, headers, body fields and auth settings.
+    #[serde(default)]
+    pub vars: BTreeMap<String, VarSpec>,
     /// How requests are authenticated.
     #[serde(default)]
     pub auth: AuthSpec,
@@ -76,15 +81,42 @@ pub struct HttpSpec {
     #[serde(default)]
     pub errors: ErrorSpec,
     /// One request per sub-call the vendor serves.
+    #[serde(default)]
     pub endpoints: Endpoints,
     /// What one answered call costs (any currency unit, e.g. `0.01`), summed into the
     /// `kycgate_provider_cost_total` metric. Absent = 0.
     #[serde(default)]
     pub cost_per_call: Option<f64>,
+    /// Checks that run in the vendor's client SDK (AWS Face Liveness): the gateway only creates
+    /// the session and fetches its result.
+    #[serde(default)]
+    pub sessions: Sessions,
+}
+
+/// SDK-driven checks, by kind.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    #[serde(default)]
+    pub liveness: Option<SessionSpec>,
+}
+
+/// Create a session for the device's SDK, later fetch its verdict.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// Creates the session; must `capture` a `session_id`.
+    pub create: StepSpec,
+    /// Fetches the result; uses `${session_id}`.
+    pub result: StepSpec,
+    /// The result is not ready yet while this holds (the user has not finished).
+    pub pending: Condition,
+    /// Mapping of a finished result.
+    pub response: LivenessMapping,
 }
 
 /// Sub-call → endpoint. A missing entry means the vendor does not serve that sub-call.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoints {
     #[serde(default)]
@@ -112,12 +144,105 @@ pub struct EndpointSpec<R> {
     pub headers: BTreeMap<String, String>,
     /// How the images (and constant fields) are encoded.
     pub body: BodySpec,
+    /// Requests sent first, in order (e.g. detect a face id on each image); their `capture`d
+    /// values are usable as `${name}` in later steps and in this request.
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+    /// Extra success conditions for this endpoint's answer (after polling), on top of the
+    /// top-level `success`.
+    #[serde(default)]
+    pub success: Vec<Condition>,
+    /// Asynchronous vendors: poll until the answer is final; the final answer is mapped.
+    #[serde(default)]
+    pub poll: Option<PollSpec>,
     /// Conditions on a successful answer that mean "the input is unusable" (e.g. no face found):
     /// a final verdict, not retried and not handed to the next provider.
     #[serde(default)]
     pub reject: Vec<RejectRule>,
     /// Pointers from the vendor's JSON to the unified answer.
     pub response: R,
+}
+
+/// A request sent before the endpoint's own, whose answer only feeds `capture`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// Free text naming the step for operators (`detect probe`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// HTTP method; `POST` unless said otherwise.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Path appended to the base URL (a template).
+    pub path: String,
+    /// Query parameters (templates).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Headers for this step (templates).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// What the step sends.
+    pub body: BodySpec,
+    /// Extra success conditions for this step's answer.
+    #[serde(default)]
+    pub success: Vec<Condition>,
+    /// Poll until the step's operation is done.
+    #[serde(default)]
+    pub poll: Option<PollSpec>,
+    /// Rejections checked on this step's answer (no face on one of the images).
+    #[serde(default)]
+    pub reject: Vec<RejectRule>,
+    /// `name = field`: values read from this step's answer for later `${name}`.
+    #[serde(default)]
+    pub capture: BTreeMap<String, FieldRef>,
+}
+
+/// Polling an asynchronous operation until it is done.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollSpec {
+    /// Take the operation URL from this response header (`Operation-Location`).
+    #[serde(default)]
+    pub url_header: Option<String>,
+    /// Or poll this path (with `${captures}` from the submit answer, see `capture`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Values read from the submit answer for `path` (`job = "/job/id"`).
+    #[serde(default)]
+    pub capture: BTreeMap<String, FieldRef>,
+    /// Poll method; `GET` unless said otherwise.
+    #[serde(default = "default_poll_method")]
+    pub method: String,
+    /// Delay between polls when the vendor sends no `Retry-After`.
+    #[serde(default = "default_poll_interval")]
+    pub interval_ms: u64,
+    /// Give up (a retryable timeout) after this long.
+    #[serde(default = "default_poll_deadline")]
+    pub deadline_ms: u64,
+    /// The operation is finished when this holds (`status` is `succeeded` or `failed`); whether it
+    /// succeeded is then up to `success`.
+    pub until: Condition,
+}
+
+fn default_poll_method() -> String {
+    "GET".to_string()
+}
+
+fn default_poll_interval() -> u64 {
+    1000
+}
+
+fn default_poll_deadline() -> u64 {
+    60_000
+}
+
+/// A non-secret setting: a literal, or read from the environment with an optional default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarSpec {
+    /// The value itself.
+    Literal(String),
+    /// An environment variable; `default` when it is unset (else the provider is unavailable).
+    Env { env: String, default: Option<String> },
 }
 
 fn default_method() -> String {
@@ -146,6 +271,218 @@ pub enum AuthSpec {
     Basic { username: Credential, password: Credential },
     /// `Authorization: Bearer <token>` with a static token.
     Bearer { token: Credential },
+    /// AWS Signature Version 4 (signed by the `aws-sigv4` crate) over the whole request.
+    AwsSigv4 {
+        /// Signing name, e.g. `rekognition`, `textract`.
+        service: String,
+        /// Region, usually `${region}` from `vars`.
+        region: String,
+        access_key_id: Credential,
+        secret_access_key: Credential,
+        #[serde(default)]
+        session_token: Option<Credential>,
+    },
+    /// OAuth2 bearer tokens from a token endpoint, cached until shortly before they expire.
+    Oauth2 {
+        /// Absolute token endpoint URL (may use `${var}`).
+        token_url: String,
+        /// `client_credentials` (client id + secret) or `jwt_bearer` (a Google-style service
+        /// account key signs an RS256 assertion).
+        #[serde(default)]
+        grant: OAuthGrant,
+        #[serde(default)]
+        client_id: Option<Credential>,
+        #[serde(default)]
+        client_secret: Option<Credential>,
+        /// Service-account key JSON (`client_email`, `private_key`) for `jwt_bearer`.
+        #[serde(default)]
+        service_account: Option<Credential>,
+        #[serde(default)]
+        scope: Option<String>,
+        /// Client credentials in HTTP basic (`basic`) or the form body (`body`, default).
+        #[serde(default)]
+        client_auth: ClientAuth,
+        /// Refresh this long before the token expires.
+        #[serde(default = "default_refresh_before")]
+        refresh_before_s: u64,
+    },
+    /// A vendor-specific token exchange (e.g. ADVANCE.AI's signed `generate-token`), cached.
+    Token(Box<TokenSpec>),
+    /// Request signing over a configurable canonical string (HMAC or plain digest).
+    Hmac {
+        /// Named secrets usable in the templates below.
+        secrets: BTreeMap<String, Credential>,
+        /// Intermediate digests computed in order before `signature` (each needs `name`): a
+        /// payload hash, a hashed canonical request, a derived signing key (Tencent TC3).
+        #[serde(default)]
+        digests: Vec<DigestSpec>,
+        signature: DigestSpec,
+        /// Headers added to each request; `${signature}` is the computed signature.
+        headers: BTreeMap<String, String>,
+    },
+}
+
+fn default_refresh_before() -> u64 {
+    60
+}
+
+/// OAuth2 grant types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthGrant {
+    /// RFC 6749 client credentials (client id + secret).
+    #[default]
+    ClientCredentials,
+    /// RFC 7523 JWT bearer assertion signed with a service-account key (Google).
+    JwtBearer,
+}
+
+/// Where OAuth2 client credentials go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_id` / `client_secret` in the form body.
+    #[default]
+    Body,
+    /// HTTP basic authentication.
+    Basic,
+}
+
+/// A token endpoint described field by field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// Path on the base URL (`/openapi/auth/...`) or an absolute URL.
+    pub url: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// `json` (default) or `form`.
+    #[serde(default)]
+    pub encoding: TokenEncoding,
+    /// Named secrets usable as `${name}` in `fields`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Credential>,
+    /// Request fields: strings are templates, numbers/booleans are sent as they are, and
+    /// `{ algorithm, input, key, encoding }` tables are digests (signatures).
+    #[serde(default)]
+    pub fields: BTreeMap<String, TokenField>,
+    /// All must hold on the token answer.
+    #[serde(default)]
+    pub success: Vec<Condition>,
+    /// Pointer to the token.
+    pub token_pointer: String,
+    /// Pointer to a lifetime in seconds, or …
+    #[serde(default)]
+    pub expires_in_pointer: Option<String>,
+    /// … to an absolute expiry (Unix time, see `expires_at_unit`).
+    #[serde(default)]
+    pub expires_at_pointer: Option<String>,
+    #[serde(default)]
+    pub expires_at_unit: TimeUnit,
+    /// Lifetime when the answer says nothing.
+    #[serde(default = "default_token_ttl")]
+    pub default_ttl_s: u64,
+    #[serde(default = "default_refresh_before")]
+    pub refresh_before_s: u64,
+    /// Header that carries the token (`X-ACCESS-TOKEN`; default `Authorization`).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Prefix before the token in that header (`Bearer ` for `Authorization` by default).
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+fn default_token_ttl() -> u64 {
+    300
+}
+
+/// Token request encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEncoding {
+    /// A JSON object.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+}
+
+/// Unix time units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeUnit {
+    /// Seconds.
+    #[default]
+    S,
+    /// Milliseconds (ADVANCE.AI's `expiredTime`).
+    Ms,
+}
+
+/// One token-request field: a table with `algorithm` is a digest (checked strictly), anything
+/// else a value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenField {
+    Digest(DigestSpec),
+    Value(toml::Value),
+}
+
+impl<'de> Deserialize<'de> for TokenField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = toml::Value::deserialize(d)?;
+        match &v {
+            toml::Value::Table(t) if t.contains_key("algorithm") => {
+                DigestSpec::deserialize(v).map(TokenField::Digest).map_err(de::Error::custom)
+            }
+            _ => Ok(TokenField::Value(v)),
+        }
+    }
+}
+
+/// A digest over a canonical string: `hex(sha256(input))` or `hex(hmac_sha256(key, input))`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSpec {
+    /// Name of an intermediate digest (`digests`), usable as `${name}` (encoded) or as
+    /// `key_digest` (raw bytes) by later ones.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub algorithm: DigestAlgorithm,
+    /// The canonical string, a template (`${timestamp}${method}${path_query}${body}`).
+    pub input: String,
+    /// HMAC key template (`${secret_key}`); HMAC algorithms need this or `key_digest`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// HMAC key: the raw bytes of an earlier named digest (key derivation chains).
+    #[serde(default)]
+    pub key_digest: Option<String>,
+    #[serde(default)]
+    pub encoding: DigestEncoding,
+    /// Upper-case hex.
+    #[serde(default)]
+    pub uppercase: bool,
+}
+
+/// Digest algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestAlgorithm {
+    /// Plain SHA-256 of the input (no key).
+    Sha256,
+    /// HMAC-SHA256 with `key` / `key_digest`.
+    HmacSha256,
+    /// HMAC-SHA1, for legacy vendor schemes only.
+    HmacSha1,
+}
+
+/// Digest output encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestEncoding {
+    /// Lower-case hex (`uppercase` for upper).
+    #[default]
+    Hex,
+    /// Standard base64.
+    Base64,
 }
 
 /// Where a secret comes from. Literal secrets are not accepted in adapter files (and a literal
@@ -157,6 +494,9 @@ pub enum Credential {
     Env(String),
     /// A file whose content (trimmed) is the secret, e.g. a mounted Kubernetes secret.
     File(PathBuf),
+    /// An environment variable holding the path of such a file
+    /// (`GOOGLE_APPLICATION_CREDENTIALS`).
+    EnvFile(String),
 }
 
 /// Request body encodings.
@@ -170,13 +510,22 @@ pub enum BodySpec {
         #[serde(default)]
         fields: BTreeMap<String, String>,
     },
-    /// A JSON object: constant `fields`, images as base64 strings at JSON pointers.
+    /// A JSON object: constant `fields` (strings may use `${name}`), images as base64 strings at
+    /// JSON pointers.
     Json {
         #[serde(default)]
         images: Vec<JsonImage>,
         #[serde(default)]
         fields: toml::Table,
     },
+    /// The image bytes as the whole body (`application/octet-stream` unless `content_type`).
+    Raw {
+        source: ImageSource,
+        #[serde(default)]
+        content_type: Option<String>,
+    },
+    /// No body (polls, GET steps).
+    None,
 }
 
 /// Which image of the sub-call goes into a body slot.
@@ -226,6 +575,13 @@ pub struct MultipartImage {
 pub struct JsonImage {
     pub source: ImageSource,
     pub pointer: String,
+    /// Also write the image's MIME type here (Document AI's `rawDocument.mimeType`).
+    #[serde(default)]
+    pub mime_pointer: Option<String>,
+    /// Constants written (pointer → value) only when this image is sent, e.g. the page index
+    /// beside an optional back page.
+    #[serde(default)]
+    pub also: BTreeMap<String, toml::Value>,
 }
 
 /// A test on the vendor's JSON. Exactly one of `equals`, `one_of`, `present`, `empty` is set.
@@ -275,7 +631,7 @@ pub struct ErrorSpec {
     pub rules: Vec<ErrorRule>,
 }
 
-/// One row of a vendor's error-code table. At least one of `code`, `prefix`, `status` is set and
+/// One row of a vendor's error-code table. At least one of `code`, `prefix`, `suffix`, `status` is set and
 /// all given ones must hold.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -286,6 +642,9 @@ pub struct ErrorRule {
     /// The code starts with this (Face++ appends `: <field>` to its codes).
     #[serde(default)]
     pub prefix: Option<String>,
+    /// The code ends with this (AWS may send `com.amazon.coral.service#ThrottlingException`).
+    #[serde(default)]
+    pub suffix: Option<String>,
     /// The HTTP status equals this.
     #[serde(default)]
     pub status: Option<u16>,
@@ -307,6 +666,9 @@ pub enum ErrorAction {
     RateLimited,
     /// Not worth retrying here; the next provider may still answer.
     Fatal,
+    /// The vendor refused the cached token inside its envelope (ADVANCE.AI `IAM_FAILED`): the
+    /// token is dropped and the attempt is retryable (the retry fetches a new one).
+    Reauthenticate,
 }
 
 /// Liveness answer mapping.
@@ -368,7 +730,8 @@ pub struct OcrMapping {
     pub date_of_issue: Option<FieldRef>,
     #[serde(default)]
     pub sex: Option<FieldRef>,
-    /// MRZ lines, in order; a value holding several lines separated by newlines is split.
+    /// MRZ lines, in order; a value holding several lines separated by newlines (or `^`, as
+    /// Regula writes them) is split.
     #[serde(default)]
     pub mrz_lines: Vec<FieldRef>,
     /// Named check-digit results (booleans).
@@ -382,6 +745,38 @@ pub struct OcrMapping {
     /// Base64 portrait (a `data:` URL prefix is stripped).
     #[serde(default)]
     pub portrait: Option<FieldRef>,
+    /// Or: a box on a page to crop the portrait from (Document AI), re-encoded as JPEG.
+    #[serde(default)]
+    pub portrait_box: Option<BoxSpec>,
+}
+
+/// Where a vendor puts a bounding box, and how it is written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoxSpec {
+    pub pointer: String,
+    /// `vertices` (`[{x, y}, …]`, the box is their hull) or `ltwh` (`{Left, Top, Width, Height}`).
+    pub format: BoxFormat,
+    /// Coordinates are fractions of the page (0..1) rather than pixels.
+    #[serde(default)]
+    pub normalized: bool,
+    /// The page image to crop from (`front` by default).
+    #[serde(default = "default_box_page")]
+    pub page: ImageSource,
+}
+
+fn default_box_page() -> ImageSource {
+    ImageSource::Front
+}
+
+/// Bounding-box notations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoxFormat {
+    /// A list of `{x, y}` points; the box is their hull (missing coordinates are 0).
+    Vertices,
+    /// `{Left, Top, Width, Height}`.
+    Ltwh,
 }
 
 /// A value read from the answer: a bare pointer string, or a table with transforms.
@@ -393,16 +788,45 @@ pub struct FieldRef(pub FieldSpec);
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldSpec {
+    /// JSON pointer, with array selectors (`[max:/Similarity]`, `[/Type/Text~=first name]`).
     pub pointer: String,
+    /// Fallback pointers tried in order when `pointer` is absent (prefer MRZ, else visual).
+    #[serde(default)]
+    pub or: Vec<String>,
     /// Multiply a number (numbers in strings are accepted): `0.01` turns 0..100 into 0..1.
     #[serde(default)]
     pub scale: Option<f64>,
     /// Vendor value (as text) → unified value, e.g. `{ Real = true, Spoof = false }`.
     #[serde(default)]
     pub map: Option<BTreeMap<String, toml::Value>>,
+    /// A value missing from `map` is an error (`error`, default: never guess a verdict) or
+    /// "not read" (`absent`: e.g. Regula's validity status 2, "check not performed").
+    #[serde(default)]
+    pub unmapped: Unmapped,
     /// chrono format for dates, or `parts`.
     #[serde(default)]
     pub date_format: Option<String>,
+    /// `1 - value` after scaling: a distance (0 = identical) becomes a similarity.
+    #[serde(default)]
+    pub invert: bool,
+    /// The value is an array: join its elements' text with this separator (Mindee's given
+    /// names come one per element).
+    #[serde(default)]
+    pub join: Option<String>,
+    /// With `join`: the sub-pointer read in each element (`/value`).
+    #[serde(default)]
+    pub item: Option<String>,
+}
+
+/// What a value outside a field's `map` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmapped {
+    /// A `Decode` error: never guess.
+    #[default]
+    Error,
+    /// Treated as not read.
+    Absent,
 }
 
 /// A decision threshold: a constant on the unified 0..1 scale, or read from the answer.
@@ -431,10 +855,11 @@ impl<'de> Deserialize<'de> for Credential {
                 let cred = match key.as_str() {
                     "env" => Credential::Env(map.next_value()?),
                     "file" => Credential::File(map.next_value()?),
-                    other => return Err(de::Error::unknown_field(other, &["env", "file"])),
+                    "env_file" => Credential::EnvFile(map.next_value()?),
+                    other => return Err(de::Error::unknown_field(other, &["env", "file", "env_file"])),
                 };
                 if map.next_key::<String>()?.is_some() {
-                    return Err(de::Error::custom("a credential has exactly one of `env`, `file`"));
+                    return Err(de::Error::custom("a credential has exactly one of `env`, `file`, `env_file`"));
                 }
                 Ok(cred)
             }
@@ -444,6 +869,35 @@ impl<'de> Deserialize<'de> for Credential {
 }
 
 const LITERAL_SECRET: &str = "literal secrets are not allowed in adapter files";
+
+// === impl VarSpec ===
+
+impl<'de> Deserialize<'de> for VarSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FromEnv {
+            env: String,
+            #[serde(default)]
+            default: Option<String>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = VarSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or `{ env = \"VAR\", default = \"…\" }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<VarSpec, E> {
+                Ok(VarSpec::Literal(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<VarSpec, A::Error> {
+                let e = FromEnv::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(VarSpec::Env { env: e.env, default: e.default })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 // === impl FieldRef / ThresholdRef (string, number or table shorthands) ===
 

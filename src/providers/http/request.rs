@@ -1,15 +1,27 @@
-//! Builds the vendor HTTP request for one sub-call from a validated endpoint.
+//! Builds one vendor HTTP request (a step, a poll or the endpoint's own) from its validated
+//! template, the sub-call's images and the values captured so far.
+
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::multipart::{Form, Part};
+use reqwest::{Method, Url};
 use serde_json::Value;
 
-use super::validate::{Endpoint, ResolvedAuth, ValidatedHttpSpec};
+use super::auth::Builtins;
+use super::template::Template;
+use super::validate::{RequestTpl, ResolvedAuth, ValidatedHttpSpec};
 use crate::providers::spec::{BodySpec, ImageEncoding, ImageSource};
 use crate::providers::{Image, ProviderError, SubCall};
 
 /// The image a body slot refers to; `None` for an absent optional page (`back`).
-fn image_for(call: &SubCall, source: ImageSource) -> Result<Option<&Image>, ProviderError> {
+/// `call` is `None` for session requests, which send no image.
+pub(crate) fn image_for(call: Option<&SubCall>, source: ImageSource) -> Result<Option<&Image>, ProviderError> {
+    let Some(call) = call else {
+        return Err(ProviderError::Config(format!("image source {source:?} in a request without images")));
+    };
     let mismatch = || ProviderError::Config(format!("image source {source:?} does not exist in a {} call", call.kind()));
     match (call, source) {
         (SubCall::Liveness { image }, ImageSource::Image) => Ok(Some(image)),
@@ -28,58 +40,152 @@ fn extension(mime: &str) -> &'static str {
     }
 }
 
-/// Builds the request (not sent). Secrets go only where the adapter put them.
+/// The names a request template can see: vars, captures of earlier steps, per-request built-ins.
+pub(crate) struct Scope<'a> {
+    pub vars: &'a BTreeMap<String, String>,
+    pub captures: &'a BTreeMap<String, String>,
+    pub builtins: &'a Builtins,
+}
+
+impl Scope<'_> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        self.captures.get(name).cloned().or_else(|| self.vars.get(name).cloned()).or_else(|| self.builtins.get(name))
+    }
+
+    pub(crate) fn render(&self, t: &Template, at: &str) -> Result<String, ProviderError> {
+        t.render(&|n| self.get(n)).map_err(|n| ProviderError::Config(format!("{at}: `${{{n}}}` has no value")))
+    }
+
+    fn render_str(&self, s: &str, at: &str) -> Result<String, ProviderError> {
+        let t = Template::parse(s).map_err(ProviderError::Config)?;
+        self.render(&t, at)
+    }
+
+    /// Renders every string of a TOML tree into JSON.
+    fn render_tree(&self, v: &toml::Value, at: &str) -> Result<Value, ProviderError> {
+        Ok(match v {
+            toml::Value::String(s) => Value::String(self.render_str(s, at)?),
+            toml::Value::Array(a) => Value::Array(a.iter().map(|x| self.render_tree(x, at)).collect::<Result<_, _>>()?),
+            toml::Value::Table(t) => Value::Object(
+                t.iter().map(|(k, x)| Ok((k.clone(), self.render_tree(x, at)?))).collect::<Result<_, ProviderError>>()?,
+            ),
+            other => serde_json::to_value(other).map_err(|e| ProviderError::Config(format!("{at}: {e}")))?,
+        })
+    }
+}
+
+/// Percent-encodes a value substituted into a URL path (everything but RFC 3986 unreserved).
+fn encode_path_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The URL of a request: `base` + rendered path + rendered query (+ auth query parameters).
+pub(crate) fn url(spec: &ValidatedHttpSpec, tpl: &RequestTpl, scope: &Scope<'_>) -> Result<Url, ProviderError> {
+    let path = tpl
+        .path
+        .render(&|n| scope.get(n).map(|v| encode_path_value(&v)))
+        .map_err(|n| ProviderError::Config(format!("{}.path: `${{{n}}}` has no value", tpl.label)))?;
+    let mut url = spec.base_url.clone();
+    // Join keeping the base URL's own path prefix (`http://host/prefix` + `/api/x`).
+    let joined = format!("{}{}", spec.base_url.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    let mut pairs = Vec::new();
+    for (k, t) in &tpl.query {
+        pairs.push((k.clone(), scope.render(t, &tpl.label)?));
+    }
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    Ok(url)
+}
+
+/// Builds the request (not sent) to `url`. Static credentials go only where the adapter put
+/// them; signing and tokens are applied by the caller on the built request.
 pub(crate) fn build(
     client: &reqwest::Client,
     spec: &ValidatedHttpSpec,
-    ep: &Endpoint,
-    call: &SubCall,
-) -> Result<reqwest::RequestBuilder, ProviderError> {
-    let mut url = ep.url.clone();
+    tpl: &RequestTpl,
+    method: Method,
+    mut url: Url,
+    call: Option<&SubCall>,
+    scope: &Scope<'_>,
+) -> Result<reqwest::Request, ProviderError> {
     if let ResolvedAuth::Query(params) = &spec.auth {
         url.query_pairs_mut().extend_pairs(params.iter().map(|(k, v)| (k.as_str(), v.expose())));
     }
-    let mut req = client.request(ep.method.clone(), url).headers(ep.headers.clone());
+    let mut headers = HeaderMap::new();
+    for (name, t) in &tpl.headers {
+        let v = scope.render(t, &tpl.label)?;
+        let value = HeaderValue::from_str(&v)
+            .map_err(|_| ProviderError::Config(format!("{}: header {name} is not a valid value", tpl.label)))?;
+        headers.insert(name.clone(), value);
+    }
+    let mut req = client.request(method, url).headers(headers);
     match &spec.auth {
         ResolvedAuth::Header(name, value) => req = req.header(name.clone(), value.clone()),
         ResolvedAuth::Basic(user, pass) => req = req.basic_auth(user.expose(), Some(pass.expose())),
-        ResolvedAuth::None | ResolvedAuth::Fields(_) | ResolvedAuth::Query(_) => {}
+        _ => {}
     }
     let auth_fields: &[(String, super::validate::Secret)] = match &spec.auth {
         ResolvedAuth::Fields(f) => f,
         _ => &[],
     };
     let b64 = base64::engine::general_purpose::STANDARD;
+    let build_err = |e: reqwest::Error| ProviderError::Config(format!("{}: {}", tpl.label, e.without_url()));
 
-    match &ep.body {
+    let req = match &tpl.body {
         BodySpec::Multipart { images, fields } => {
-            let mut form = Form::new();
+            // (name, filename, content type, bytes), in the order the vendor will see them.
+            let mut parts: Vec<(String, Option<String>, Option<&str>, Bytes)> = Vec::new();
             for (k, v) in auth_fields {
-                form = form.text(k.clone(), v.expose().to_string());
+                parts.push((k.clone(), None, None, Bytes::from(v.expose().to_string())));
             }
             for (k, v) in fields {
-                form = form.text(k.clone(), v.clone());
+                parts.push((k.clone(), None, None, Bytes::from(scope.render_str(v, &tpl.label)?)));
             }
             for slot in images {
                 let Some(image) = image_for(call, slot.source)? else { continue };
-                form = match slot.encoding {
-                    ImageEncoding::Base64 => form.text(slot.field.clone(), b64.encode(&image.bytes)),
+                match slot.encoding {
+                    ImageEncoding::Base64 => parts.push((slot.field.clone(), None, None, Bytes::from(b64.encode(&image.bytes)))),
                     ImageEncoding::File => {
                         let filename =
                             slot.filename.clone().unwrap_or_else(|| format!("{}.{}", slot.field, extension(image.mime)));
-                        let part = Part::stream_with_length(reqwest::Body::from(image.bytes.clone()), image.bytes.len() as u64)
-                            .file_name(filename)
-                            .mime_str(image.mime)
-                            .map_err(|e| ProviderError::Config(format!("image content type: {e}")))?;
-                        form.part(slot.field.clone(), part)
+                        parts.push((slot.field.clone(), Some(filename), Some(image.mime), image.bytes.clone()));
                     }
-                };
+                }
             }
-            Ok(req.multipart(form))
+            if spec.signs_body {
+                // Signed: the exact bytes must exist before sending.
+                let (content_type, body) = multipart_bytes(&parts);
+                req.header(CONTENT_TYPE, content_type).body(body)
+            } else {
+                let mut form = Form::new();
+                for (name, filename, mime, bytes) in parts {
+                    form = match filename {
+                        None => form.text(name, String::from_utf8_lossy(&bytes).into_owned()),
+                        Some(f) => {
+                            let len = bytes.len() as u64;
+                            let part = Part::stream_with_length(reqwest::Body::from(bytes), len)
+                                .file_name(f)
+                                .mime_str(mime.unwrap_or("application/octet-stream"))
+                                .map_err(|e| ProviderError::Config(format!("image content type: {e}")))?;
+                            form.part(name, part)
+                        }
+                    };
+                }
+                req.multipart(form)
+            }
         }
         BodySpec::Json { images, fields } => {
-            let mut body = serde_json::to_value(fields)
-                .map_err(|e| ProviderError::Config(format!("body.fields cannot be JSON: {e}")))?;
+            let mut body = scope.render_tree(&toml::Value::Table(fields.clone()), &tpl.label)?;
             if let Value::Object(map) = &mut body {
                 for (k, v) in auth_fields {
                     map.insert(k.clone(), Value::String(v.expose().to_string()));
@@ -88,10 +194,54 @@ pub(crate) fn build(
             for slot in images {
                 let Some(image) = image_for(call, slot.source)? else { continue };
                 set_pointer(&mut body, &slot.pointer, Value::String(b64.encode(&image.bytes)))?;
+                if let Some(mp) = &slot.mime_pointer {
+                    set_pointer(&mut body, mp, Value::String(image.mime.to_string()))?;
+                }
+                for (p, v) in &slot.also {
+                    set_pointer(&mut body, p, scope.render_tree(v, &tpl.label)?)?;
+                }
             }
-            Ok(req.json(&body))
+            // Serialized here (not `.json()`) so an adapter's own Content-Type wins and the bytes
+            // are buffered for signing.
+            let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::Config(format!("body: {e}")))?;
+            let req = if tpl.headers.iter().any(|(n, _)| *n == CONTENT_TYPE) {
+                req
+            } else {
+                req.header(CONTENT_TYPE, "application/json")
+            };
+            req.body(bytes)
         }
+        BodySpec::Raw { source, content_type } => {
+            let image = image_for(call, *source)?
+                .ok_or_else(|| ProviderError::Config(format!("{}: no {source:?} image in this call", tpl.label)))?;
+            let ct = content_type.as_deref().unwrap_or("application/octet-stream");
+            req.header(CONTENT_TYPE, ct).body(image.bytes.clone())
+        }
+        BodySpec::None => req,
+    };
+    req.build().map_err(build_err)
+}
+
+/// A `multipart/form-data` body built in memory: (content type with boundary, bytes).
+fn multipart_bytes(parts: &[(String, Option<String>, Option<&str>, Bytes)]) -> (String, Vec<u8>) {
+    let boundary = format!("kycgate-{}", uuid::Uuid::new_v4().simple());
+    let quote = |s: &str| s.replace('"', "%22").replace(['\r', '\n'], " ");
+    let mut body = Vec::new();
+    for (name, filename, mime, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"", quote(name)).as_bytes());
+        if let Some(f) = filename {
+            body.extend_from_slice(format!("; filename=\"{}\"", quote(f)).as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        if let Some(m) = mime {
+            body.extend_from_slice(format!("Content-Type: {m}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
     }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// Writes `value` at a JSON pointer, creating objects (and arrays, for numeric segments) on the

@@ -7,11 +7,16 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::validate::{Endpoint, Mapping, ValidatedHttpSpec};
-use crate::providers::spec::{Condition, ErrorAction, FieldRef, FieldSpec, ThresholdRef};
+use reqwest::header::HeaderMap;
+
+use super::select::select;
+use super::validate::{Mapping, RequestTpl, ValidatedHttpSpec};
+use crate::providers::spec::{
+    BoxFormat, BoxSpec, Condition, ErrorAction, ErrorRule, FieldRef, FieldSpec, ThresholdRef, Unmapped,
+};
 use crate::providers::{
-    Answer, CompareAnswer, DocumentFields, LivenessAnswer, OcrAnswer, PartialDate, ProviderError, Rejection,
-    Score, Verdict,
+    CompareAnswer, DocumentFields, LivenessAnswer, OcrAnswer, PartialDate, ProviderError, Rejection, Score, SubCall,
+    Verdict,
 };
 
 /// What came back over the wire, before interpretation.
@@ -19,40 +24,56 @@ use crate::providers::{
 pub(crate) struct RawResponse {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+/// A successful answer, or a final input rejection (with the JSON that caused it).
+#[derive(Debug)]
+pub(crate) enum Checked {
+    Ok(Value),
+    Rejected(Rejection, Value),
 }
 
 /// Longest vendor message kept in an error (vendor messages name fields, not people).
 const MAX_MESSAGE: usize = 200;
 
-/// Turns a vendor answer into a unified answer or a classified error.
-pub(crate) fn interpret(
-    provider: &str,
-    spec: &ValidatedHttpSpec,
-    ep: &Endpoint,
-    raw: RawResponse,
-) -> Result<Answer, ProviderError> {
+/// Classifies an answer of `tpl`: success (JSON), a final rejection, or an error.
+pub(crate) fn check(spec: &ValidatedHttpSpec, tpl: &RequestTpl, raw: RawResponse) -> Result<Checked, ProviderError> {
     let json: Option<Value> = serde_json::from_slice(&raw.body).ok();
     let ok_status = (200..300).contains(&raw.status);
-    let answer = |verdict, raw: Option<Value>| Answer { provider: provider.to_string(), verdict, raw };
-
     let Some(json) = json else {
         if ok_status {
             return Err(ProviderError::Decode(format!("HTTP {} body is not JSON", raw.status)));
         }
         return Err(status_error(raw.status, raw.retry_after));
     };
-    if !ok_status || !spec.success.iter().all(|c| holds(c, &json)) {
+    let success = spec.success.iter().chain(tpl.success.iter());
+    if !ok_status || !success.clone().all(|c| holds(c, &json)) {
         return match classify_error(spec, raw.status, raw.retry_after, &json) {
-            ErrorOutcome::Rejected(r) => Ok(answer(Verdict::Rejected(r), Some(json))),
+            ErrorOutcome::Rejected(r) => Ok(Checked::Rejected(r, json)),
             ErrorOutcome::Error(e) => Err(e),
         };
     }
-    if let Some((_, rejection)) = ep.reject.iter().find(|(c, _)| holds(c, &json)) {
-        return Ok(answer(Verdict::Rejected(rejection.clone()), Some(json)));
+    if let Some((_, rejection)) = tpl.reject.iter().find(|(c, _)| holds(c, &json)) {
+        return Ok(Checked::Rejected(rejection.clone(), json));
     }
-    let verdict = map_answer(&ep.mapping, &json)?;
-    Ok(answer(verdict, Some(json)))
+    Ok(Checked::Ok(json))
+}
+
+/// A failed answer outside the request/response cycle (token endpoints) as an error.
+pub(crate) fn error_of(spec: &ValidatedHttpSpec, raw: &RawResponse) -> ProviderError {
+    match serde_json::from_slice::<Value>(&raw.body) {
+        Ok(json) => match classify_error(spec, raw.status, raw.retry_after, &json) {
+            ErrorOutcome::Error(e) => e,
+            // "Rejected" only makes sense for a sub-call's input, not for a token.
+            ErrorOutcome::Rejected(r) => {
+                ProviderError::Vendor { code: r.code.as_str().to_string(), message: String::new(), retryable: false }
+            }
+        },
+        Err(_) if (200..300).contains(&raw.status) => ProviderError::Decode("token answer is not JSON".into()),
+        Err(_) => status_error(raw.status, raw.retry_after),
+    }
 }
 
 enum ErrorOutcome {
@@ -60,7 +81,7 @@ enum ErrorOutcome {
     Error(ProviderError),
 }
 
-fn status_error(status: u16, retry_after: Option<Duration>) -> ProviderError {
+pub(crate) fn status_error(status: u16, retry_after: Option<Duration>) -> ProviderError {
     if status == 429 {
         ProviderError::RateLimited { retry_after }
     } else {
@@ -70,24 +91,20 @@ fn status_error(status: u16, retry_after: Option<Duration>) -> ProviderError {
 
 /// Applies the vendor's error table; unmatched errors follow the HTTP status.
 fn classify_error(spec: &ValidatedHttpSpec, status: u16, retry_after: Option<Duration>, json: &Value) -> ErrorOutcome {
-    let code = spec.errors.code_pointer.as_deref().and_then(|p| json.pointer(p)).and_then(as_text);
+    let code = spec.errors.code_pointer.as_deref().and_then(|p| select(json, p)).and_then(as_text);
     let message = spec
         .errors
         .message_pointer
         .as_deref()
-        .and_then(|p| json.pointer(p))
+        .and_then(|p| select(json, p))
         .and_then(as_text)
         .map(|m| m.chars().take(MAX_MESSAGE).collect::<String>())
         .unwrap_or_default();
-    let rule = spec.errors.rules.iter().find(|r| {
-        r.status.is_none_or(|s| s == status)
-            && r.code.as_deref().is_none_or(|c| code.as_deref() == Some(c))
-            && r.prefix.as_deref().is_none_or(|p| code.as_deref().is_some_and(|c| c.starts_with(p)))
-    });
+    let rule = matching_rule(spec, status, code.as_deref());
     let code_text = code.clone().unwrap_or_else(|| format!("HTTP_{status}"));
     match rule.map(|r| (r.action, r.issue)) {
         Some((ErrorAction::Reject, Some(issue))) => ErrorOutcome::Rejected(Rejection::new(issue)),
-        Some((ErrorAction::Retry, _)) => {
+        Some((ErrorAction::Retry | ErrorAction::Reauthenticate, _)) => {
             ErrorOutcome::Error(ProviderError::Vendor { code: code_text, message, retryable: true })
         }
         Some((ErrorAction::RateLimited, _)) => ErrorOutcome::Error(ProviderError::RateLimited { retry_after }),
@@ -99,6 +116,26 @@ fn classify_error(spec: &ValidatedHttpSpec, status: u16, retry_after: Option<Dur
         }
         None => ErrorOutcome::Error(status_error(status, retry_after)),
     }
+}
+
+/// The first error rule matching the status and code.
+fn matching_rule<'a>(spec: &'a ValidatedHttpSpec, status: u16, code: Option<&str>) -> Option<&'a ErrorRule> {
+    spec.errors.rules.iter().find(|r| {
+        r.status.is_none_or(|s| s == status)
+            && r.code.as_deref().is_none_or(|c| code == Some(c))
+            && r.prefix.as_deref().is_none_or(|p| code.is_some_and(|c| c.starts_with(p)))
+            && r.suffix.as_deref().is_none_or(|p| code.is_some_and(|c| c.ends_with(p)))
+    })
+}
+
+/// Whether a failed answer says the token was refused (HTTP 401, or a `reauthenticate` rule).
+pub(crate) fn refuses_token(spec: &ValidatedHttpSpec, raw: &RawResponse) -> bool {
+    if raw.status == 401 {
+        return true;
+    }
+    let Ok(json) = serde_json::from_slice::<Value>(&raw.body) else { return false };
+    let code = spec.errors.code_pointer.as_deref().and_then(|p| select(&json, p)).and_then(as_text);
+    matching_rule(spec, raw.status, code.as_deref()).is_some_and(|r| r.action == ErrorAction::Reauthenticate)
 }
 
 /// Strings as they are; numbers and booleans as their text.
@@ -125,7 +162,7 @@ fn same(a: &Value, b: &toml::Value) -> bool {
 
 /// Evaluates a condition against the answer.
 pub(crate) fn holds(c: &Condition, json: &Value) -> bool {
-    let v = json.pointer(&c.pointer).filter(|v| !v.is_null());
+    let v = select(json, &c.pointer).filter(|v| !v.is_null());
     if let Some(expected) = &c.equals {
         return v.is_some_and(|v| same(v, expected));
     }
@@ -154,13 +191,39 @@ fn decode_err(field: &str, f: &FieldSpec, what: &str) -> ProviderError {
     ProviderError::Decode(format!("{field} at `{}`: {what}", f.pointer))
 }
 
-/// The value at the pointer after `map`. `None` when absent or null.
+/// The value at the pointer (or the first present fallback) after `map`. `None` when absent,
+/// null or an empty string.
 fn lookup(json: &Value, f: &FieldSpec, field: &str) -> Result<Option<Value>, ProviderError> {
-    let Some(v) = json.pointer(&f.pointer).filter(|v| !v.is_null()) else { return Ok(None) };
+    let present = |p: &String| {
+        select(json, p).filter(|v| !v.is_null() && !matches!(v, Value::String(s) if s.trim().is_empty()))
+    };
+    let Some(v) = std::iter::once(&f.pointer).chain(f.or.iter()).find_map(present) else { return Ok(None) };
+    let joined;
+    let v = match (&f.join, v) {
+        (Some(sep), Value::Array(items)) => {
+            let parts: Vec<String> = items
+                .iter()
+                .filter_map(|item| match &f.item {
+                    Some(p) => select(item, p),
+                    None => Some(item),
+                })
+                .filter_map(as_text)
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if parts.is_empty() {
+                return Ok(None);
+            }
+            joined = Value::String(parts.join(sep));
+            &joined
+        }
+        _ => v,
+    };
     let Some(map) = &f.map else { return Ok(Some(v.clone())) };
     let key = as_text(v).ok_or_else(|| decode_err(field, f, "mapped value is not a scalar"))?;
     match map.get(&key) {
         Some(mapped) => Ok(Some(toml_to_json(mapped))),
+        None if f.unmapped == Unmapped::Absent => Ok(None),
         // The value is not in the table: refuse to guess a verdict.
         None => Err(decode_err(field, f, "value not in the adapter's `map`")),
     }
@@ -178,8 +241,12 @@ fn to_number(v: &Value) -> Option<f64> {
 fn number(json: &Value, f: &FieldSpec, field: &str) -> Result<Option<(f64, f64)>, ProviderError> {
     let Some(v) = lookup(json, f, field)? else { return Ok(None) };
     let raw = to_number(&v).ok_or_else(|| decode_err(field, f, "not a number"))?;
+    let mut scaled = raw * f.scale.unwrap_or(1.0);
+    if f.invert {
+        scaled = 1.0 - scaled;
+    }
     // Rounded to 12 decimals so `70 * 0.01` is 0.7, not 0.7000000000000001.
-    let scaled = ((raw * f.scale.unwrap_or(1.0)) * 1e12).round() / 1e12;
+    let scaled = (scaled * 1e12).round() / 1e12;
     Ok(Some((raw, scaled)))
 }
 
@@ -257,7 +324,16 @@ fn score_and_decision(
     Ok((Score { value, threshold, raw: Some(raw) }, decided))
 }
 
-fn map_answer(mapping: &Mapping, json: &Value) -> Result<Verdict, ProviderError> {
+/// Reads a step's captures (text values) from its answer; a missing one is a decode error.
+pub(crate) fn capture(json: &Value, f: &FieldSpec, name: &str) -> Result<String, ProviderError> {
+    lookup(json, f, name)?
+        .and_then(|v| as_text(&v))
+        .ok_or_else(|| decode_err(&format!("capture `{name}`"), f, "missing"))
+}
+
+/// Maps a successful answer to the unified verdict; `call` supplies the pages a portrait box is
+/// cropped from.
+pub(crate) fn map_answer(mapping: &Mapping, json: &Value, call: Option<&SubCall>) -> Result<Verdict, ProviderError> {
     match mapping {
         Mapping::Liveness(m) => {
             let (score, is_live) = score_and_decision(json, &m.score, &m.threshold, &m.decision)?;
@@ -289,7 +365,9 @@ fn map_answer(mapping: &Mapping, json: &Value) -> Result<Verdict, ProviderError>
             };
             for f in &m.mrz_lines {
                 if let Some(lines) = text(json, &Some(f.clone()), "mrz_lines")? {
-                    fields.mrz_lines.extend(lines.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()));
+                    fields.mrz_lines.extend(
+                        lines.split(['\n', '^']).map(|l| l.trim().to_string()).filter(|l| !l.is_empty()),
+                    );
                 }
             }
             for (name, f) in &m.checks {
@@ -303,9 +381,10 @@ fn map_answer(mapping: &Mapping, json: &Value) -> Result<Verdict, ProviderError>
             if let Some(f) = &m.confidence {
                 fields.confidence = unit_number(json, &f.0, "confidence")?.map(|(_, v)| v);
             }
-            let portrait = match &m.portrait {
-                Some(f) => text(json, &Some(f.clone()), "portrait")?.map(|s| decode_portrait(&s, &f.0)).transpose()?,
-                None => None,
+            let portrait = match (&m.portrait, &m.portrait_box) {
+                (Some(f), _) => text(json, &Some(f.clone()), "portrait")?.map(|s| decode_portrait(&s, &f.0)).transpose()?,
+                (None, Some(b)) => crop_portrait(json, b, call)?,
+                (None, None) => None,
             };
             Ok(Verdict::Ocr(OcrAnswer { fields, portrait }))
         }
@@ -319,6 +398,56 @@ fn decode_portrait(s: &str, f: &FieldSpec) -> Result<Bytes, ProviderError> {
         .decode(cleaned.as_bytes())
         .map(Bytes::from)
         .map_err(|_| decode_err("portrait", f, "not base64"))
+}
+
+/// Crops the box from its page and re-encodes it as JPEG. An absent box is no portrait.
+fn crop_portrait(json: &Value, b: &BoxSpec, call: Option<&SubCall>) -> Result<Option<Bytes>, ProviderError> {
+    let Some(v) = select(json, &b.pointer).filter(|v| !v.is_null()) else { return Ok(None) };
+    let bad = |what: &str| ProviderError::Decode(format!("portrait_box at `{}`: {what}", b.pointer));
+    let num = |v: Option<&Value>| v.and_then(to_number);
+    // (left, top, right, bottom) in the box's own units.
+    let (l, t, r, btm) = match b.format {
+        BoxFormat::Vertices => {
+            let pts: Vec<(f64, f64)> = v
+                .as_array()
+                .ok_or_else(|| bad("not a list of vertices"))?
+                .iter()
+                // Document AI omits a zero coordinate.
+                .map(|p| (num(p.get("x")).unwrap_or(0.0), num(p.get("y")).unwrap_or(0.0)))
+                .collect();
+            if pts.is_empty() {
+                return Err(bad("no vertices"));
+            }
+            let fold = |f: fn(f64, f64) -> f64, i: fn(&(f64, f64)) -> f64, init: f64| pts.iter().map(i).fold(init, f);
+            (
+                fold(f64::min, |p| p.0, f64::INFINITY),
+                fold(f64::min, |p| p.1, f64::INFINITY),
+                fold(f64::max, |p| p.0, f64::NEG_INFINITY),
+                fold(f64::max, |p| p.1, f64::NEG_INFINITY),
+            )
+        }
+        BoxFormat::Ltwh => {
+            let g = |k: &str| num(v.get(k)).ok_or_else(|| bad("needs Left, Top, Width, Height"));
+            let (l, t) = (g("Left")?, g("Top")?);
+            (l, t, l + g("Width")?, t + g("Height")?)
+        }
+    };
+    let page = super::request::image_for(call, b.page)?.ok_or_else(|| bad("the page is not in the request"))?;
+    let img = kycgate_vision::decode::decode_image(&page.bytes, &kycgate_vision::decode::DecodeLimits::default())
+        .map_err(|e| ProviderError::Decode(format!("page image for the portrait crop: {e}")))?;
+    let (w, h) = (img.width() as f64, img.height() as f64);
+    let (sx, sy) = if b.normalized { (w, h) } else { (1.0, 1.0) };
+    let x0 = (l * sx).floor().clamp(0.0, w);
+    let y0 = (t * sy).floor().clamp(0.0, h);
+    let x1 = (r * sx).ceil().clamp(0.0, w);
+    let y1 = (btm * sy).ceil().clamp(0.0, h);
+    if x1 - x0 < 1.0 || y1 - y0 < 1.0 {
+        return Err(bad("empty box"));
+    }
+    let crop = image::imageops::crop_imm(&img, x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32).to_image();
+    let jpeg = kycgate_vision::decode::encode_jpeg(&crop, 90)
+        .map_err(|e| ProviderError::Decode(format!("portrait crop cannot be encoded: {e}")))?;
+    Ok(Some(Bytes::from(jpeg)))
 }
 
 /// Parses `Retry-After`: delay seconds, or an HTTP date.
@@ -373,6 +502,8 @@ mod tests {
         let f = FieldSpec { map: Some(map), ..field("/r") };
         assert_eq!(boolean(&json!({"r": "Real"}), &f, "d").unwrap(), Some(true));
         assert!(boolean(&json!({"r": "Maybe"}), &f, "d").is_err());
+        let lenient = FieldSpec { unmapped: crate::providers::spec::Unmapped::Absent, ..f };
+        assert_eq!(boolean(&json!({"r": "Maybe"}), &lenient, "d").unwrap(), None);
     }
 
     #[test]
@@ -390,6 +521,14 @@ mod tests {
         assert!(holds(&c(None, Some(false), None, "/nope"), &j));
         assert!(holds(&c(None, None, Some(true), "/list"), &j));
         assert!(!holds(&c(None, None, Some(true), "/msg"), &j));
+    }
+
+    #[test]
+    fn arrays_joined_into_text() {
+        let j = json!({"names": [{"value": "ANNA"}, {"value": null}, {"value": "MARIA"}], "empty": []});
+        let f = FieldSpec { join: Some(" ".into()), item: Some("/value".into()), ..field("/names") };
+        assert_eq!(text(&j, &Some(FieldRef(f.clone())), "n").unwrap().as_deref(), Some("ANNA MARIA"));
+        assert_eq!(text(&j, &Some(FieldRef(FieldSpec { pointer: "/empty".into(), ..f })), "n").unwrap(), None);
     }
 
     #[test]
