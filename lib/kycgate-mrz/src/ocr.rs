@@ -188,19 +188,23 @@ fn dense(d: &Dense, x: &[f32]) -> Vec<f32> {
 pub fn cut_cell(g: &Gray, cx: f32, cy: f32, pitch: f32, cap: f32, angle: f32) -> Vec<f32> {
     let (ca, sa) = (angle.cos(), angle.sin());
     let mut v = Vec::with_capacity(CELL_H * CELL_W);
+    let (xmax, ymax) = (g.w as f32 - 0.5, g.h as f32 - 0.5);
     for i in 0..CELL_H {
         let b = ((i as f32 + 0.5) / CELL_H as f32 - 0.5) * CELL_CAPS * cap;
         for j in 0..CELL_W {
             let a = ((j as f32 + 0.5) / CELL_W as f32 - 0.5) * CELL_PITCHES * pitch;
-            v.push(g.sample(cx + a * ca - b * sa, cy + a * sa + b * ca));
+            let (x, y) = (cx + a * ca - b * sa, cy + a * sa + b * ca);
+            // Outside the image is paper, not a smear of the border row: tight crops cut through ink.
+            let inside = x >= -0.5 && y >= -0.5 && x <= xmax && y <= ymax;
+            v.push(if inside { g.sample(x, y) } else { f32::NAN });
         }
     }
-    let lo = v.iter().copied().fold(f32::INFINITY, f32::min);
-    let hi = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if hi - lo < 1e-3 {
+    let lo = v.iter().copied().filter(|p| !p.is_nan()).fold(f32::INFINITY, f32::min);
+    let hi = v.iter().copied().filter(|p| !p.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+    if !(hi - lo >= 1e-3) {
         v.iter_mut().for_each(|p| *p = 0.0);
     } else {
-        v.iter_mut().for_each(|p| *p = (hi - *p) / (hi - lo));
+        v.iter_mut().for_each(|p| *p = if p.is_nan() { 0.0 } else { (hi - *p) / (hi - lo) });
     }
     v
 }

@@ -3,8 +3,9 @@
 use image::{imageops, GrayImage, RgbImage};
 
 use crate::decode::{self, Candidates};
-use crate::locate::{find_bands, Gray};
+use crate::locate::{find_bands, Gray, TextLine};
 use crate::ocr::{read_line, CharClassifier, ModelError};
+use crate::segment::fit_grid;
 use crate::parse::{Mrz, Today};
 
 /// Why no MRZ came out of an image.
@@ -61,6 +62,23 @@ impl MrzReader {
         &self.clf
     }
 
+    /// Reads a line on the blob-chain grid and on the profile-fitted grid and keeps the reading the
+    /// recogniser is surer of: the fitted grid fixes drift and uneven print, the blob grid is safer
+    /// where the profile is noisy (low resolution, backgrounds touching the line).
+    pub fn read_line_best(&self, g: &Gray, line: &TextLine) -> Candidates {
+        let a = read_line(g, line, &self.clf);
+        let fitted = fit_grid(g, line);
+        if fitted.origin == line.origin && fitted.shifts.is_empty() {
+            return a;
+        }
+        let b = read_line(g, &fitted, &self.clf);
+        if line_score(&b) > line_score(&a) {
+            b
+        } else {
+            a
+        }
+    }
+
     /// Finds and reads the MRZ in `img`; `today` resolves two-digit years.
     pub fn read(&self, img: &RgbImage, today: Today) -> Result<MrzRead, ReadError> {
         let gray: GrayImage = imageops::grayscale(img);
@@ -85,7 +103,7 @@ impl MrzReader {
             };
             let g = if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g };
             for band in find_bands(&g).into_iter().take(MAX_BANDS) {
-                let lines: Vec<Candidates> = band.lines.iter().map(|l| read_line(&g, l, &self.clf)).collect();
+                let lines: Vec<Candidates> = band.lines.iter().map(|l| self.read_line_best(&g, l)).collect();
                 let n: usize = lines.iter().map(Vec::len).sum();
                 let mean_top =
                     lines.iter().flatten().map(|alts| alts.first().map_or(0.0, |a| a.1)).sum::<f32>() / n.max(1) as f32;
@@ -116,6 +134,11 @@ impl MrzReader {
             None => Err(ReadError::NotFound),
         }
     }
+}
+
+/// Sum of ln top-1 probabilities: how sure the recogniser is of a whole line.
+pub fn line_score(c: &Candidates) -> f32 {
+    c.iter().map(|alts| alts.first().map_or(-14.0, |a| a.1.max(1e-6).ln())).sum()
 }
 
 /// Maps a box from the scaled, rotated working image back to the input image.
