@@ -2,13 +2,14 @@
 """Train the MRZ character classifier shipped in lib/kycgate-mrz/model/mrz_cnn.bin.
 
 Renders synthetic MRZ lines with the public-domain OCR-B font (Debian `fonts-ocr-b`), degrades them
-(blur, noise, JPEG, resampling, stroke thickness, contrast, gradients, occlusion, binarisation),
+(blur, noise, JPEG, resampling, stroke thickness, contrast, gradients, occlusion, binarisation,
+uneven character spacing, tight crops),
 cuts one cell per character with the same geometry as `lib/kycgate-mrz/src/ocr.rs` (plus jitter so
 the classifier tolerates imperfect segmentation), and trains a small CNN with JAX. Fixed seeds.
 
 Cell geometry (must match ocr.rs): a cell centred on the character centre, 1.3 pitch wide and
 1.6 cap heights tall, sampled bilinearly to 24 rows x 20 columns, ink = 1 after per-cell min/max
-normalisation.
+normalisation; samples outside the image count as paper.
 
 Weight file layout: b"MRZCNN01", u32 LE count of f32s, then f32 LE arrays in this order:
 conv1 w[16,1,3,3] b[16], conv2 w[32,16,3,3] b[32], conv3 w[64,32,3,3] b[64],
@@ -86,10 +87,15 @@ def cut_cell(img, cx, cy, pitch, cap, angle):
     xs = cx + a * ca - b * sa
     ys = cy + a * sa + b * ca
     v = bilinear(img, ys, xs)
-    lo, hi = v.min(), v.max()
+    # Outside the image is paper (as in ocr.rs): tight crops cut through the cell.
+    h, w = img.shape
+    inside = (xs >= -0.5) & (ys >= -0.5) & (xs <= w - 0.5) & (ys <= h - 0.5)
+    if not inside.any():
+        return np.zeros_like(v)
+    lo, hi = v[inside].min(), v[inside].max()
     if hi - lo < 1e-3:
         return np.zeros_like(v)
-    return (hi - v) / (hi - lo)
+    return np.where(inside, (hi - v) / (hi - lo), 0.0)
 
 
 def render_line(rng, fonts):
@@ -122,7 +128,12 @@ def render_line(rng, fonts):
     for dy in (-line_gap, line_gap):
         if rng.random() < 0.7:
             d.text((x0, y0 + dy), random_mrz_text(rng, n), font=font, fill=int(ink), stroke_width=stroke, stroke_fill=int(ink))
-    d.text((x0, y0), text, font=font, fill=int(ink), stroke_width=stroke, stroke_fill=int(ink))
+    # Uneven print: per-character spacing jitter (re-typeset specimens, worn printers), so the
+    # classifier does not rely on its neighbours sitting exactly one pitch away.
+    jitter = float(rng.choice([0.0, 0.0, 0.03, 0.07]))
+    xs_ = x0 + adv * np.cumsum(np.concatenate([[0.0], 1.0 + rng.normal(0, jitter, n - 1)]))
+    for k, ch in enumerate(text):
+        d.text((float(xs_[k]), y0), ch, font=font, fill=int(ink), stroke_width=stroke, stroke_fill=int(ink))
     # thickness
     r_ = rng.random()
     if r_ < 0.15:
@@ -162,7 +173,17 @@ def render_line(rng, fonts):
         thr = np.percentile(arr, rng.uniform(20, 50))
         arr = np.where(arr < thr, 0.0, 255.0).astype(np.float32)
     cy = (y0 + (t + b) / 2) * scale_y
-    centers = [((x0 + (k + 0.5) * adv) * scale_x, cy) for k in range(n)]
+    centers = [((xs_[k] + 0.5 * adv) * scale_x, cy) for k in range(n)]
+    # Tight crops (line-crop datasets, page edges): cut the image close to the text.
+    if rng.random() < 0.25:
+        hh, ww = arr.shape
+        top = int(max(0, cy - cap * scale_y * rng.uniform(0.5, 0.9)))
+        bot = int(min(hh, cy + cap * scale_y * rng.uniform(0.5, 0.9)))
+        left = int(max(0, centers[0][0] - adv * scale_x * rng.uniform(0.3, 0.9)))
+        right = int(min(ww, centers[-1][0] + adv * scale_x * rng.uniform(0.3, 0.9)))
+        if bot - top > 4 and right - left > 4:
+            arr = arr[top:bot, left:right]
+            centers = [(x - left, y - top) for x, y in centers]
     return arr, text, centers, adv * scale_x, cap * scale_y
 
 

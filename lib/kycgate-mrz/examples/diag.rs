@@ -15,7 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::var_os("KYCGATE_EVAL_DIR").map(PathBuf::from).unwrap_or_default().join("mrz")
     });
     let lines_mode = std::env::args().nth(2).is_some_and(|a| a == "lines");
-    let reader = MrzReader::new()?;
+    // MRZ_MODEL: evaluate a retrained weight file instead of the embedded one.
+    let reader = match std::env::var_os("MRZ_MODEL") {
+        Some(p) => MrzReader::with_model(&std::fs::read(p)?)?,
+        None => MrzReader::new()?,
+    };
     let today = Today { year: 2026, month: 1, day: 1 };
     if lines_mode {
         return diag_lines(&dir, &reader);
@@ -35,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if verdict == "OK" && std::env::var_os("DIAG_ALL").is_none() {
             continue;
         }
-        let gray = imageops::grayscale(&img);
+        let gray = kycgate_mrz::read::ink_gray(&img);
         for rot in [0u16, 180, 90, 270] {
             let rotated = match rot {
                 90 => imageops::rotate90(&gray),

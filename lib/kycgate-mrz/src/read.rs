@@ -57,6 +57,11 @@ impl MrzReader {
         Ok(Self { clf: CharClassifier::embedded()? })
     }
 
+    /// Uses another `MRZCNN01` weight file (a retrained model under evaluation).
+    pub fn with_model(bytes: &[u8]) -> Result<Self, ReadError> {
+        Ok(Self { clf: CharClassifier::from_bytes(bytes)? })
+    }
+
     /// The character recogniser, for line-level evaluation.
     pub fn classifier(&self) -> &CharClassifier {
         &self.clf
@@ -81,7 +86,7 @@ impl MrzReader {
 
     /// Finds and reads the MRZ in `img`; `today` resolves two-digit years.
     pub fn read(&self, img: &RgbImage, today: Today) -> Result<MrzRead, ReadError> {
-        let gray: GrayImage = imageops::grayscale(img);
+        let gray: GrayImage = if std::env::var_os("MRZ_LUMA").is_some() { imageops::grayscale(img) } else { ink_gray(img) };
         let (w0, h0) = gray.dimensions();
         let mut found_band = false;
         let mut best: Option<(usize, MrzRead)> = None;
@@ -134,6 +139,16 @@ impl MrzReader {
             None => Err(ReadError::NotFound),
         }
     }
+}
+
+/// Brightest channel per pixel: MRZ ink is black, so coloured security print, stamps and overlays
+/// turn light while the characters stay dark.
+pub fn ink_gray(img: &RgbImage) -> GrayImage {
+    let (w, h) = img.dimensions();
+    GrayImage::from_fn(w, h, |x, y| {
+        let p = img.get_pixel(x, y).0;
+        image::Luma([p[0].max(p[1]).max(p[2])])
+    })
 }
 
 /// Sum of ln top-1 probabilities: how sure the recogniser is of a whole line.
