@@ -56,7 +56,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let bands = find_bands(&g);
             println!("  rot {rot}: lines {lens:?} bands {}", bands.len());
             for (bi, band) in bands.iter().take(6).enumerate() {
-                let cands: Vec<_> = band.lines.iter().map(|l| read_line(&g, l, reader.classifier())).collect();
+                let cands: Vec<_> = band.lines.iter().map(|l| reader.read_line_best(&g, l)).collect();
+                if std::env::var_os("DIAG_CELLS").is_some() && rot == 0 {
+                    for (li, l) in band.lines.iter().enumerate() {
+                        let f = kycgate_mrz::segment::fit_grid(&g, l);
+                        for (name, line) in [("blob", l), ("fit", &f)] {
+                            for k in [0usize, 1, 2] {
+                                let (cx, cy) = line.center(k as f32);
+                                let cell = kycgate_mrz::ocr::cut_cell(&g, cx, cy, line.pitch, line.cap, line.angle());
+                                let p = reader.classifier().probs(&cell);
+                                println!("     line {li} {name} pos {k} c=({cx:.1},{cy:.1}) {:?}", kycgate_mrz::ocr::top_k(&p));
+                                let img = image::GrayImage::from_fn(kycgate_mrz::ocr::CELL_W as u32 * 8, kycgate_mrz::ocr::CELL_H as u32 * 8, |x, y| {
+                                    image::Luma([255 - (cell[(y / 8) as usize * kycgate_mrz::ocr::CELL_W + (x / 8) as usize] * 255.0) as u8])
+                                });
+                                img.save(format!("/tmp/mrzdiag/cell_{li}_{name}_{k}.png"))?;
+                            }
+                        }
+                    }
+                }
                 let tops: Vec<String> = cands.iter().map(|l| l.iter().map(|a| a[0].0).collect()).collect();
                 let n: usize = cands.iter().map(Vec::len).sum();
                 let mean_top = cands.iter().flatten().map(|a| a[0].1).sum::<f32>() / n.max(1) as f32;
@@ -75,6 +92,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let want = truth.get(i).map_or("", String::as_str);
                     let diff: String = t.chars().zip(want.chars().chain(std::iter::repeat(' '))).map(|(a, b)| if a == b { '.' } else { a }).collect();
                     println!("     raw  {t}\n     diff {diff}");
+                    for (k, (a, b)) in t.chars().zip(want.chars()).enumerate() {
+                        if a != b {
+                            println!("       pos {k}: want {b} alts {:?}", cands[i][k]);
+                        }
+                    }
                 }
                 if let Some(d) = dec {
                     for (i, t) in d.mrz.lines.iter().enumerate() {

@@ -186,13 +186,19 @@ fn dense(d: &Dense, x: &[f32]) -> Vec<f32> {
 
 /// Samples the cell around centre `(cx, cy)` on a line at `angle`, normalised so ink is 1 and paper 0.
 pub fn cut_cell(g: &Gray, cx: f32, cy: f32, pitch: f32, cap: f32, angle: f32) -> Vec<f32> {
+    cut_cell_sheared(g, cx, cy, pitch, cap, angle, 0.0)
+}
+
+/// [`cut_cell`] with the cell's columns slanted by `shear` (along-line shift per unit across), which
+/// undoes the slant a camera's perspective gives upright strokes.
+pub fn cut_cell_sheared(g: &Gray, cx: f32, cy: f32, pitch: f32, cap: f32, angle: f32, shear: f32) -> Vec<f32> {
     let (ca, sa) = (angle.cos(), angle.sin());
     let mut v = Vec::with_capacity(CELL_H * CELL_W);
     let (xmax, ymax) = (g.w as f32 - 0.5, g.h as f32 - 0.5);
     for i in 0..CELL_H {
         let b = ((i as f32 + 0.5) / CELL_H as f32 - 0.5) * CELL_CAPS * cap;
         for j in 0..CELL_W {
-            let a = ((j as f32 + 0.5) / CELL_W as f32 - 0.5) * CELL_PITCHES * pitch;
+            let a = ((j as f32 + 0.5) / CELL_W as f32 - 0.5) * CELL_PITCHES * pitch + shear * b;
             let (x, y) = (cx + a * ca - b * sa, cy + a * sa + b * ca);
             // Outside the image is paper, not a smear of the border row: tight crops cut through ink.
             let inside = x >= -0.5 && y >= -0.5 && x <= xmax && y <= ymax;
@@ -211,11 +217,16 @@ pub fn cut_cell(g: &Gray, cx: f32, cy: f32, pitch: f32, cap: f32, angle: f32) ->
 
 /// Per-position alternatives (best first, with probabilities) for one straightened line.
 pub fn read_line(g: &Gray, line: &TextLine, clf: &CharClassifier) -> Vec<Vec<(char, f32)>> {
+    read_line_sheared(g, line, clf, 0.0)
+}
+
+/// [`read_line`] with slanted cells (see [`cut_cell_sheared`]).
+pub fn read_line_sheared(g: &Gray, line: &TextLine, clf: &CharClassifier, shear: f32) -> Vec<Vec<(char, f32)>> {
     let angle = line.angle();
     (0..line.len)
         .map(|k| {
             let (cx, cy) = line.center(k as f32);
-            let p = clf.probs(&cut_cell(g, cx, cy, line.pitch, line.cap, angle));
+            let p = clf.probs(&cut_cell_sheared(g, cx, cy, line.pitch, line.cap, angle, shear));
             top_k(&p)
         })
         .collect()

@@ -4,7 +4,7 @@ use image::{imageops, GrayImage, RgbImage};
 
 use crate::decode::{self, Candidates};
 use crate::locate::{find_bands, Gray, TextLine};
-use crate::ocr::{read_line, CharClassifier, ModelError};
+use crate::ocr::{read_line_sheared, CharClassifier, ModelError};
 use crate::segment::fit_grid;
 use crate::parse::{Mrz, Today};
 
@@ -46,6 +46,13 @@ const MAX_BANDS: usize = 6;
 const MRZ_LIKE_CONFIDENCE: f32 = 0.6;
 /// A reading failing more check digits than this is taken as misread, not as a specimen's own error.
 const MAX_FAILED_CHECKS: usize = 2;
+/// ... unless the recogniser is this sure of every line on average: then the text is what is printed
+/// and the failing digits are the document's own (specimens are printed with bad ones), reported as such.
+const SURE_READ: f32 = 0.97;
+/// Cell slants tried when a band fails its check digits (along-line shift per unit across).
+const SHEARS: [f32; 2] = [-0.2, 0.2];
+/// ln-probability a slanted reading of a line must gain to replace the upright one.
+const SHEAR_MARGIN: f32 = 0.5;
 /// Working images are scaled so their longer side is at least this many pixels.
 const MIN_WORK_SIDE: f32 = 1000.0;
 /// ... and at most this many.
@@ -71,12 +78,16 @@ impl MrzReader {
     /// recogniser is surer of: the fitted grid fixes drift and uneven print, the blob grid is safer
     /// where the profile is noisy (low resolution, backgrounds touching the line).
     pub fn read_line_best(&self, g: &Gray, line: &TextLine) -> Candidates {
-        let a = read_line(g, line, &self.clf);
+        self.read_line_best_sheared(g, line, 0.0)
+    }
+
+    fn read_line_best_sheared(&self, g: &Gray, line: &TextLine, shear: f32) -> Candidates {
+        let a = read_line_sheared(g, line, &self.clf, shear);
         let fitted = fit_grid(g, line);
         if fitted.origin == line.origin && fitted.shifts.is_empty() {
             return a;
         }
-        let b = read_line(g, &fitted, &self.clf);
+        let b = read_line_sheared(g, &fitted, &self.clf, shear);
         if line_score(&b) > line_score(&a) {
             b
         } else {
@@ -89,7 +100,8 @@ impl MrzReader {
         let gray: GrayImage = if std::env::var_os("MRZ_LUMA").is_some() { imageops::grayscale(img) } else { ink_gray(img) };
         let (w0, h0) = gray.dimensions();
         let mut found_band = false;
-        let mut best: Option<(usize, MrzRead)> = None;
+        // (failed checks, the recogniser is sure of the text, read)
+        let mut best: Option<(usize, bool, MrzRead)> = None;
         for rot in [0u16, 180, 90, 270] {
             let rotated = match rot {
                 90 => imageops::rotate90(&gray),
@@ -108,15 +120,31 @@ impl MrzReader {
             };
             let g = if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g };
             for band in find_bands(&g).into_iter().take(MAX_BANDS) {
-                let lines: Vec<Candidates> = band.lines.iter().map(|l| self.read_line_best(&g, l)).collect();
-                let n: usize = lines.iter().map(Vec::len).sum();
-                let mean_top =
-                    lines.iter().flatten().map(|alts| alts.first().map_or(0.0, |a| a.1)).sum::<f32>() / n.max(1) as f32;
+                let mut lines: Vec<Candidates> = band.lines.iter().map(|l| self.read_line_best(&g, l)).collect();
+                let mean_top = mean_top(&lines);
                 if mean_top < MRZ_LIKE_CONFIDENCE {
                     continue;
                 }
                 found_band = true;
-                let Some(d) = decode::decode(&lines, today) else { continue };
+                let mut d = decode::decode(&lines, today);
+                if d.as_ref().is_none_or(|d| d.mrz.checks.failed() > 0) {
+                    // Photographed at an angle, upright strokes lean: retry each line with slanted cells.
+                    for shear in SHEARS {
+                        for (l, cur) in band.lines.iter().zip(lines.iter_mut()) {
+                            let c = self.read_line_best_sheared(&g, l, shear);
+                            if line_score(&c) > line_score(cur) + SHEAR_MARGIN {
+                                *cur = c;
+                            }
+                        }
+                    }
+                    if let Some(d2) = decode::decode(&lines, today) {
+                        let worse = d.as_ref().is_some_and(|d| d.mrz.checks.failed() < d2.mrz.checks.failed());
+                        if !worse {
+                            d = Some(d2);
+                        }
+                    }
+                }
+                let Some(d) = d else { continue };
                 let bbox = band_in_input(band.bbox, scale, rot, w0, h0);
                 let failed = d.mrz.checks.failed();
                 let read = MrzRead { mrz: d.mrz, confidence: d.confidence, rotation_deg: rot, band: bbox };
@@ -124,16 +152,17 @@ impl MrzReader {
                     return Ok(read);
                 }
                 // Keep the reading that fails the fewest check digits (specimens can print wrong ones).
-                let better = best.as_ref().is_none_or(|(bf, b)| {
+                let sure = mean_top >= SURE_READ;
+                let better = best.as_ref().is_none_or(|(bf, _, b)| {
                     failed < *bf || (failed == *bf && read.confidence > b.confidence)
                 });
                 if better {
-                    best = Some((failed, read));
+                    best = Some((failed, sure, read));
                 }
             }
         }
         match best {
-            Some((failed, r)) if failed <= MAX_FAILED_CHECKS => Ok(r),
+            Some((failed, sure, r)) if failed <= MAX_FAILED_CHECKS || sure => Ok(r),
             Some(_) => Err(ReadError::Unreadable),
             None if found_band => Err(ReadError::Unreadable),
             None => Err(ReadError::NotFound),
@@ -149,6 +178,12 @@ pub fn ink_gray(img: &RgbImage) -> GrayImage {
         let p = img.get_pixel(x, y).0;
         image::Luma([p[0].max(p[1]).max(p[2])])
     })
+}
+
+/// Mean top-1 probability over every position of a band.
+fn mean_top(lines: &[Candidates]) -> f32 {
+    let n: usize = lines.iter().map(Vec::len).sum();
+    lines.iter().flatten().map(|alts| alts.first().map_or(0.0, |a| a.1)).sum::<f32>() / n.max(1) as f32
 }
 
 /// Sum of ln top-1 probabilities: how sure the recogniser is of a whole line.
