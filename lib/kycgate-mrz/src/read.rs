@@ -49,6 +49,8 @@ const MAX_FAILED_CHECKS: usize = 2;
 /// ... unless the recogniser is this sure of every line on average: then the text is what is printed
 /// and the failing digits are the document's own (specimens are printed with bad ones), reported as such.
 const SURE_READ: f32 = 0.97;
+/// Top-1 probability at which a cell counts as cleanly read.
+const SURE_CHAR: f32 = 0.9;
 /// Cell slants tried when a band fails its check digits (along-line shift per unit across).
 const SHEARS: [f32; 2] = [-0.2, 0.2];
 /// ln-probability a slanted reading of a line must gain to replace the upright one.
@@ -83,6 +85,10 @@ impl MrzReader {
 
     fn read_line_best_sheared(&self, g: &Gray, line: &TextLine, shear: f32) -> Candidates {
         let a = read_line_sheared(g, line, &self.clf, shear);
+        if a.iter().all(|alts| alts.first().is_some_and(|t| t.1 >= SURE_CHAR)) {
+            // Every cell already reads cleanly: the blob grid is right, save the second pass.
+            return a;
+        }
         let fitted = fit_grid(g, line);
         if fitted.origin == line.origin && fitted.shifts.is_empty() {
             return a;
@@ -95,13 +101,35 @@ impl MrzReader {
         }
     }
 
+    /// Photographed at an angle, upright strokes lean: rereads the best band with slanted cells, line
+    /// by line where the recogniser is clearly surer, and keeps the result if it fails fewer checks.
+    fn retry_slanted(&self, b: &mut Best, today: Today) {
+        let (g, band, lines) = &b.retry;
+        let mut lines = lines.clone();
+        for shear in SHEARS {
+            for (l, cur) in band.iter().zip(lines.iter_mut()) {
+                let c = self.read_line_best_sheared(g, l, shear);
+                if line_score(&c) > line_score(cur) + SHEAR_MARGIN {
+                    *cur = c;
+                }
+            }
+        }
+        let Some(d) = decode::decode(&lines, today) else { return };
+        let failed = d.mrz.checks.failed();
+        if failed < b.failed {
+            b.failed = failed;
+            b.sure = mean_top(&lines) >= SURE_READ;
+            b.read.mrz = d.mrz;
+            b.read.confidence = d.confidence;
+        }
+    }
+
     /// Finds and reads the MRZ in `img`; `today` resolves two-digit years.
     pub fn read(&self, img: &RgbImage, today: Today) -> Result<MrzRead, ReadError> {
-        let gray: GrayImage = if std::env::var_os("MRZ_LUMA").is_some() { imageops::grayscale(img) } else { ink_gray(img) };
+        let gray: GrayImage = ink_gray(img);
         let (w0, h0) = gray.dimensions();
         let mut found_band = false;
-        // (failed checks, the recogniser is sure of the text, read)
-        let mut best: Option<(usize, bool, MrzRead)> = None;
+        let mut best: Option<Best> = None;
         for rot in [0u16, 180, 90, 270] {
             let rotated = match rot {
                 90 => imageops::rotate90(&gray),
@@ -120,31 +148,13 @@ impl MrzReader {
             };
             let g = if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g };
             for band in find_bands(&g).into_iter().take(MAX_BANDS) {
-                let mut lines: Vec<Candidates> = band.lines.iter().map(|l| self.read_line_best(&g, l)).collect();
+                let lines: Vec<Candidates> = band.lines.iter().map(|l| self.read_line_best(&g, l)).collect();
                 let mean_top = mean_top(&lines);
                 if mean_top < MRZ_LIKE_CONFIDENCE {
                     continue;
                 }
                 found_band = true;
-                let mut d = decode::decode(&lines, today);
-                if d.as_ref().is_none_or(|d| d.mrz.checks.failed() > 0) {
-                    // Photographed at an angle, upright strokes lean: retry each line with slanted cells.
-                    for shear in SHEARS {
-                        for (l, cur) in band.lines.iter().zip(lines.iter_mut()) {
-                            let c = self.read_line_best_sheared(&g, l, shear);
-                            if line_score(&c) > line_score(cur) + SHEAR_MARGIN {
-                                *cur = c;
-                            }
-                        }
-                    }
-                    if let Some(d2) = decode::decode(&lines, today) {
-                        let worse = d.as_ref().is_some_and(|d| d.mrz.checks.failed() < d2.mrz.checks.failed());
-                        if !worse {
-                            d = Some(d2);
-                        }
-                    }
-                }
-                let Some(d) = d else { continue };
+                let Some(d) = decode::decode(&lines, today) else { continue };
                 let bbox = band_in_input(band.bbox, scale, rot, w0, h0);
                 let failed = d.mrz.checks.failed();
                 let read = MrzRead { mrz: d.mrz, confidence: d.confidence, rotation_deg: rot, band: bbox };
@@ -152,17 +162,19 @@ impl MrzReader {
                     return Ok(read);
                 }
                 // Keep the reading that fails the fewest check digits (specimens can print wrong ones).
-                let sure = mean_top >= SURE_READ;
-                let better = best.as_ref().is_none_or(|(bf, _, b)| {
-                    failed < *bf || (failed == *bf && read.confidence > b.confidence)
+                let better = best.as_ref().is_none_or(|b| {
+                    failed < b.failed || (failed == b.failed && read.confidence > b.read.confidence)
                 });
                 if better {
-                    best = Some((failed, sure, read));
+                    best = Some(Best { failed, sure: mean_top >= SURE_READ, read, retry: (g.clone(), band.lines, lines) });
                 }
             }
         }
+        if let Some(b) = best.as_mut() {
+            self.retry_slanted(b, today);
+        }
         match best {
-            Some((failed, sure, r)) if failed <= MAX_FAILED_CHECKS || sure => Ok(r),
+            Some(b) if b.failed <= MAX_FAILED_CHECKS || b.sure => Ok(b.read),
             Some(_) => Err(ReadError::Unreadable),
             None if found_band => Err(ReadError::Unreadable),
             None => Err(ReadError::NotFound),
@@ -178,6 +190,16 @@ pub fn ink_gray(img: &RgbImage) -> GrayImage {
         let p = img.get_pixel(x, y).0;
         image::Luma([p[0].max(p[1]).max(p[2])])
     })
+}
+
+/// The reading failing the fewest check digits so far, with what is needed to reread it.
+struct Best {
+    failed: usize,
+    /// The recogniser is sure of the text (see [`SURE_READ`]).
+    sure: bool,
+    read: MrzRead,
+    /// Working image, band lines and their readings.
+    retry: (Gray, Vec<TextLine>, Vec<Candidates>),
 }
 
 /// Mean top-1 probability over every position of a band.

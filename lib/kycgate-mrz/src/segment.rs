@@ -143,8 +143,7 @@ fn fit(g: &Gray, line: &TextLine) -> Option<TextLine> {
     };
     let mut best_cost = best.cost(&pr, n);
     // Coarse then fine: each end within a quarter pitch, bend within a sixth.
-    let mode = std::env::var("SEG_MODE").unwrap_or_default();
-    for step in if mode.contains("nosearch") { vec![] } else { vec![p / 24.0, p / 96.0] } {
+    for step in [p / 24.0, p / 96.0] {
         let c = best;
         for i in -6..=6 {
             for j in -6..=6 {
@@ -167,13 +166,9 @@ fn fit(g: &Gray, line: &TextLine) -> Option<TextLine> {
         }
     }
     let pitch = (best.last - best.first) / (n as f32 - 1.0);
-    if std::env::var_os("SEG_DEBUG").is_some() {
-        let prof: String = pr.ink.iter().map(|v| char::from(b'0' + (v * 9.0).round() as u8)).collect();
-        eprintln!("pitch {p} pe {pe} l {l} r {r} grid {best:?} cost {best_cost}\nu0 {} step {}\n{prof}", pr.u0, pr.step);
-    }
     // Boundaries nudged into their local gap (unevenly spaced print), then cell centres between them.
     let win = MAX_LOCAL_SHIFT * pitch;
-    let bounds: Vec<f32> = (0..=n).map(|k| if mode.contains("nolocal") { best.at(k as f32 - 0.5, n) } else { local_gap(&pr, best.at(k as f32 - 0.5, n), win) }).collect();
+    let bounds: Vec<f32> = (0..=n).map(|k| local_gap(&pr, best.at(k as f32 - 0.5, n), win)).collect();
     let shifts: Vec<f32> = (0..n)
         .map(|k| {
             let nominal = best.at(k as f32, n);
