@@ -30,8 +30,8 @@ ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ<"
 CELL_H, CELL_W = 24, 20
 CELL_PITCHES, CELL_CAPS = 1.3, 1.6
 # Optional degradations (off by default so the default run reproduces the shipped weights):
-# uneven character spacing and tight crops. Tried for the line-crop set: +1.7 points of line accuracy
-# there, but more O/0 confusions on full pages, so not shipped.
+# uneven character spacing and tight crops. Tried: a little better on the line-crop set, worse on full
+# pages (more O/0 confusions), so not used for the shipped weights (see README).
 AUG = {"uneven": False, "tight": False}
 FONT_DIRS = ["/usr/share/fonts/opentype/ocr-b", "/usr/share/fonts/truetype/ocr-b"]
 
