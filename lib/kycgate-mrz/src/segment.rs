@@ -29,7 +29,7 @@ struct Profile {
 impl Profile {
     fn at(&self, u: f32) -> f32 {
         let x = (u - self.u0) / self.step;
-        if x < 0.0 || x >= (self.ink.len() - 1) as f32 {
+        if self.ink.len() < 2 || x < 0.0 || x >= (self.ink.len() - 1) as f32 {
             return 0.0;
         }
         let i = x.floor() as usize;
