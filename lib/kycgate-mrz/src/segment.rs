@@ -177,7 +177,111 @@ fn fit(g: &Gray, line: &TextLine) -> Option<TextLine> {
         })
         .collect();
     let origin = (line.origin.0 + best.first * line.dir.0, line.origin.1 + best.first * line.dir.1);
-    Some(TextLine { origin, pitch, shifts, ..line.clone() })
+    let mut out = TextLine { origin, pitch, shifts, ..line.clone() };
+    out.lifts = lifts(g, &out);
+    Some(out)
+}
+
+/// Rows sampled across a cell when measuring where its glyph sits.
+const LIFT_ROWS: usize = 25;
+/// Largest across-line correction, in character heights.
+const MAX_LIFT: f32 = 0.35;
+
+/// Across-line offset of each position's glyph from the straight line, smoothed by a quadratic in the
+/// position (a bent page curves the line; single glyphs are too noisy to trust one by one). Empty when
+/// too few tall glyphs are found.
+fn lifts(g: &Gray, line: &TextLine) -> Vec<f32> {
+    let n = (-line.dir.1, line.dir.0);
+    let (w, h) = (g.w as f32 - 1.0, g.h as f32 - 1.0);
+    let mut pts: Vec<(f32, f32)> = Vec::new();
+    for k in 0..line.len {
+        let (cx, cy) = line.center(k as f32);
+        // Darkest and lightest samples of the cell's central columns, row by row.
+        let mut rows = [f32::NAN; LIFT_ROWS];
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for (i, r) in rows.iter_mut().enumerate() {
+            let v = ((i as f32 + 0.5) / LIFT_ROWS as f32 - 0.5) * 1.8 * line.cap;
+            let mut m = f32::INFINITY;
+            for j in 0..5 {
+                let a = (j as f32 / 4.0 - 0.5) * 0.6 * line.pitch;
+                let (x, y) = (cx + a * line.dir.0 + v * n.0, cy + a * line.dir.1 + v * n.1);
+                if x >= 0.0 && y >= 0.0 && x <= w && y <= h {
+                    m = m.min(g.sample(x, y));
+                }
+            }
+            if m.is_finite() {
+                *r = m;
+                lo = lo.min(m);
+                hi = hi.max(m);
+            }
+        }
+        if !(hi - lo >= 30.0) {
+            continue;
+        }
+        let thr = 0.5 * (lo + hi);
+        // The run of inked rows containing (or nearest) the line's centre row.
+        let ink: Vec<bool> = rows.iter().map(|&r| r < thr).collect();
+        let mid = LIFT_ROWS / 2;
+        let Some(seed) = (0..=mid).flat_map(|d| [mid.saturating_sub(d), (mid + d).min(LIFT_ROWS - 1)]).find(|&i| ink[i]) else {
+            continue;
+        };
+        let (mut a, mut b) = (seed, seed);
+        while a > 0 && ink[a - 1] {
+            a -= 1;
+        }
+        while b + 1 < LIFT_ROWS && ink[b + 1] {
+            b += 1;
+        }
+        let row_h = 1.8 * line.cap / LIFT_ROWS as f32;
+        let tall = (b - a + 1) as f32 * row_h;
+        // Only full-height glyphs say where the line is (`<` and blanks do not).
+        if tall < 0.75 * line.cap || tall > 1.3 * line.cap {
+            continue;
+        }
+        let centre = ((a + b) as f32 / 2.0 + 0.5 - LIFT_ROWS as f32 / 2.0) * row_h;
+        pts.push((k as f32, centre));
+    }
+    if pts.len() < 8 {
+        return Vec::new();
+    }
+    let Some(q) = fit_quadratic(&pts) else { return Vec::new() };
+    let cap = MAX_LIFT * line.cap;
+    (0..line.len).map(|k| {
+        let k = k as f32;
+        (q[0] + q[1] * k + q[2] * k * k).clamp(-cap, cap)
+    }).collect()
+}
+
+/// Least-squares `y = c0 + c1·x + c2·x²`.
+fn fit_quadratic(pts: &[(f32, f32)]) -> Option<[f32; 3]> {
+    let mut m = [[0f64; 4]; 3];
+    for &(x, y) in pts {
+        let (x, y) = (f64::from(x), f64::from(y));
+        let row = [1.0, x, x * x];
+        for i in 0..3 {
+            for j in 0..3 {
+                m[i][j] += row[i] * row[j];
+            }
+            m[i][3] += row[i] * y;
+        }
+    }
+    // Gaussian elimination with partial pivoting.
+    for c in 0..3 {
+        let p = (c..3).max_by(|&a, &b| m[a][c].abs().total_cmp(&m[b][c].abs()))?;
+        if m[p][c].abs() < 1e-9 {
+            return None;
+        }
+        m.swap(c, p);
+        for r in 0..3 {
+            if r != c {
+                let f = m[r][c] / m[c][c];
+                for j in c..4 {
+                    m[r][j] -= f * m[c][j];
+                }
+            }
+        }
+    }
+    Some([(m[0][3] / m[0][0]) as f32, (m[1][3] / m[1][1]) as f32, (m[2][3] / m[2][2]) as f32])
 }
 
 /// Centre of the lowest-ink stretch within `win` of `u` (the middle of a flat gap, not its edge).
@@ -217,7 +321,7 @@ mod tests {
     #[test]
     fn recovers_pitch_and_origin_from_a_rough_estimate() {
         let g = bars(30, 20.0, 25.0);
-        let rough = TextLine { origin: (30.0, 20.0), dir: (1.0, 0.0), pitch: 19.0, cap: 20.0, len: 30, shifts: Vec::new() };
+        let rough = TextLine { origin: (30.0, 20.0), dir: (1.0, 0.0), pitch: 19.0, cap: 20.0, len: 30, shifts: Vec::new(), lifts: Vec::new() };
         let fitted = fit_grid(&g, &rough);
         for k in [0usize, 15, 29] {
             let (x, _) = fitted.center(k as f32);
@@ -228,7 +332,7 @@ mod tests {
     #[test]
     fn blank_strip_leaves_line_unchanged() {
         let g = Gray { w: 200, h: 40, px: vec![200.0; 8000] };
-        let line = TextLine { origin: (10.0, 20.0), dir: (1.0, 0.0), pitch: 6.0, cap: 10.0, len: 30, shifts: Vec::new() };
+        let line = TextLine { origin: (10.0, 20.0), dir: (1.0, 0.0), pitch: 6.0, cap: 10.0, len: 30, shifts: Vec::new(), lifts: Vec::new() };
         let out = fit_grid(&g, &line);
         assert_eq!(out.origin, line.origin);
         assert!(out.shifts.is_empty());
