@@ -32,7 +32,7 @@ CELL_PITCHES, CELL_CAPS = 1.3, 1.6
 # Optional degradations (off by default so the default run reproduces the shipped weights):
 # uneven character spacing and tight crops. Tried: a little better on the line-crop set, worse on full
 # pages (more O/0 confusions), so not used for the shipped weights (see README).
-AUG = {"uneven": False, "tight": False}
+AUG = {"uneven": False, "tight": False, "rotate": False}
 FONT_DIRS = ["/usr/share/fonts/opentype/ocr-b", "/usr/share/fonts/truetype/ocr-b"]
 
 
@@ -158,6 +158,14 @@ def render_line(rng, fonts):
             ya, yb = rng.uniform(h * 0.3, h * 0.7, 2)
             d.line((xa, ya, xb, yb), fill=int(rng.uniform(0, 255)), width=int(rng.integers(1, 3)))
     arr = np.asarray(im, np.float32)
+    # Photographed at an angle: the page is resampled rotated (jagged or smooth), cells are cut
+    # along the rotated line as ocr.rs does.
+    rot = 0.0
+    if AUG["rotate"] and rng.random() < 0.5:
+        rot = float(rng.uniform(-8.0, 8.0))
+        resample = Image.NEAREST if rng.random() < 0.5 else Image.BILINEAR
+        rc = (w / 2.0, h / 2.0)
+        arr = np.asarray(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).rotate(rot, resample=resample, center=rc, fillcolor=int(bg)), np.float32)
     # blur
     if rng.random() < 0.7:
         im = Image.fromarray(arr.astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, max(0.4, 0.06 * size))))
@@ -187,6 +195,11 @@ def render_line(rng, fonts):
         centers = [((xs_[k] + 0.5 * adv) * scale_x, cy) for k in range(n)]
     else:
         centers = [((x0 + (k + 0.5) * adv) * scale_x, cy) for k in range(n)]
+    if rot != 0.0:
+        # PIL turns the picture counter-clockwise by `rot` degrees about rc.
+        a = np.deg2rad(rot)
+        ccx, ccy = rc[0] * scale_x, rc[1] * scale_y
+        centers = [(ccx + (x - ccx) * np.cos(a) + (y - ccy) * np.sin(a), ccy - (x - ccx) * np.sin(a) + (y - ccy) * np.cos(a)) for x, y in centers]
     # Tight crops (line-crop datasets, page edges): cut the image close to the text.
     if AUG["tight"] and rng.random() < 0.25:
         hh, ww = arr.shape
@@ -197,14 +210,14 @@ def render_line(rng, fonts):
         if bot - top > 4 and right - left > 4:
             arr = arr[top:bot, left:right]
             centers = [(x - left, y - top) for x, y in centers]
-    return arr, text, centers, adv * scale_x, cap * scale_y
+    return arr, text, centers, adv * scale_x, cap * scale_y, -np.deg2rad(rot)
 
 
 def make_dataset(seed, n_lines, fonts):
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for i in range(n_lines):
-        arr, text, centers, pitch, cap = render_line(rng, fonts)
+        arr, text, centers, pitch, cap, angle = render_line(rng, fonts)
         for k, ch in enumerate(text):
             cx, cy = centers[k]
             cell = cut_cell(
@@ -213,7 +226,7 @@ def make_dataset(seed, n_lines, fonts):
                 cy + rng.normal(0, 0.06) * cap,
                 pitch * rng.uniform(0.9, 1.1),
                 cap * rng.uniform(0.85, 1.15),
-                rng.normal(0, 0.03),
+                angle + rng.normal(0, 0.03),
             )
             xs.append((cell * 255).astype(np.uint8))
             ys.append(ALPHABET.index(ch))
@@ -229,9 +242,11 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "../../lib/kycgate-mrz/model/mrz_cnn.bin"))
     ap.add_argument("--uneven-spacing", action="store_true", help="per-character spacing jitter")
     ap.add_argument("--tight-crops", action="store_true", help="crop some lines close to the text")
+    ap.add_argument("--rotate", action="store_true", help="rotate half the lines by up to 8 degrees")
     args = ap.parse_args()
     AUG["uneven"] = args.uneven_spacing
     AUG["tight"] = args.tight_crops
+    AUG["rotate"] = args.rotate
 
     import jax
     import jax.numpy as jnp
