@@ -2,13 +2,14 @@
 """Train the MRZ character classifier shipped in lib/kycgate-mrz/model/mrz_cnn.bin.
 
 Renders synthetic MRZ lines with the public-domain OCR-B font (Debian `fonts-ocr-b`), degrades them
-(blur, noise, JPEG, resampling, stroke thickness, contrast, gradients, occlusion, binarisation),
+(blur, noise, JPEG, resampling, stroke thickness, contrast, gradients, occlusion, binarisation;
+optionally uneven character spacing and tight crops),
 cuts one cell per character with the same geometry as `lib/kycgate-mrz/src/ocr.rs` (plus jitter so
 the classifier tolerates imperfect segmentation), and trains a small CNN with JAX. Fixed seeds.
 
 Cell geometry (must match ocr.rs): a cell centred on the character centre, 1.3 pitch wide and
 1.6 cap heights tall, sampled bilinearly to 24 rows x 20 columns, ink = 1 after per-cell min/max
-normalisation.
+normalisation; samples outside the image count as paper.
 
 Weight file layout: b"MRZCNN01", u32 LE count of f32s, then f32 LE arrays in this order:
 conv1 w[16,1,3,3] b[16], conv2 w[32,16,3,3] b[32], conv3 w[64,32,3,3] b[64],
@@ -28,6 +29,10 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ<"
 CELL_H, CELL_W = 24, 20
 CELL_PITCHES, CELL_CAPS = 1.3, 1.6
+# Optional degradations (off by default so the default run reproduces the shipped weights):
+# uneven character spacing and tight crops. Tried: a little better on the line-crop set, worse on full
+# pages (more O/0 confusions), so not used for the shipped weights (see README).
+AUG = {"uneven": False, "tight": False, "rotate": False}
 FONT_DIRS = ["/usr/share/fonts/opentype/ocr-b", "/usr/share/fonts/truetype/ocr-b"]
 
 
@@ -86,10 +91,15 @@ def cut_cell(img, cx, cy, pitch, cap, angle):
     xs = cx + a * ca - b * sa
     ys = cy + a * sa + b * ca
     v = bilinear(img, ys, xs)
-    lo, hi = v.min(), v.max()
+    # Outside the image is paper (as in ocr.rs): tight crops cut through the cell.
+    h, w = img.shape
+    inside = (xs >= -0.5) & (ys >= -0.5) & (xs <= w - 0.5) & (ys <= h - 0.5)
+    if not inside.any():
+        return np.zeros_like(v)
+    lo, hi = v[inside].min(), v[inside].max()
     if hi - lo < 1e-3:
         return np.zeros_like(v)
-    return (hi - v) / (hi - lo)
+    return np.where(inside, (hi - v) / (hi - lo), 0.0)
 
 
 def render_line(rng, fonts):
@@ -122,7 +132,18 @@ def render_line(rng, fonts):
     for dy in (-line_gap, line_gap):
         if rng.random() < 0.7:
             d.text((x0, y0 + dy), random_mrz_text(rng, n), font=font, fill=int(ink), stroke_width=stroke, stroke_fill=int(ink))
-    d.text((x0, y0), text, font=font, fill=int(ink), stroke_width=stroke, stroke_fill=int(ink))
+    # Uneven print: per-character spacing jitter (re-typeset specimens, worn printers), so the
+    # classifier does not rely on its neighbours sitting exactly one pitch away.
+    if AUG["uneven"]:
+        jitter = float(rng.choice([0.0, 0.0, 0.03, 0.07]))
+        xs_ = x0 + adv * np.cumsum(np.concatenate([[0.0], 1.0 + rng.normal(0, jitter, n - 1)]))
+    else:
+        xs_ = x0 + adv * np.arange(n)
+    if AUG["uneven"]:
+        for k, ch in enumerate(text):
+            d.text((float(xs_[k]), y0), ch, font=font, fill=int(ink), stroke_width=stroke, stroke_fill=int(ink))
+    else:
+        d.text((x0, y0), text, font=font, fill=int(ink), stroke_width=stroke, stroke_fill=int(ink))
     # thickness
     r_ = rng.random()
     if r_ < 0.15:
@@ -137,6 +158,14 @@ def render_line(rng, fonts):
             ya, yb = rng.uniform(h * 0.3, h * 0.7, 2)
             d.line((xa, ya, xb, yb), fill=int(rng.uniform(0, 255)), width=int(rng.integers(1, 3)))
     arr = np.asarray(im, np.float32)
+    # Photographed at an angle: the page is resampled rotated (jagged or smooth), cells are cut
+    # along the rotated line as ocr.rs does.
+    rot = 0.0
+    if AUG["rotate"] and rng.random() < 0.5:
+        rot = float(rng.uniform(-8.0, 8.0))
+        resample = Image.NEAREST if rng.random() < 0.5 else Image.BILINEAR
+        rc = (w / 2.0, h / 2.0)
+        arr = np.asarray(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).rotate(rot, resample=resample, center=rc, fillcolor=int(bg)), np.float32)
     # blur
     if rng.random() < 0.7:
         im = Image.fromarray(arr.astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, max(0.4, 0.06 * size))))
@@ -162,15 +191,33 @@ def render_line(rng, fonts):
         thr = np.percentile(arr, rng.uniform(20, 50))
         arr = np.where(arr < thr, 0.0, 255.0).astype(np.float32)
     cy = (y0 + (t + b) / 2) * scale_y
-    centers = [((x0 + (k + 0.5) * adv) * scale_x, cy) for k in range(n)]
-    return arr, text, centers, adv * scale_x, cap * scale_y
+    if AUG["uneven"]:
+        centers = [((xs_[k] + 0.5 * adv) * scale_x, cy) for k in range(n)]
+    else:
+        centers = [((x0 + (k + 0.5) * adv) * scale_x, cy) for k in range(n)]
+    if rot != 0.0:
+        # PIL turns the picture counter-clockwise by `rot` degrees about rc.
+        a = np.deg2rad(rot)
+        ccx, ccy = rc[0] * scale_x, rc[1] * scale_y
+        centers = [(ccx + (x - ccx) * np.cos(a) + (y - ccy) * np.sin(a), ccy - (x - ccx) * np.sin(a) + (y - ccy) * np.cos(a)) for x, y in centers]
+    # Tight crops (line-crop datasets, page edges): cut the image close to the text.
+    if AUG["tight"] and rng.random() < 0.25:
+        hh, ww = arr.shape
+        top = int(max(0, cy - cap * scale_y * rng.uniform(0.5, 0.9)))
+        bot = int(min(hh, cy + cap * scale_y * rng.uniform(0.5, 0.9)))
+        left = int(max(0, centers[0][0] - adv * scale_x * rng.uniform(0.3, 0.9)))
+        right = int(min(ww, centers[-1][0] + adv * scale_x * rng.uniform(0.3, 0.9)))
+        if bot - top > 4 and right - left > 4:
+            arr = arr[top:bot, left:right]
+            centers = [(x - left, y - top) for x, y in centers]
+    return arr, text, centers, adv * scale_x, cap * scale_y, -np.deg2rad(rot)
 
 
 def make_dataset(seed, n_lines, fonts):
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for i in range(n_lines):
-        arr, text, centers, pitch, cap = render_line(rng, fonts)
+        arr, text, centers, pitch, cap, angle = render_line(rng, fonts)
         for k, ch in enumerate(text):
             cx, cy = centers[k]
             cell = cut_cell(
@@ -179,7 +226,7 @@ def make_dataset(seed, n_lines, fonts):
                 cy + rng.normal(0, 0.06) * cap,
                 pitch * rng.uniform(0.9, 1.1),
                 cap * rng.uniform(0.85, 1.15),
-                rng.normal(0, 0.03),
+                angle + rng.normal(0, 0.03),
             )
             xs.append((cell * 255).astype(np.uint8))
             ys.append(ALPHABET.index(ch))
@@ -193,7 +240,13 @@ def main():
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "../../lib/kycgate-mrz/model/mrz_cnn.bin"))
+    ap.add_argument("--uneven-spacing", action="store_true", help="per-character spacing jitter")
+    ap.add_argument("--tight-crops", action="store_true", help="crop some lines close to the text")
+    ap.add_argument("--rotate", action="store_true", help="rotate half the lines by up to 8 degrees")
     args = ap.parse_args()
+    AUG["uneven"] = args.uneven_spacing
+    AUG["tight"] = args.tight_crops
+    AUG["rotate"] = args.rotate
 
     import jax
     import jax.numpy as jnp

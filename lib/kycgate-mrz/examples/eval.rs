@@ -13,7 +13,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/eval"))
             .join("mrz")
     });
-    let reader = MrzReader::new()?;
+    // MRZ_MODEL: evaluate a retrained weight file instead of the embedded one.
+    let reader = match std::env::var_os("MRZ_MODEL") {
+        Some(p) => MrzReader::with_model(&std::fs::read(p)?)?,
+        None => MrzReader::new()?,
+    };
     let report = eval_mrz(&dir, &reader, Today::now())?;
     print!("{report}");
     if std::env::var_os("MRZ_EVAL_LIST_MISSES").is_some() {

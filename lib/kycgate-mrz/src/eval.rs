@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::locate::{find_lines, Gray};
-use crate::ocr::read_line;
 use crate::parse::{parse, Today};
 use crate::read::{MrzReader, ReadError};
 
@@ -141,7 +140,7 @@ fn eval_lines(dir: &Path, reader: &MrzReader, rep: &mut MrzReport) -> std::io::R
             .max_by_key(|l| l.len)
             .map(|mut l| {
                 l.len = truth.len();
-                read_line(&g, &l, reader.classifier()).iter().map(|alts| alts.first().map_or('?', |a| a.0)).collect::<String>()
+                reader.read_line_best(&g, &l).iter().map(|alts| alts.first().map_or('?', |a| a.0)).collect::<String>()
             })
             .unwrap_or_default();
         let clean = cols[4] == "all_checks_pass";

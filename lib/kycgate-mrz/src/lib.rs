@@ -2,7 +2,7 @@
 //!
 //! - [`parse`], [`checks`], [`decode`], [`nationality`]: layout rules, check digits, choosing among
 //!   recogniser alternatives, code → demonym. Pure functions.
-//! - [`locate`], [`ocr`], [`read`]: image → MRZ band → characters → [`parse::Mrz`].
+//! - [`locate`], [`segment`], [`ocr`], [`read`]: image → MRZ band → character grid → characters → [`parse::Mrz`].
 //! - [`eval`]: accuracy over a labelled image set.
 
 pub mod checks;
@@ -14,6 +14,7 @@ pub mod eval;
 pub mod locate;
 pub mod ocr;
 pub mod read;
+pub mod segment;
 
 pub use checks::Checks;
 pub use decode::{decode, decode_text, Candidates, Decoded};

@@ -96,12 +96,21 @@ pub struct TextLine {
     pub cap: f32,
     /// Number of character positions found.
     pub len: usize,
+    /// Per-position shift along the line from the uniform grid, in pixels (empty: none). Set by
+    /// [`crate::segment::fit_grid`] for perspective drift and unevenly spaced print.
+    pub shifts: Vec<f32>,
+    /// Per-position shift across the line (positive: down the glyphs), in pixels (empty: none): a
+    /// bent page curves the line away from a straight fit.
+    pub lifts: Vec<f32>,
 }
 
 impl TextLine {
     /// Centre of character position `k`.
     pub fn center(&self, k: f32) -> (f32, f32) {
-        (self.origin.0 + k * self.pitch * self.dir.0, self.origin.1 + k * self.pitch * self.dir.1)
+        let at = |v: &[f32]| if k >= 0.0 && k.fract() == 0.0 { v.get(k as usize).copied().unwrap_or(0.0) } else { 0.0 };
+        let u = k * self.pitch + at(&self.shifts);
+        let v = at(&self.lifts);
+        (self.origin.0 + u * self.dir.0 - v * self.dir.1, self.origin.1 + u * self.dir.1 + v * self.dir.0)
     }
 
     /// Skew angle in radians.
@@ -376,7 +385,7 @@ fn fit_line(blobs: &[Blob], chain: &[usize]) -> Option<TextLine> {
     let k_last = ((us[us.len() - 1].0 - a) / pitch).round();
     let len = (k_last - k_first) as usize + 1;
     let u0 = a + k_first * pitch;
-    Some(TextLine { origin: (mx + u0 * dir.0, my + u0 * dir.1), dir, pitch, cap, len })
+    Some(TextLine { origin: (mx + u0 * dir.0, my + u0 * dir.1), dir, pitch, cap, len, shifts: Vec::new(), lifts: Vec::new() })
 }
 
 /// MRZ line lengths.
@@ -472,7 +481,7 @@ fn make_band(lines: &[TextLine], idx: &[usize]) -> Option<Band> {
             return None;
         }
         let origin = l.center(shift);
-        out.push(TextLine { origin, len: target, ..l.clone() });
+        out.push(TextLine { origin, len: target, shifts: Vec::new(), lifts: Vec::new(), ..l.clone() });
     }
     let (mut x0, mut y0, mut x1, mut y1) = (f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY);
     for l in &out {

@@ -186,35 +186,74 @@ fn dense(d: &Dense, x: &[f32]) -> Vec<f32> {
 
 /// Samples the cell around centre `(cx, cy)` on a line at `angle`, normalised so ink is 1 and paper 0.
 pub fn cut_cell(g: &Gray, cx: f32, cy: f32, pitch: f32, cap: f32, angle: f32) -> Vec<f32> {
+    cut_cell_sheared(g, cx, cy, pitch, cap, angle, 0.0)
+}
+
+/// [`cut_cell`] with the cell's columns slanted by `shear` (along-line shift per unit across), which
+/// undoes the slant a camera's perspective gives upright strokes.
+pub fn cut_cell_sheared(g: &Gray, cx: f32, cy: f32, pitch: f32, cap: f32, angle: f32, shear: f32) -> Vec<f32> {
     let (ca, sa) = (angle.cos(), angle.sin());
     let mut v = Vec::with_capacity(CELL_H * CELL_W);
+    let (xmax, ymax) = (g.w as f32 - 0.5, g.h as f32 - 0.5);
     for i in 0..CELL_H {
         let b = ((i as f32 + 0.5) / CELL_H as f32 - 0.5) * CELL_CAPS * cap;
         for j in 0..CELL_W {
-            let a = ((j as f32 + 0.5) / CELL_W as f32 - 0.5) * CELL_PITCHES * pitch;
-            v.push(g.sample(cx + a * ca - b * sa, cy + a * sa + b * ca));
+            let a = ((j as f32 + 0.5) / CELL_W as f32 - 0.5) * CELL_PITCHES * pitch + shear * b;
+            let (x, y) = (cx + a * ca - b * sa, cy + a * sa + b * ca);
+            // Outside the image is paper, not a smear of the border row: tight crops cut through ink.
+            let inside = x >= -0.5 && y >= -0.5 && x <= xmax && y <= ymax;
+            v.push(if inside { g.sample(x, y) } else { f32::NAN });
         }
     }
-    let lo = v.iter().copied().fold(f32::INFINITY, f32::min);
-    let hi = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if hi - lo < 1e-3 {
+    let lo = v.iter().copied().filter(|p| !p.is_nan()).fold(f32::INFINITY, f32::min);
+    let hi = v.iter().copied().filter(|p| !p.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+    if !(hi - lo >= 1e-3) {
         v.iter_mut().for_each(|p| *p = 0.0);
     } else {
-        v.iter_mut().for_each(|p| *p = (hi - *p) / (hi - lo));
+        v.iter_mut().for_each(|p| *p = if p.is_nan() { 0.0 } else { (hi - *p) / (hi - lo) });
     }
     v
 }
 
 /// Per-position alternatives (best first, with probabilities) for one straightened line.
 pub fn read_line(g: &Gray, line: &TextLine, clf: &CharClassifier) -> Vec<Vec<(char, f32)>> {
+    read_line_sheared(g, line, clf, 0.0)
+}
+
+/// [`read_line`] with slanted cells (see [`cut_cell_sheared`]).
+pub fn read_line_sheared(g: &Gray, line: &TextLine, clf: &CharClassifier, shear: f32) -> Vec<Vec<(char, f32)>> {
     let angle = line.angle();
     (0..line.len)
         .map(|k| {
             let (cx, cy) = line.center(k as f32);
-            let p = clf.probs(&cut_cell(g, cx, cy, line.pitch, line.cap, angle));
+            let mut p = clf.probs(&cut_cell_sheared(g, cx, cy, line.pitch, line.cap, angle, shear));
+            if p.iter().copied().fold(0.0, f32::max) < UNSURE {
+                p = jittered_probs(g, line, clf, (cx, cy), shear, &p);
+            }
             top_k(&p)
         })
         .collect()
+}
+
+/// Top-1 probability below which a position is re-read from jittered cuts.
+const UNSURE: f32 = 0.9;
+/// (shift along the line in pitches, scale) of the extra cuts averaged for an unsure position.
+const JITTERS: [(f32, f32); 4] = [(0.08, 1.0), (-0.08, 1.0), (0.0, 0.93), (0.0, 1.07)];
+
+/// Mean class probabilities over the original cut `p0` and [`JITTERS`]: at low resolution one cut
+/// aliases (`T` read as `Y`), a small ensemble of shifted and rescaled cuts does so much less.
+fn jittered_probs(g: &Gray, line: &TextLine, clf: &CharClassifier, c: (f32, f32), shear: f32, p0: &[f32; 37]) -> [f32; 37] {
+    let angle = line.angle();
+    let (ca, sa) = (angle.cos(), angle.sin());
+    let mut acc = *p0;
+    for (du, sc) in JITTERS {
+        let (x, y) = (c.0 + du * line.pitch * ca, c.1 + du * line.pitch * sa);
+        let q = clf.probs(&cut_cell_sheared(g, x, y, line.pitch * sc, line.cap * sc, angle, shear));
+        acc.iter_mut().zip(q).for_each(|(a, b)| *a += b);
+    }
+    let n = (JITTERS.len() + 1) as f32;
+    acc.iter_mut().for_each(|a| *a /= n);
+    acc
 }
 
 /// The `TOP_K` most probable symbols of a probability vector, best first.

@@ -3,8 +3,9 @@
 use image::{imageops, GrayImage, RgbImage};
 
 use crate::decode::{self, Candidates};
-use crate::locate::{find_bands, Gray};
-use crate::ocr::{read_line, CharClassifier, ModelError};
+use crate::locate::{find_bands, Gray, TextLine};
+use crate::ocr::{read_line_sheared, CharClassifier, ModelError};
+use crate::segment::fit_grid;
 use crate::parse::{Mrz, Today};
 
 /// Why no MRZ came out of an image.
@@ -45,6 +46,15 @@ const MAX_BANDS: usize = 6;
 const MRZ_LIKE_CONFIDENCE: f32 = 0.6;
 /// A reading failing more check digits than this is taken as misread, not as a specimen's own error.
 const MAX_FAILED_CHECKS: usize = 2;
+/// ... unless the recogniser is this sure of every line on average: then the text is what is printed
+/// and the failing digits are the document's own (specimens are printed with bad ones), reported as such.
+const SURE_READ: f32 = 0.97;
+/// Top-1 probability at which a cell counts as cleanly read.
+const SURE_CHAR: f32 = 0.9;
+/// Cell slants tried when a band fails its check digits (along-line shift per unit across).
+const SHEARS: [f32; 2] = [-0.2, 0.2];
+/// ln-probability a slanted reading of a line must gain to replace the upright one.
+const SHEAR_MARGIN: f32 = 0.5;
 /// Working images are scaled so their longer side is at least this many pixels.
 const MIN_WORK_SIDE: f32 = 1000.0;
 /// ... and at most this many.
@@ -56,17 +66,70 @@ impl MrzReader {
         Ok(Self { clf: CharClassifier::embedded()? })
     }
 
+    /// Uses another `MRZCNN01` weight file (a retrained model under evaluation).
+    pub fn with_model(bytes: &[u8]) -> Result<Self, ReadError> {
+        Ok(Self { clf: CharClassifier::from_bytes(bytes)? })
+    }
+
     /// The character recogniser, for line-level evaluation.
     pub fn classifier(&self) -> &CharClassifier {
         &self.clf
     }
 
+    /// Reads a line on the blob-chain grid and on the profile-fitted grid and keeps the reading the
+    /// recogniser is surer of: the fitted grid fixes drift and uneven print, the blob grid is safer
+    /// where the profile is noisy (low resolution, backgrounds touching the line).
+    pub fn read_line_best(&self, g: &Gray, line: &TextLine) -> Candidates {
+        self.read_line_best_sheared(g, line, 0.0)
+    }
+
+    fn read_line_best_sheared(&self, g: &Gray, line: &TextLine, shear: f32) -> Candidates {
+        let a = read_line_sheared(g, line, &self.clf, shear);
+        if a.iter().all(|alts| alts.first().is_some_and(|t| t.1 >= SURE_CHAR)) {
+            // Every cell already reads cleanly: the blob grid is right, save the second pass.
+            return a;
+        }
+        let fitted = fit_grid(g, line);
+        if fitted.origin == line.origin && fitted.shifts.is_empty() {
+            return a;
+        }
+        let b = read_line_sheared(g, &fitted, &self.clf, shear);
+        if line_score(&b) > line_score(&a) {
+            b
+        } else {
+            a
+        }
+    }
+
+    /// Photographed at an angle, upright strokes lean: rereads the best band with slanted cells, line
+    /// by line where the recogniser is clearly surer, and keeps the result if it fails fewer checks.
+    fn retry_slanted(&self, b: &mut Best, today: Today) {
+        let (g, band, lines) = &b.retry;
+        let mut lines = lines.clone();
+        for shear in SHEARS {
+            for (l, cur) in band.iter().zip(lines.iter_mut()) {
+                let c = self.read_line_best_sheared(g, l, shear);
+                if line_score(&c) > line_score(cur) + SHEAR_MARGIN {
+                    *cur = c;
+                }
+            }
+        }
+        let Some(d) = decode::decode(&lines, today) else { return };
+        let failed = d.mrz.checks.failed();
+        if failed < b.failed {
+            b.failed = failed;
+            b.sure = mean_top(&lines) >= SURE_READ;
+            b.read.mrz = d.mrz;
+            b.read.confidence = d.confidence;
+        }
+    }
+
     /// Finds and reads the MRZ in `img`; `today` resolves two-digit years.
     pub fn read(&self, img: &RgbImage, today: Today) -> Result<MrzRead, ReadError> {
-        let gray: GrayImage = imageops::grayscale(img);
+        let gray: GrayImage = ink_gray(img);
         let (w0, h0) = gray.dimensions();
         let mut found_band = false;
-        let mut best: Option<(usize, MrzRead)> = None;
+        let mut best: Option<Best> = None;
         for rot in [0u16, 180, 90, 270] {
             let rotated = match rot {
                 90 => imageops::rotate90(&gray),
@@ -85,10 +148,8 @@ impl MrzReader {
             };
             let g = if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g };
             for band in find_bands(&g).into_iter().take(MAX_BANDS) {
-                let lines: Vec<Candidates> = band.lines.iter().map(|l| read_line(&g, l, &self.clf)).collect();
-                let n: usize = lines.iter().map(Vec::len).sum();
-                let mean_top =
-                    lines.iter().flatten().map(|alts| alts.first().map_or(0.0, |a| a.1)).sum::<f32>() / n.max(1) as f32;
+                let lines: Vec<Candidates> = band.lines.iter().map(|l| self.read_line_best(&g, l)).collect();
+                let mean_top = mean_top(&lines);
                 if mean_top < MRZ_LIKE_CONFIDENCE {
                     continue;
                 }
@@ -101,21 +162,55 @@ impl MrzReader {
                     return Ok(read);
                 }
                 // Keep the reading that fails the fewest check digits (specimens can print wrong ones).
-                let better = best.as_ref().is_none_or(|(bf, b)| {
-                    failed < *bf || (failed == *bf && read.confidence > b.confidence)
+                let better = best.as_ref().is_none_or(|b| {
+                    failed < b.failed || (failed == b.failed && read.confidence > b.read.confidence)
                 });
                 if better {
-                    best = Some((failed, read));
+                    best = Some(Best { failed, sure: mean_top >= SURE_READ, read, retry: (g.clone(), band.lines, lines) });
                 }
             }
         }
+        if let Some(b) = best.as_mut() {
+            self.retry_slanted(b, today);
+        }
         match best {
-            Some((failed, r)) if failed <= MAX_FAILED_CHECKS => Ok(r),
+            Some(b) if b.failed <= MAX_FAILED_CHECKS || b.sure => Ok(b.read),
             Some(_) => Err(ReadError::Unreadable),
             None if found_band => Err(ReadError::Unreadable),
             None => Err(ReadError::NotFound),
         }
     }
+}
+
+/// Brightest channel per pixel: MRZ ink is black, so coloured security print, stamps and overlays
+/// turn light while the characters stay dark.
+pub fn ink_gray(img: &RgbImage) -> GrayImage {
+    let (w, h) = img.dimensions();
+    GrayImage::from_fn(w, h, |x, y| {
+        let p = img.get_pixel(x, y).0;
+        image::Luma([p[0].max(p[1]).max(p[2])])
+    })
+}
+
+/// The reading failing the fewest check digits so far, with what is needed to reread it.
+struct Best {
+    failed: usize,
+    /// The recogniser is sure of the text (see [`SURE_READ`]).
+    sure: bool,
+    read: MrzRead,
+    /// Working image, band lines and their readings.
+    retry: (Gray, Vec<TextLine>, Vec<Candidates>),
+}
+
+/// Mean top-1 probability over every position of a band.
+fn mean_top(lines: &[Candidates]) -> f32 {
+    let n: usize = lines.iter().map(Vec::len).sum();
+    lines.iter().flatten().map(|alts| alts.first().map_or(0.0, |a| a.1)).sum::<f32>() / n.max(1) as f32
+}
+
+/// Sum of ln top-1 probabilities: how sure the recogniser is of a whole line.
+pub fn line_score(c: &Candidates) -> f32 {
+    c.iter().map(|alts| alts.first().map_or(-14.0, |a| a.1.max(1e-6).ln())).sum()
 }
 
 /// Maps a box from the scaled, rotated working image back to the input image.

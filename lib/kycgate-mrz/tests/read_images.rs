@@ -57,9 +57,12 @@ fn accuracy_floors_on_gt_set() {
     assert!(frac(rep.num_birth_expiry, rep.positives) >= NUM_BIRTH_EXPIRY_FLOOR, "doc+birth+expiry below floor");
     assert_eq!(rep.negatives_rejected, rep.negatives, "a page without MRZ was read");
     assert!(frac(rep.clean_lines_exact, rep.clean_lines) >= CLEAN_LINE_FLOOR, "line-level accuracy below floor");
+    assert!(frac(rep.lines_exact, rep.lines) >= LINE_FLOOR, "line-level accuracy (all crops) below floor");
 }
 
-/// Floors just under the measured values (see the crate report); raise them when the reader improves.
-const WHOLE_EXACT_FLOOR: f64 = 0.84;
-const NUM_BIRTH_EXPIRY_FLOOR: f64 = 0.90;
-const CLEAN_LINE_FLOOR: f64 = 0.36;
+/// Floors just under the measured values (41/44, 43/44, 117/257 and 651/1688 lines, docs/MRZ.md);
+/// raise them when the reader improves.
+const WHOLE_EXACT_FLOOR: f64 = 0.93;
+const NUM_BIRTH_EXPIRY_FLOOR: f64 = 0.97;
+const CLEAN_LINE_FLOOR: f64 = 0.45;
+const LINE_FLOOR: f64 = 0.38;
