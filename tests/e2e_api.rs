@@ -208,16 +208,7 @@ async fn kyc_passport_lifecycle_media_and_isolation() {
     let api = gw.client();
     let other = gw.client_with(Some(OTHER_KEY));
 
-    let id = api
-        .submit_ok(
-            "kyc_passport",
-            vec![
-                file("selfie_image", eval_image("faces/deepface/img1.jpg")),
-                file("passport_image", eval_image(PASSPORT)),
-                text("extend_data", "true"),
-            ],
-        )
-        .await;
+    let id = api.submit_ok("kyc_passport", kyc_specimen("true")).await;
     // Someone else's id is indistinguishable from an unknown one.
     assert_eq!(other.task(&id).await.0, 404);
 

@@ -80,12 +80,7 @@ chain = [
   { provider = "good", timeout_ms = 2000 },
 ]
 "#;
-    let gw = TestGateway::start(Options {
-        providers_dir: dir.path().to_path_buf(),
-        extra_toml: routing.into(),
-        ..Options::default()
-    })
-    .await;
+    let gw = TestGateway::start(Options::routed(dir.path(), routing)).await;
     let api = gw.client();
     let selfie = eval_image("faces/deepface/img1.jpg");
     let id = api.submit_ok("face_liveness", vec![file("image", selfie.clone()), text("extend_data", "true")]).await;
@@ -153,12 +148,7 @@ chain = [
   { provider = "garbage", retry = { max_attempts = 1 } },
 ]
 "#;
-    let gw = TestGateway::start(Options {
-        providers_dir: dir.path().to_path_buf(),
-        extra_toml: routing.into(),
-        ..Options::default()
-    })
-    .await;
+    let gw = TestGateway::start(Options::routed(dir.path(), routing)).await;
     let api = gw.client();
     let id = api.submit_ok("face_liveness", vec![file("image", eval_image("faces/deepface/img1.jpg"))]).await;
     let (task, seen) = api.wait(&id, Duration::from_secs(60)).await;
@@ -191,23 +181,9 @@ async fn kyc_passport_with_a_compare_vendor_in_front_of_local() {
 [routing.face_compare]
 chain = [{ provider = "compreface", timeout_ms = 5000 }, { provider = "local" }]
 "#;
-    let gw = TestGateway::start(Options {
-        providers_dir: dir.path().to_path_buf(),
-        extra_toml: routing.into(),
-        ..Options::default()
-    })
-    .await;
+    let gw = TestGateway::start(Options::routed(dir.path(), routing)).await;
     let api = gw.client();
-    let id = api
-        .submit_ok(
-            "kyc_passport",
-            vec![
-                file("selfie_image", eval_image("faces/deepface/img1.jpg")),
-                file("passport_image", eval_image("documents/passporteye_100_pass-uto.jpg")),
-                text("extend_data", "yes"),
-            ],
-        )
-        .await;
+    let id = api.submit_ok("kyc_passport", kyc_specimen("yes")).await;
     let (task, _) = api.wait(&id, Duration::from_secs(120)).await;
     assert_eq!(task["status"], "SUCCESS", "{task}");
     let data = &task["result"]["data"];

@@ -255,16 +255,7 @@ consensus = { providers = ["local", "reader"] }
     )
     .await;
     let api = gw.client();
-    let id = api
-        .submit_ok(
-            "kyc_passport",
-            vec![
-                file("selfie_image", eval_image("faces/deepface/img1.jpg")),
-                file("passport_image", eval_image("documents/passporteye_100_pass-uto.jpg")),
-                text("extend_data", "true"),
-            ],
-        )
-        .await;
+    let id = api.submit_ok("kyc_passport", kyc_specimen("true")).await;
     let (task, _) = api.wait(&id, Duration::from_secs(120)).await;
     let data = &task["result"]["data"];
     // Face compare: one vendor says yes, the other no; "all" says no, and names both.

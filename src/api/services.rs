@@ -42,16 +42,13 @@ pub async fn submit(
     Path(service): Path<String>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = match principal {
-        Ok(p) => p,
-        Err(e) => {
-            // Read the upload (bounded by the body limit) before answering 401: a client still
-            // sending a large file would otherwise meet a closed socket instead of the answer.
-            let _ = axum::body::to_bytes(req.into_body(), state.limits.max_bytes.saturating_mul(4)).await;
-            return Err(e);
-        }
+    // Refusals before the form is read still read the upload (bounded by the body limit): a
+    // client still sending a large file would otherwise meet a closed socket, not the answer.
+    let (principal, service) = match (principal, ServiceKind::from_path(&service)) {
+        (Ok(p), Some(s)) => (p, s),
+        (Err(e), _) => return Err(drain_then(req, &state, e).await),
+        (Ok(_), None) => return Err(drain_then(req, &state, ApiError::NotFound).await),
     };
-    let service = ServiceKind::from_path(&service).ok_or(ApiError::NotFound)?;
     let base_url = request_base_url(req.headers());
     let form = Form::from_multipart(req).await?;
     let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -139,6 +136,12 @@ pub async fn submit(
 }
 
 /// `scheme://host` as the client addressed us (honouring `X-Forwarded-Proto` from a proxy).
+/// Reads and drops the request body (at most 4× the per-image limit), then gives back `err`.
+async fn drain_then(req: Request, state: &AppState, err: ApiError) -> ApiError {
+    let _ = axum::body::to_bytes(req.into_body(), state.limits.max_bytes.saturating_mul(4)).await;
+    err
+}
+
 fn request_base_url(headers: &axum::http::HeaderMap) -> Option<String> {
     let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
     let scheme = headers

@@ -77,6 +77,13 @@ pub struct Options {
     pub concurrency: usize,
 }
 
+impl Options {
+    /// Defaults, with providers from `dir` and the given `[routing…]` TOML.
+    pub fn routed(dir: &Path, routing: &str) -> Self {
+        Self { providers_dir: dir.to_path_buf(), extra_toml: routing.into(), ..Self::default() }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -209,6 +216,16 @@ pub fn file(name: &'static str, bytes: Vec<u8>) -> Part {
 
 pub fn text(name: &'static str, value: &str) -> Part {
     Part::Text { name, value: value.to_string() }
+}
+
+/// A `kyc_passport` form: a deepface selfie and the ICAO TD3 specimen (Utopia, Anna Maria
+/// Eriksson, L898902C3), with `extend_data` as given.
+pub fn kyc_specimen(extend_data: &str) -> Vec<Part> {
+    vec![
+        file("selfie_image", eval_image("faces/deepface/img1.jpg")),
+        file("passport_image", eval_image("documents/passporteye_100_pass-uto.jpg")),
+        text("extend_data", extend_data),
+    ]
 }
 
 /// A client of the gateway's public API.
