@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,15 +12,6 @@ use support::*;
 use tokio::time::Instant;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-fn fixture(vendor: &str, name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vendors").join(vendor).join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn json_body(vendor: &str, name: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_raw(fixture(vendor, name).into_bytes(), "application/json")
-}
 
 /// Answers 429 + `Retry-After: 1` and notes when each request arrived.
 struct Throttled(Arc<Mutex<Vec<Instant>>>);
@@ -60,11 +50,11 @@ fn a(p: &str, n: u64, o: &str) -> (String, u64, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn liveness_falls_back_past_timeout_500_and_429() {
-    let slow = kbyai_mock(json_body("kbyai", "real.json").set_delay(Duration::from_secs(5))).await;
+    let slow = kbyai_mock(vendor_answer("kbyai", "real.json").set_delay(Duration::from_secs(5))).await;
     let broken = kbyai_mock(ResponseTemplate::new(500).set_body_string("upstream exploded")).await;
     let arrivals = Arc::new(Mutex::new(Vec::new()));
     let throttled = kbyai_mock(Throttled(arrivals.clone())).await;
-    let good = kbyai_mock(json_body("kbyai", "real.json")).await;
+    let good = kbyai_mock(vendor_answer("kbyai", "real.json")).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     local_adapter(dir.path());
@@ -119,7 +109,7 @@ chain = [
     assert!(arrivals[1] - arrivals[0] >= Duration::from_secs(1), "retried before Retry-After");
 
     // extend_data: the answering vendor's raw payload, untouched.
-    let raw: Value = serde_json::from_str(&fixture("kbyai", "real.json")).expect("fixture json");
+    let raw: Value = serde_json::from_slice(&vendor_fixture("kbyai", "real.json")).expect("fixture json");
     assert_eq!(data["extended"]["liveness"]["good"], raw);
 
     // The request the vendor received: the selfie as the multipart `file` part.
@@ -171,7 +161,7 @@ async fn kyc_passport_with_a_compare_vendor_in_front_of_local() {
     Mock::given(method("POST"))
         .and(path("/api/v1/verification/verify"))
         .and(header("x-api-key", "cf-secret"))
-        .respond_with(json_body("compreface", "success.json"))
+        .respond_with(vendor_answer("compreface", "success.json"))
         .mount(&vendor)
         .await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -193,7 +183,7 @@ chain = [{ provider = "compreface", timeout_ms = 5000 }, { provider = "local" }]
     assert_eq!(data["details"]["compare"]["data"]["score"], json!(0.97858));
     assert_eq!(attempts(data, "face_compare"), [a("compreface", 1, "ok")]);
     assert_eq!(attempts(data, "document_ocr"), [a("local", 1, "ok")]);
-    let raw: Value = serde_json::from_str(&fixture("compreface", "success.json")).expect("fixture json");
+    let raw: Value = serde_json::from_slice(&vendor_fixture("compreface", "success.json")).expect("fixture json");
     assert_eq!(data["extended"]["face_compare"]["compreface"], raw);
     assert!(data["extended"]["document_ocr"]["local"].is_object(), "{data}");
 

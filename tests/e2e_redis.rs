@@ -5,18 +5,12 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
 use support::*;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn real_json() -> ResponseTemplate {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vendors/kbyai/real.json");
-    ResponseTemplate::new(200).set_body_raw(std::fs::read(p).expect("fixture"), "application/json")
-}
+use wiremock::{Mock, MockServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_tasks_tokens_and_media() {
@@ -70,11 +64,11 @@ async fn a_task_whose_instance_dies_is_finished_by_another() {
     let hanging = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/check_liveness"))
-        .respond_with(real_json().set_delay(Duration::from_secs(120)))
+        .respond_with(vendor_answer("kbyai", "real.json").set_delay(Duration::from_secs(120)))
         .mount(&hanging)
         .await;
     let healthy = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/check_liveness")).respond_with(real_json()).mount(&healthy).await;
+    Mock::given(method("POST")).and(path("/check_liveness")).respond_with(vendor_answer("kbyai", "real.json")).mount(&healthy).await;
 
     let dir_a = tempfile::tempdir().expect("tempdir");
     local_adapter(dir_a.path());

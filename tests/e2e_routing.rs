@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -15,16 +15,11 @@ use std::sync::Arc;
 
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-fn fixture(vendor: &str, name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vendors").join(vendor).join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
 async fn liveness_vendor(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/check_liveness"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("kbyai", "real.json"), "application/json").set_delay(delay))
+        .respond_with(vendor_answer("kbyai", "real.json").set_delay(delay))
         .mount(&server)
         .await;
     server
@@ -34,7 +29,7 @@ async fn compare_vendor(answer: &str) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/api/v1/verification/verify"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(fixture("compreface", answer), "application/json"))
+        .respond_with(vendor_answer("compreface", answer))
         .mount(&server)
         .await;
     server
@@ -280,7 +275,7 @@ struct Flaky(Arc<AtomicBool>);
 impl Respond for Flaky {
     fn respond(&self, _: &Request) -> ResponseTemplate {
         if self.0.load(Ordering::SeqCst) {
-            ResponseTemplate::new(200).set_body_raw(fixture("kbyai", "real.json"), "application/json")
+            vendor_answer("kbyai", "real.json")
         } else {
             ResponseTemplate::new(500)
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use kycgate_mrz::eval::MrzReport;
 use kycgate_vision::eval::{FaceReport, LivenessReport, PortraitReport};
-use kycgate_vision::{EmbeddingModel, FaceDetector, FaceEmbedder, LivenessModel};
+use kycgate_vision::{FaceDetector, FaceEmbedder};
 use serde::Deserialize;
 
 use super::models::ModelStore;
@@ -39,19 +39,11 @@ pub fn run(dir: &Path, store: &ModelStore, settings: &LocalSettings) -> Result<E
     let model = |name: &str| store.resolve(name).map_err(|e| EvalError::Model(format!("{name}: {e}")));
     let vision = |e: kycgate_vision::VisionError| EvalError::Vision(e.to_string());
     let det = FaceDetector::load(model("yunet")?).map_err(vision)?;
-    let embed_name = match settings.embedding_model {
-        EmbeddingModel::DlibResnet => "dlib_resnet_v1",
-        EmbeddingModel::FrFeature => "fr_feature",
-    };
-    let emb = FaceEmbedder::load(settings.embedding_model, model(embed_name)?).map_err(vision)?;
-    let live = if settings.liveness_model == "fr_liveness" {
-        LivenessModel::load_fr(model("fr_liveness")?)
-    } else {
-        LivenessModel::load_minifasnet(model("minifasnet_v2_27")?, model("minifasnet_v1se_40")?)
-    }
-    .map_err(vision)?;
-    let compare_threshold = settings.compare_threshold.map(|t| t as f32).unwrap_or_else(|| emb.default_threshold());
-    let live_threshold = settings.liveness_threshold.map(|t| t as f32).unwrap_or_else(|| live.default_threshold());
+    let emb = FaceEmbedder::load(settings.embedding_model, model(settings.embedder_model_name())?).map_err(vision)?;
+    let live_files = settings.liveness_model_names().iter().map(|n| model(n)).collect::<Result<Vec<_>, _>>()?;
+    let live = settings.load_liveness(&live_files).map_err(vision)?;
+    let compare_threshold = settings.compare_threshold_for(&emb) as f32;
+    let live_threshold = settings.liveness_threshold_for(&live) as f32;
     let mrz = kycgate_mrz::read::MrzReader::new().map_err(|e| EvalError::Model(format!("MRZ reader: {e}")))?;
     let vis = |e: kycgate_vision::eval::EvalError| EvalError::Vision(e.to_string());
     Ok(EvalReport {

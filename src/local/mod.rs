@@ -77,6 +77,42 @@ impl LocalSettings {
     pub fn from_spec(spec: &LocalSpec) -> Result<Self, toml::de::Error> {
         toml::Value::Table(spec.settings.clone()).try_into()
     }
+
+    /// Manifest name (`models.toml`) of the selected embedding model.
+    pub fn embedder_model_name(&self) -> &'static str {
+        match self.embedding_model {
+            EmbeddingModel::DlibResnet => "dlib_resnet_v1",
+            EmbeddingModel::FrFeature => "fr_feature",
+        }
+    }
+
+    /// Manifest names of the selected liveness model's files, in the order `load_liveness` takes.
+    pub fn liveness_model_names(&self) -> &'static [&'static str] {
+        if self.liveness_model == "fr_liveness" {
+            &["fr_liveness"]
+        } else {
+            &["minifasnet_v2_27", "minifasnet_v1se_40"]
+        }
+    }
+
+    /// Loads the liveness model from the files `liveness_model_names` resolved to.
+    pub fn load_liveness(&self, paths: &[std::path::PathBuf]) -> Result<LivenessModel, kycgate_vision::VisionError> {
+        match paths {
+            [fr] if self.liveness_model == "fr_liveness" => LivenessModel::load_fr(fr),
+            [v2, v1se] => LivenessModel::load_minifasnet(v2, v1se),
+            _ => Err(kycgate_vision::VisionError::BadInput("liveness model files do not match the selected model")),
+        }
+    }
+
+    /// Same-person threshold in force: the configured one, else the model's measured default.
+    pub fn compare_threshold_for(&self, embedder: &FaceEmbedder) -> f64 {
+        self.compare_threshold.unwrap_or(f64::from(embedder.default_threshold()))
+    }
+
+    /// Live threshold in force: the configured one, else the model's measured default.
+    pub fn liveness_threshold_for(&self, model: &LivenessModel) -> f64 {
+        self.liveness_threshold.unwrap_or(f64::from(model.default_threshold()))
+    }
 }
 
 /// A loaded model, or why it is not there.
@@ -189,25 +225,18 @@ impl Engine {
             Ok(p) => FaceDetector::load(&p).map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        let embed_name = match settings.embedding_model {
-            EmbeddingModel::DlibResnet => "dlib_resnet_v1",
-            EmbeddingModel::FrFeature => "fr_feature",
-        };
-        let embedder = match obtain(&store, embed_name, fetch).await {
+        let embedder = match obtain(&store, settings.embedder_model_name(), fetch).await {
             Ok(p) => FaceEmbedder::load(settings.embedding_model, &p).map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        let liveness = if settings.liveness_model == "fr_liveness" {
-            match obtain(&store, "fr_liveness", fetch).await {
-                Ok(p) => LivenessModel::load_fr(&p).map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            }
-        } else {
-            match (obtain(&store, "minifasnet_v2_27", fetch).await, obtain(&store, "minifasnet_v1se_40", fetch).await) {
-                (Ok(a), Ok(b)) => LivenessModel::load_minifasnet(&a, &b).map_err(|e| e.to_string()),
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            }
-        };
+        let mut liveness_files = Vec::new();
+        for name in settings.liveness_model_names() {
+            liveness_files.push(obtain(&store, name, fetch).await);
+        }
+        let liveness = liveness_files
+            .into_iter()
+            .collect::<Result<Vec<_>, String>>()
+            .and_then(|paths| settings.load_liveness(&paths).map_err(|e| e.to_string()));
         let mrz = MrzReader::new().map_err(|e| e.to_string());
         for (what, r) in [
             ("face detector", detector.as_ref().err()),
@@ -334,7 +363,7 @@ impl Engine {
             Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
         };
         let p = model.score(&img, &face).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        let threshold = self.settings.liveness_threshold.unwrap_or(f64::from(model.default_threshold()));
+        let threshold = self.settings.liveness_threshold_for(model);
         let value = f64::from(p);
         let raw = json!({ "live_probability": value, "face_score": face.score, "model": self.settings.liveness_model });
         Ok(self.answer(
@@ -369,7 +398,7 @@ impl Engine {
         let ea = embedder.embed(&pimg, &pface).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         let eb = embedder.embed(&rimg, &rface).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         let cmp = kycgate_vision::embed::compare(&ea, &eb).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        let threshold = self.settings.compare_threshold.unwrap_or(f64::from(embedder.default_threshold()));
+        let threshold = self.settings.compare_threshold_for(embedder);
         let value = f64::from(cmp.similarity);
         let raw = json!({ "similarity": value, "distance": cmp.distance, "model": embedder.model().name() });
         Ok(self.answer(

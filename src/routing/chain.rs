@@ -19,7 +19,7 @@ use super::gates::Gates;
 use super::policy::{hedge_delay, LatencyWindow, OrderPolicy, RouteContext};
 use super::service::{AttemptLog, RouteRequest};
 use super::stack::{stack, ProviderStack};
-use super::{Attempt, Routed, SubCallRouter};
+use super::{millis, Attempt, Routed, SubCallRouter};
 use crate::providers::{Answer, ProviderError, SharedProvider, SubCall, SubCallKind, Verdict};
 
 /// Why routing could not be built from config.
@@ -126,10 +126,6 @@ pub fn build(config: &RoutingConfig, providers: &HashMap<String, SharedProvider>
 
 fn skipped(provider: &str, reason: String) -> Attempt {
     Attempt { provider: provider.to_string(), attempt: 0, latency_ms: 0, outcome: "skipped".into(), reason: Some(reason) }
-}
-
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Records a provider passed over without a call: in the log, the metrics, and as an empty

@@ -24,6 +24,11 @@ pub use stack::{stack, ProviderStack};
 
 use crate::providers::{Answer, SubCall, SubCallKind};
 
+/// A duration in whole milliseconds, saturating (for attempt records and span fields).
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// One attempt at one provider, as recorded in the task result (`result.data.providers`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {

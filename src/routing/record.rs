@@ -92,7 +92,7 @@ where
                 let in_flight = metrics.in_flight(&provider, sub_call);
                 let result = fut.await;
                 drop(in_flight);
-                let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let latency_ms = super::millis(started.elapsed());
                 let (outcome, reason) = match &result {
                     Ok(Answer { verdict: Verdict::Rejected(r), .. }) => ("rejected", Some(r.code.as_str().to_string())),
                     Ok(_) => ("ok", None),

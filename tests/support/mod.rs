@@ -42,6 +42,17 @@ pub fn eval_image(rel: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// A recorded vendor answer, `tests/fixtures/vendors/<vendor>/<name>`.
+pub fn vendor_fixture(vendor: &str, name: &str) -> Vec<u8> {
+    let p = repo().join("tests/fixtures/vendors").join(vendor).join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// That answer as a wiremock 200 JSON response.
+pub fn vendor_answer(vendor: &str, name: &str) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(200).set_body_raw(vendor_fixture(vendor, name), "application/json")
+}
+
 /// The Redis the tests may use (`KYCGATE_TEST_REDIS`, else the local default).
 pub fn redis_url() -> String {
     std::env::var("KYCGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
