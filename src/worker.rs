@@ -7,13 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::pipeline::Pipeline;
 use crate::tasks::store::{Claimed, SharedStore, StoreError};
-use crate::tasks::TaskStatus;
+use crate::tasks::{FailureReason, TaskId, TaskOutcome};
 
 /// Settings for this instance's workers.
 #[derive(Debug, Clone)]
@@ -109,24 +108,33 @@ async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, he
             }
         }
     };
-    let (status, result) = match outcome {
-        Ok(Ok(done)) => (done.status, done.result),
+    let outcome = match outcome {
+        Ok(Ok(outcome)) => outcome,
         Ok(Err(err)) => {
             tracing::warn!(task = %id, error = %err, "Task could not run");
-            (TaskStatus::Failure, json!({ "status": 503, "data": { "error": err.to_string() } }))
+            FailureReason::Store(err.to_string()).into()
         }
         Err(join) => {
             tracing::error!(task = %id, error = %join, "Task panicked");
-            (TaskStatus::Failure, json!({ "status": 500, "data": { "error": "internal error while running the task" } }))
+            FailureReason::Panicked.into()
         }
     };
-    // The result must not be lost to a passing store outage: retry a few times.
+    store_outcome(store, worker, &task, outcome).await;
+}
+
+/// Completes the task with its outcome. The outcome must not be lost to a passing store
+/// outage: retried a few times, after which the lease lapses and the task runs again.
+async fn store_outcome(store: &SharedStore, worker: &str, task: &Claimed, outcome: TaskOutcome) {
+    let id = task.id;
+    let status = outcome.status();
+    let code = crate::api::result::status_code(&outcome);
     let mut delay = Duration::from_millis(200);
     for _ in 0..8 {
-        match store.complete(worker, &task, status, result.clone()).await {
+        match store.complete(worker, task, outcome.clone()).await {
             Ok(()) => {
                 tracing::info!(task = %id, status = status.as_str(), "Task finished");
-                crate::telemetry::metrics::task_finished(store, &task, status, &result).await;
+                let elapsed = since_submit(store, id).await;
+                crate::telemetry::metrics().task_finished(task.input.service().as_str(), status.as_str(), code.into(), elapsed);
                 return;
             }
             Err(StoreError::Unavailable(e)) => {
@@ -141,4 +149,12 @@ async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, he
         }
     }
     tracing::error!(task = %id, "Result could not be stored; the task will be reclaimed and run again");
+}
+
+/// Time since the task was submitted (its record's creation), for the duration metric; `None`
+/// when the record cannot be read.
+async fn since_submit(store: &SharedStore, id: TaskId) -> Option<Duration> {
+    let record = store.get(id).await.ok()??;
+    let ms = crate::tasks::now_ms().saturating_sub(record.created_ms).max(0);
+    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }

@@ -2,6 +2,7 @@
 //! replay documented payloads) that time out, answer 500, or answer 429 with Retry-After hand
 //! the sub-call to the next provider; the task result says who answered and what the others said.
 
+#[allow(dead_code)] // a separate binary using part of the harness; see tests/gateway
 mod support;
 
 use std::sync::{Arc, Mutex};

@@ -2,6 +2,7 @@
 //! tasks, rules on the nationality read from the passport, hedging a slow primary, a daily
 //! budget and a rate limit that reroute, and consensus that flags a disagreement.
 
+#[allow(dead_code)] // a separate binary using part of the harness; see tests/gateway
 mod support;
 
 use std::path::Path;

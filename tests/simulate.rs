@@ -1,6 +1,7 @@
 //! The vendor simulator: the shipped scenario loads (every fixture exists) and the shipped dry-run
 //! routing config builds; faults (errors, 429 bursts, outages) seen through the real gateway.
 
+#[allow(dead_code)] // a separate binary using part of the harness; see tests/gateway
 mod support;
 
 use std::time::Duration;
