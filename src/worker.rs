@@ -158,3 +158,75 @@ async fn since_submit(store: &SharedStore, id: TaskId) -> Option<Duration> {
     let ms = crate::tasks::now_ms().saturating_sub(record.created_ms).max(0);
     Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The worker's timing logic (lease heartbeats while a task runs) on a paused tokio clock.
+    use bytes::Bytes;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::providers::{SubCall, SubCallKind};
+    use crate::routing::{Routed, SubCallRouter};
+    use crate::tasks::store::memory::MemoryStore;
+    use crate::tasks::store::Ttls;
+    use crate::tasks::{now_ms, ServiceInput, TaskInput, TaskRecord, TaskStatus};
+
+    /// A router whose every sub-call takes `delay` and gets no answer.
+    struct SlowRouter(Duration);
+
+    #[async_trait::async_trait]
+    impl SubCallRouter for SlowRouter {
+        async fn route(&self, call: SubCall) -> Routed {
+            tokio::time::sleep(self.0).await;
+            Routed { kind: call.kind(), answer: None, attempts: Vec::new() }
+        }
+
+        fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)> {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_hold_the_lease_of_a_task_that_outlives_it() {
+        // A 1 s lease and a 10 s sub-call: only the heartbeat keeps a rival from taking it.
+        let hour = Duration::from_secs(3600);
+        let store: SharedStore = Arc::new(MemoryStore::new(Ttls { task: hour, face: hour, lease: Duration::from_secs(1) }));
+        let pipeline = Arc::new(Pipeline::new(Arc::new(SlowRouter(Duration::from_secs(10))), store.clone(), None));
+        let input = TaskInput {
+            upload: ServiceInput::FaceLiveness { selfie: Bytes::from_static(b"jpeg") },
+            owner: "alice".into(),
+            extend_data: false,
+            trace_context: None,
+            base_url: None,
+        };
+        let id = TaskId::new();
+        store.submit(TaskRecord::new(id, &input, now_ms()), input).await.expect("submit");
+
+        let (stop, stopped) = watch::channel(false);
+        let settings = WorkerSettings {
+            name: "w1".into(),
+            concurrency: 1,
+            heartbeat: Duration::from_millis(300),
+            poll: Duration::from_millis(100),
+        };
+        let mut workers = spawn(store.clone(), pipeline, settings, stopped);
+        let status = |store: SharedStore| async move { store.get(id).await.expect("get").expect("record").status };
+        while status(store.clone()).await == TaskStatus::Pending {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let started = Instant::now();
+        while !status(store.clone()).await.is_finished() {
+            let stolen = store.claim("rival", Duration::from_millis(200)).await.expect("claim");
+            assert!(stolen.is_none(), "the lease lapsed after {:?} despite heartbeats", started.elapsed());
+        }
+        assert!(started.elapsed() >= Duration::from_secs(10), "finished after {:?}", started.elapsed());
+
+        // No provider answered: the worker stored the pipeline's outcome, not a failure of its own.
+        let record = store.get(id).await.expect("get").expect("record");
+        assert_eq!(record.status, TaskStatus::Failure);
+        assert!(matches!(record.outcome, Some(TaskOutcome::Unanswered { .. })), "{:?}", record.outcome);
+        stop.send(true).expect("workers listen");
+        while workers.join_next().await.is_some() {}
+    }
+}
