@@ -82,6 +82,8 @@ impl FieldErrors {
     }
 }
 
+/// Validates the whole form (every field error at once), checks that a referenced face is
+/// registered, turns the form into a [`ServiceInput`] and queues the task.
 pub async fn submit(
     State(state): State<AppState>,
     principal: Result<Principal, ApiError>,

@@ -289,6 +289,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn inputs_round_trip_through_their_stored_form_and_never_print_bytes() {
+        let input = ServiceInput::KycCard {
+            selfie: Bytes::from_static(b"\xff\xd8selfie"),
+            front: Bytes::from_static(b"\x89PNGfront"),
+            back: Bytes::new(),
+        };
+        let stored = serde_json::to_value(&input).expect("serialises");
+        assert_eq!(stored["service"], "kyc_card");
+        assert_eq!(stored["front"], "iVBOR2Zyb250", "base64 of the bytes");
+        assert_eq!(serde_json::from_value::<ServiceInput>(stored).expect("deserialises"), input);
+        let face = Uuid::new_v4();
+        let auth = ServiceInput::AuthenticateFace { selfie: Bytes::from_static(b"jpeg"), face };
+        let stored = serde_json::to_value(&auth).expect("serialises");
+        assert_eq!(stored["face"], face.hyphenated().to_string());
+        assert_eq!(serde_json::from_value::<ServiceInput>(stored).expect("deserialises").kind(), ServiceKind::AuthenticateFace);
+
+        let printed = format!("{input:?}");
+        assert!(printed.contains("\"front\": 9") && !printed.contains("PNG"), "{printed}");
+    }
+
+    #[test]
     fn transitions_are_monotonic() {
         use TaskStatus::*;
         assert!(Pending.can_become(Started));
