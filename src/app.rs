@@ -100,20 +100,71 @@ impl Gateway {
             QUEUE_SAMPLE_EVERY,
             stop_rx,
         ));
-        let app = api::app(self.state.clone(), self.config.server.max_body_bytes);
-        let mut stop_http = stop_tx.subscribe();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop_http.wait_for(|s| *s).await;
-        });
+        let server = &self.config.server;
+        let app = api::app(self.state.clone(), server.max_body_bytes, Duration::from_millis(server.request_timeout_ms));
+        let http = http_server(listener, app, server, stop_tx.subscribe());
         let trigger = tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        server.await?;
+        http.await;
         trigger.abort();
         while workers.join_next().await.is_some() {}
         Ok(())
     }
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then lets open connections finish.
+///
+/// Every bound is explicit (`[server]`): at most `max_connections` connections at once (the
+/// rest wait in the kernel's backlog, so file descriptors cannot run out), and a request's
+/// header must arrive within `header_read_timeout_ms` or its connection is closed (idle and
+/// trickling sockets). HTTP/1.1 only: no protocol sniffing that could wait on a silent socket.
+async fn http_server(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    config: &crate::config::ServerConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(config.header_read_timeout_ms));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot { Ok(s) => s, Err(_) => break },
+            _ = stopped(&mut stop) => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(err) => {
+                    // Out of descriptors or a reset before accept: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = http1.serve_connection(TokioIo::new(stream), service);
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away mid-request is not the gateway's error.
+            let _ = watched.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// The task store `config` names, with its lifetimes.

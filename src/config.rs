@@ -44,6 +44,12 @@ pub struct ServerConfig {
     /// Base URL for `portrait_url`; empty = from the request's Host header.
     pub public_url: String,
     pub max_body_bytes: usize,
+    /// A connection must send a request's whole header within this (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// A whole request, body included, must be read and answered within this.
+    pub request_timeout_ms: u64,
+    /// Connections served at once; past it new ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// Per-file image limits, enforced before decoding.
@@ -235,6 +241,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        if server.max_connections == 0 || server.header_read_timeout_ms == 0 || server.request_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_connections, header_read_timeout_ms and request_timeout_ms must be at least 1".into(),
+            ));
+        }
         if self.worker.concurrency == 0 {
             return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
         }

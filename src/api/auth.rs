@@ -212,17 +212,20 @@ where
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(ApiError::Unauthenticated("Authentication credentials were not provided."))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthenticated("Authentication credentials were not provided."))?;
+        let token = bearer_token(header).ok_or(ApiError::Unauthenticated("Authentication credentials were not provided."))?;
         state
             .auth
             .authenticate(token)
             .map_err(|_| ApiError::Unauthenticated("Given token not valid for any token type"))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme is case-insensitive
+/// (RFC 9110 §11.1), so `BEARER` and `bearer` work as `Bearer` does.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Hashes a password for `auth.users[].password_hash` (argon2id, random salt).

@@ -26,6 +26,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The whole request (headers to answer) took longer than `server.request_timeout_ms`.
+    #[error("request timed out")]
+    RequestTimeout,
+    /// A route exists at this path, but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("internal: {0}")]
@@ -56,6 +62,8 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({ "detail": "Request body is too large." }),
             ),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, json!({ "detail": "Request timed out." })),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, json!({ "detail": "Method not allowed." })),
             Self::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
             Self::Store(err) => {
                 tracing::warn!(error = %err, "Task store failed");

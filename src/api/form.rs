@@ -22,8 +22,10 @@ pub struct Form {
     pub texts: BTreeMap<String, String>,
 }
 
+/// The request's media type, lower-cased (media types are case-insensitive, RFC 9110 §8.3.1),
+/// with its parameters.
 fn content_type(req: &Request) -> String {
-    req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+    req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase()
 }
 
 fn multipart_error(err: axum::extract::multipart::MultipartError) -> ApiError {

@@ -36,7 +36,9 @@ pub struct AppState {
 }
 
 /// The whole HTTP surface. Tests drive it in-process or over a socket.
-pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+/// The HTTP API. `request_timeout` bounds a whole request, so a client trickling its body cannot
+/// hold a handler (and its buffers) open: past it the answer is a JSON 408.
+pub fn app(state: AppState, max_body_bytes: usize, request_timeout: std::time::Duration) -> Router {
     let api = Router::new()
         .route("/api/v3/accounts/token/obtain/", post(tokens::obtain))
         .route("/api/v3/accounts/token/obtain", post(tokens::obtain))
@@ -50,14 +52,24 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(not_found);
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     api.layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::RequestTimeout }))
+                .timeout(request_timeout),
+        )
         .layer(axum::middleware::from_fn(crate::telemetry::http::server_span))
         .with_state(state)
 }
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Liveness probe: the process serves HTTP.

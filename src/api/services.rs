@@ -224,8 +224,13 @@ async fn drain_then(req: Request, state: &AppState, err: ApiError) -> ApiError {
 }
 
 /// `scheme://host` as the client addressed us (honouring `X-Forwarded-Proto` from a proxy).
+/// A `Host` that is not a plain `host[:port]` (user info, paths, spaces, odd characters) is
+/// ignored: `portrait_url` is then relative. Operators behind a proxy set `server.public_url`.
 fn request_base_url(headers: &axum::http::HeaderMap) -> Option<String> {
     let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
+    if !is_plain_authority(host) {
+        return None;
+    }
     let scheme = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -234,8 +239,42 @@ fn request_base_url(headers: &axum::http::HeaderMap) -> Option<String> {
     Some(format!("{scheme}://{host}"))
 }
 
+/// `host[:port]` with a DNS name, an IPv4 address or a bracketed IPv6 address, and nothing else.
+fn is_plain_authority(host: &str) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        // `[v6]:port`, or `name:port` with no other colon.
+        Some((n, p)) if !host.ends_with(']') && (n.ends_with(']') || !n.contains(':')) => (n, Some(p)),
+        _ => (host, None),
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let name_ok = if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+            })
+    };
+    port_ok && name_ok
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_plain_hosts_make_a_base_url() {
+        use super::is_plain_authority as ok;
+        for good in ["localhost", "127.0.0.1:8080", "kyc.example.com", "[::1]:8080", "a-b.c"] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in ["", "evil.com@x", "a b", "x/y", "h:", "h:99999x", "[zz]", "-a.com", "a..b", "h:1:2", "<script>"] {
+            assert!(!ok(bad), "{bad}");
+        }
+    }
+
     #[test]
     fn bools_like_drf() {
         use super::parse_bool;

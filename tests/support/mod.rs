@@ -84,6 +84,8 @@ pub struct Options {
     pub extra_toml: String,
     pub lease_secs: u64,
     pub concurrency: usize,
+    /// More API keys as (owner id, key), besides `KEY` and `OTHER_KEY`.
+    pub api_keys: Vec<(String, String)>,
 }
 
 impl Options {
@@ -103,6 +105,7 @@ impl Default for Options {
             extra_toml: String::new(),
             lease_secs: 30,
             concurrency: 2,
+            api_keys: Vec::new(),
         }
     }
 }
@@ -119,7 +122,10 @@ impl TestGateway {
     pub async fn start(opts: Options) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let hash = kycgate::api::auth::hash_password(PASSWORD).expect("hash password");
-        let other_sha = hex::encode(kycgate::api::auth::key_digest(OTHER_KEY));
+        let keys: String = std::iter::once(("other".to_string(), OTHER_KEY.to_string()))
+            .chain(opts.api_keys.iter().cloned())
+            .map(|(id, key)| format!("{{ id = {id:?}, sha256 = \"{}\" }},", hex::encode(kycgate::api::auth::key_digest(&key))))
+            .collect();
         let toml = format!(
             r#"
 [server]
@@ -136,7 +142,7 @@ concurrency = {conc}
 
 [auth]
 jwt_secret = "e2e-shared-secret"
-api_keys = [{{ id = "other", sha256 = "{other_sha}" }}]
+api_keys = [{keys}]
 users = [{{ username = "{USER}", password_hash = "{hash}" }}]
 
 [providers]

@@ -119,7 +119,9 @@ pub struct QueueStats {
 pub type SharedStore = Arc<dyn TaskStore>;
 
 /// The store key of the media object at `path` (as served under `/media/<path>`) for `owner`:
-/// owners cannot reach each other's files.
+/// owners cannot reach each other's files. The owner is escaped (`%` and `/`), so the key's first
+/// `/` always ends the owner: owners `t` and `t/images` never share a key.
 pub fn media_key(owner: &str, path: &str) -> String {
+    let owner = owner.replace('%', "%25").replace('/', "%2F");
     format!("{owner}/{path}")
 }
