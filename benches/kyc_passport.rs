@@ -9,15 +9,14 @@
 //! printed beside it. The images are decoded inside the task, as in production (the specimen
 //! pages and selfies here are far below 5 MP, so decode is included, not excluded).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kycgate::app::{Gateway, Overrides};
-use kycgate::config::Config;
+use kycgate::config::{Config, StoreUrl};
 use kycgate::providers::{Answer, Image, SubCall, Verdict};
-use kycgate::tasks::{now_ms, ServiceKind, TaskId, TaskInput, TaskRecord, TaskStatus};
+use kycgate::tasks::{now_ms, ServiceInput, TaskId, TaskInput, TaskRecord, TaskStatus};
 
 /// Every thread's on-CPU time so far, from the scheduler's own accounting (ns precision).
 fn process_cpu() -> Duration {
@@ -62,21 +61,18 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(1).build()?;
     runtime.block_on(async move {
         let mut config = Config::load(None)?;
-        config.store.url = "memory".into();
+        config.store.url = StoreUrl::Memory;
         let gateway = Gateway::build(config, &Overrides::default()).await?;
         println!("kyc_passport on the local provider, {iterations} runs per case after 3 warm-ups");
         println!("{:<48} {:>9} {:>9} {:>9} {:>9}", "case", "cpu p50", "cpu p90", "wall p50", "wall p90");
         let mut all_cpu = Vec::new();
         for (selfie, passport) in cases {
-            let mut images = BTreeMap::new();
-            images.insert("selfie_image".to_string(), Bytes::from(std::fs::read(eval.join(selfie))?));
-            images.insert("passport_image".to_string(), Bytes::from(std::fs::read(eval.join(passport))?));
+            let selfie_bytes = Bytes::from(std::fs::read(eval.join(selfie))?);
+            let passport_bytes = Bytes::from(std::fs::read(eval.join(passport))?);
             let input = TaskInput {
-                service: ServiceKind::KycPassport,
+                upload: ServiceInput::KycPassport { selfie: selfie_bytes.clone(), passport: passport_bytes.clone() },
                 owner: "bench".into(),
                 extend_data: false,
-                images,
-                fields: BTreeMap::new(),
                 trace_context: None,
                 base_url: None,
             };
@@ -90,12 +86,13 @@ fn main() -> anyhow::Result<()> {
                 let id = TaskId::new();
                 gateway.state.store.submit(TaskRecord::new(id, &input, now_ms()), input.clone()).await?;
                 let (c0, w0) = (process_cpu(), Instant::now());
-                let done = gateway.pipeline.run(id, &input, today).await?;
+                let outcome = gateway.pipeline.run(id, &input, today).await?;
                 let (c1, w1) = (process_cpu(), Instant::now());
-                anyhow::ensure!(done.status == TaskStatus::Success, "task failed: {}", done.result);
-                anyhow::ensure!(done.result["data"]["document"].is_object(), "no document read: {}", done.result);
+                let result = kycgate::api::result::render(&outcome);
+                anyhow::ensure!(outcome.status() == TaskStatus::Success, "task failed: {result}");
+                anyhow::ensure!(result["data"]["document"].is_object(), "no document read: {result}");
                 // Every step must really run: a rejected selfie would skip the models.
-                anyhow::ensure!(done.result["data"].get("issues").is_none(), "the task raised issues: {}", done.result["data"]["issues"]);
+                anyhow::ensure!(result["data"].get("issues").is_none(), "the task raised issues: {}", result["data"]["issues"]);
                 if i >= 3 {
                     cpu.push((c1 - c0).as_secs_f64() * 1e3);
                     wall.push((w1 - w0).as_secs_f64() * 1e3);
@@ -103,22 +100,20 @@ fn main() -> anyhow::Result<()> {
             }
             let mean_ticks = (process_cpu_ticks() - ticks_start).as_secs_f64() * 1e3 / iterations as f64;
             // Each sub-call alone, through the same router: where the task's CPU goes.
-            let img = |field: &str| Image {
-                bytes: input.images[field].clone(),
-                mime: kycgate::images::sniff(&input.images[field]).unwrap_or("image/jpeg"),
-            };
-            let portrait = match gateway.state.router.route(SubCall::DocumentOcr { pages: vec![img("passport_image")] }).await.answer {
+            let img = |bytes: &Bytes| Image { bytes: bytes.clone(), mime: kycgate::images::sniff(bytes).unwrap_or("image/jpeg") };
+            let (selfie_img, passport_img) = (img(&selfie_bytes), img(&passport_bytes));
+            let portrait = match gateway.state.router.route(SubCall::DocumentOcr { pages: vec![passport_img.clone()] }).await.answer {
                 Some(Answer { verdict: Verdict::Ocr(o), .. }) => o.portrait,
                 _ => None,
             };
             let portrait = match portrait {
                 Some(p) => p,
-                None => gateway.pipeline.cropper().and_then(|c| c.crop(&img("passport_image"))).ok_or_else(|| anyhow::anyhow!("no portrait"))?,
+                None => gateway.pipeline.cropper().and_then(|c| c.crop(&passport_img)).ok_or_else(|| anyhow::anyhow!("no portrait"))?,
             };
             let calls: [(&str, SubCall); 3] = [
-                ("document_ocr", SubCall::DocumentOcr { pages: vec![img("passport_image")] }),
-                ("liveness", SubCall::Liveness { image: img("selfie_image") }),
-                ("face_compare", SubCall::FaceCompare { probe: img("selfie_image"), reference: Image { bytes: portrait, mime: "image/jpeg" } }),
+                ("document_ocr", SubCall::DocumentOcr { pages: vec![passport_img.clone()] }),
+                ("liveness", SubCall::Liveness { image: selfie_img.clone() }),
+                ("face_compare", SubCall::FaceCompare { probe: selfie_img.clone(), reference: Image { bytes: portrait, mime: "image/jpeg" } }),
             ];
             let mut parts = Vec::new();
             for (name, call) in calls {

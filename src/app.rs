@@ -9,16 +9,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::api::{self, AppState, Authenticator};
-use crate::config::Config;
+use crate::config::{Config, StoreConfig, StoreUrl};
 use crate::local::LocalProvider;
-use crate::pipeline::{Pipeline, PortraitCropper};
+use crate::pipeline::Pipeline;
 use crate::providers::http::HttpProvider;
 use crate::providers::spec::{self, ProviderFile, ProviderSpec};
-use crate::providers::SharedProvider;
+use crate::providers::{PortraitCropper, SharedProvider};
 use crate::routing::{self, SubCallRouter};
 use crate::tasks::store::memory::MemoryStore;
 use crate::tasks::store::redis::RedisStore;
-use crate::tasks::store::SharedStore;
+use crate::tasks::store::{SharedStore, Ttls};
 use crate::worker::{self, WorkerSettings};
 
 /// The embedded `providers/local.toml`, used when the providers directory has no `local.toml`
@@ -48,7 +48,7 @@ pub enum AppError {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
-    pub store: Option<String>,
+    pub store: Option<StoreUrl>,
     pub api_keys: Vec<String>,
 }
 
@@ -67,11 +67,7 @@ impl Gateway {
         if let Some(store) = &overrides.store {
             config.store.url = store.clone();
         }
-        let store: SharedStore = if config.store.url == "memory" {
-            Arc::new(MemoryStore::new(config.store.ttls()))
-        } else {
-            Arc::new(RedisStore::connect(&config.store.url, &config.store.namespace, config.store.ttls()).await?)
-        };
+        let store = open_store(&config.store).await?;
         let (providers, local) = build_providers(&config).await?;
         let router: Arc<dyn SubCallRouter> = Arc::new(
             routing::build(&config.routing, &providers).map_err(|e| AppError::Routing(e.to_string()))?,
@@ -118,6 +114,19 @@ impl Gateway {
         while workers.join_next().await.is_some() {}
         Ok(())
     }
+}
+
+/// The task store `config` names, with its lifetimes.
+async fn open_store(config: &StoreConfig) -> Result<SharedStore, AppError> {
+    let ttls = Ttls {
+        task: Duration::from_secs(config.task_ttl_secs),
+        face: Duration::from_secs(config.face_ttl_secs),
+        lease: Duration::from_secs(config.lease_secs),
+    };
+    Ok(match &config.url {
+        StoreUrl::Memory => Arc::new(MemoryStore::new(ttls)),
+        StoreUrl::Redis(url) => Arc::new(RedisStore::connect(url, &config.namespace, ttls).await?),
+    })
 }
 
 /// How often the queue gauges are refreshed in the background.

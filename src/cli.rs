@@ -7,12 +7,11 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use serde_json::json;
 
 use crate::app::{Gateway, Overrides};
-use crate::config::Config;
+use crate::config::{Config, StoreUrl};
 use crate::images;
-use crate::tasks::{now_ms, ServiceKind, TaskId, TaskInput, TaskRecord, TaskStatus};
+use crate::tasks::{now_ms, ServiceInput, TaskId, TaskInput, TaskRecord, TaskStatus};
 
 /// A random 32-byte API key, hex encoded.
 pub fn random_key() -> String {
@@ -25,18 +24,17 @@ pub fn random_key() -> String {
 /// `kycgate verify`: one `kyc_passport` task through the same pipeline the server runs,
 /// in-process with the memory store; prints the task as `GET /task/` would.
 pub async fn verify(mut config: Config, selfie: &Path, passport: &Path, extend_data: bool) -> anyhow::Result<()> {
-    config.store.url = "memory".into();
+    config.store.url = StoreUrl::Memory;
     let read = |p: &Path| -> anyhow::Result<Bytes> {
         let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
         Ok(Bytes::from(bytes))
     };
-    let mut images_in = BTreeMap::new();
-    images_in.insert("selfie_image".to_string(), read(selfie)?);
-    images_in.insert("passport_image".to_string(), read(passport)?);
+    let (selfie, passport) = (read(selfie)?, read(passport)?);
+    // Labelled as the API labels its field errors.
     let mut errors = BTreeMap::new();
-    for (field, bytes) in &images_in {
+    for (field, bytes) in [("selfie_image", &selfie), ("passport_image", &passport)] {
         if let Err(problem) = images::check(bytes, &config.images) {
-            errors.insert(field.clone(), vec![problem.to_string()]);
+            errors.insert(field, vec![problem.to_string()]);
         }
     }
     if !errors.is_empty() {
@@ -45,22 +43,21 @@ pub async fn verify(mut config: Config, selfie: &Path, passport: &Path, extend_d
     }
     let gateway = Gateway::build(config, &Overrides::default()).await?;
     let input = TaskInput {
-        service: ServiceKind::KycPassport,
+        upload: ServiceInput::KycPassport { selfie, passport },
         owner: "cli".into(),
         extend_data,
-        images: images_in,
-        fields: BTreeMap::new(),
         trace_context: None,
         base_url: Some("kycgate://local".into()),
     };
     let id = TaskId::new();
-    let record = TaskRecord::new(id, &input, now_ms());
-    gateway.state.store.submit(record, input.clone()).await?;
+    let mut record = TaskRecord::new(id, &input, now_ms());
+    gateway.state.store.submit(record.clone(), input.clone()).await?;
     let today = chrono::Utc::now().date_naive();
-    let done = gateway.pipeline.run(id, &input, today).await?;
-    let out = json!({ "id": id, "status": done.status, "result": done.result });
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    if done.status == TaskStatus::Failure {
+    let outcome = gateway.pipeline.run(id, &input, today).await?;
+    record.status = outcome.status();
+    record.outcome = Some(outcome);
+    println!("{}", serde_json::to_string_pretty(&crate::api::tasks::task_json(&record))?);
+    if record.status == TaskStatus::Failure {
         bail!("the task failed");
     }
     Ok(())

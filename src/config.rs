@@ -1,14 +1,14 @@
 //! Gateway configuration: embedded defaults (`config/default.toml`), an optional file, then
 //! `KYCGATE__SECTION__KEY` environment variables, merged by the `config` crate.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::str::FromStr;
 
 use serde::Deserialize;
 
 use crate::routing::config::RoutingConfig;
-use crate::tasks::store::Ttls;
 /// The `[telemetry]` section is declared by telemetry (a leaf: it imports no config).
 pub use crate::telemetry::{OtlpConfig, TelemetryConfig};
 
@@ -61,19 +61,50 @@ pub struct ImageLimits {
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `memory` or a `redis://` URL.
-    pub url: String,
+    pub url: StoreUrl,
     pub namespace: String,
     pub task_ttl_secs: u64,
     pub face_ttl_secs: u64,
     pub lease_secs: u64,
 }
 
-impl StoreConfig {
-    pub fn ttls(&self) -> Ttls {
-        Ttls {
-            task: Duration::from_secs(self.task_ttl_secs),
-            face: Duration::from_secs(self.face_ttl_secs),
-            lease: Duration::from_secs(self.lease_secs),
+/// Which task store to use, parsed once from `store.url` (or `serve --store`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum StoreUrl {
+    /// `memory`: the embedded single-node store.
+    Memory,
+    /// A `redis://` or `rediss://` URL: the shared store of many instances.
+    Redis(String),
+}
+
+impl FromStr for StoreUrl {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            Ok(Self::Memory)
+        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+            Ok(Self::Redis(s.to_string()))
+        } else {
+            Err(ConfigError::Invalid(format!("store.url must be \"memory\" or a redis:// URL, not {s:?}")))
+        }
+    }
+}
+
+impl TryFrom<String> for StoreUrl {
+    type Error = ConfigError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Redis(url) => f.write_str(url),
         }
     }
 }
@@ -163,12 +194,6 @@ impl Config {
         if self.worker.concurrency == 0 {
             return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
         }
-        if self.store.url != "memory" && !self.store.url.starts_with("redis://") && !self.store.url.starts_with("rediss://") {
-            return Err(ConfigError::Invalid(format!(
-                "store.url must be \"memory\" or a redis:// URL, not {:?}",
-                self.store.url
-            )));
-        }
         for key in &self.auth.api_keys {
             if key.sha256.is_none() == key.env.is_none() {
                 return Err(ConfigError::Invalid(format!(
@@ -186,9 +211,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn store_urls_parse_once() {
+        assert_eq!("memory".parse::<StoreUrl>().unwrap(), StoreUrl::Memory);
+        assert_eq!("redis://r:6379".parse::<StoreUrl>().unwrap(), StoreUrl::Redis("redis://r:6379".into()));
+        assert_eq!("rediss://r".parse::<StoreUrl>().unwrap().to_string(), "rediss://r");
+        assert!("postgres://db".parse::<StoreUrl>().is_err());
+        assert!("Memory".parse::<StoreUrl>().is_err());
+    }
+
+    #[test]
     fn embedded_defaults_load() {
         let cfg = Config::load(None).expect("defaults parse");
-        assert_eq!(cfg.store.url, "memory");
+        assert_eq!(cfg.store.url, StoreUrl::Memory);
         assert_eq!(cfg.auth.access_ttl_secs, 300);
         assert!(cfg.worker.concurrency >= 1);
     }

@@ -27,7 +27,7 @@ enum Command {
         listen: Option<SocketAddr>,
         /// `memory` or a redis:// URL (overrides store.url).
         #[arg(long)]
-        store: Option<String>,
+        store: Option<kycgate::config::StoreUrl>,
         /// Add a client API key, usable as `Authorization: Bearer KEY` (repeatable).
         #[arg(long = "api-key", env = "KYCGATE_API_KEY")]
         api_keys: Vec<String>,

@@ -7,13 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::pipeline::Pipeline;
 use crate::tasks::store::{Claimed, SharedStore, StoreError};
-use crate::tasks::TaskStatus;
+use crate::tasks::{FailureReason, TaskId, TaskOutcome};
 
 /// Settings for this instance's workers.
 #[derive(Debug, Clone)]
@@ -109,24 +108,33 @@ async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, he
             }
         }
     };
-    let (status, result) = match outcome {
-        Ok(Ok(done)) => (done.status, done.result),
+    let outcome = match outcome {
+        Ok(Ok(outcome)) => outcome,
         Ok(Err(err)) => {
             tracing::warn!(task = %id, error = %err, "Task could not run");
-            (TaskStatus::Failure, json!({ "status": 503, "data": { "error": err.to_string() } }))
+            FailureReason::Store(err.to_string()).into()
         }
         Err(join) => {
             tracing::error!(task = %id, error = %join, "Task panicked");
-            (TaskStatus::Failure, json!({ "status": 500, "data": { "error": "internal error while running the task" } }))
+            FailureReason::Panicked.into()
         }
     };
-    // The result must not be lost to a passing store outage: retry a few times.
+    store_outcome(store, worker, &task, outcome).await;
+}
+
+/// Completes the task with its outcome. The outcome must not be lost to a passing store
+/// outage: retried a few times, after which the lease lapses and the task runs again.
+async fn store_outcome(store: &SharedStore, worker: &str, task: &Claimed, outcome: TaskOutcome) {
+    let id = task.id;
+    let status = outcome.status();
+    let code = crate::api::result::status_code(&outcome);
     let mut delay = Duration::from_millis(200);
     for _ in 0..8 {
-        match store.complete(worker, &task, status, result.clone()).await {
+        match store.complete(worker, task, outcome.clone()).await {
             Ok(()) => {
                 tracing::info!(task = %id, status = status.as_str(), "Task finished");
-                crate::telemetry::metrics::task_finished(store, &task, status, &result).await;
+                let elapsed = since_submit(store, id).await;
+                crate::telemetry::metrics().task_finished(task.input.service().as_str(), status.as_str(), code.into(), elapsed);
                 return;
             }
             Err(StoreError::Unavailable(e)) => {
@@ -141,4 +149,84 @@ async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, he
         }
     }
     tracing::error!(task = %id, "Result could not be stored; the task will be reclaimed and run again");
+}
+
+/// Time since the task was submitted (its record's creation), for the duration metric; `None`
+/// when the record cannot be read.
+async fn since_submit(store: &SharedStore, id: TaskId) -> Option<Duration> {
+    let record = store.get(id).await.ok()??;
+    let ms = crate::tasks::now_ms().saturating_sub(record.created_ms).max(0);
+    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The worker's timing logic (lease heartbeats while a task runs) on a paused tokio clock.
+    use bytes::Bytes;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::providers::{SubCall, SubCallKind};
+    use crate::routing::{Routed, SubCallRouter};
+    use crate::tasks::store::memory::MemoryStore;
+    use crate::tasks::store::Ttls;
+    use crate::tasks::{now_ms, ServiceInput, TaskInput, TaskRecord, TaskStatus};
+
+    /// A router whose every sub-call takes `delay` and gets no answer.
+    struct SlowRouter(Duration);
+
+    #[async_trait::async_trait]
+    impl SubCallRouter for SlowRouter {
+        async fn route(&self, call: SubCall) -> Routed {
+            tokio::time::sleep(self.0).await;
+            Routed { kind: call.kind(), answer: None, attempts: Vec::new() }
+        }
+
+        fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)> {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_hold_the_lease_of_a_task_that_outlives_it() {
+        // A 1 s lease and a 10 s sub-call: only the heartbeat keeps a rival from taking it.
+        let hour = Duration::from_secs(3600);
+        let store: SharedStore = Arc::new(MemoryStore::new(Ttls { task: hour, face: hour, lease: Duration::from_secs(1) }));
+        let pipeline = Arc::new(Pipeline::new(Arc::new(SlowRouter(Duration::from_secs(10))), store.clone(), None));
+        let input = TaskInput {
+            upload: ServiceInput::FaceLiveness { selfie: Bytes::from_static(b"jpeg") },
+            owner: "alice".into(),
+            extend_data: false,
+            trace_context: None,
+            base_url: None,
+        };
+        let id = TaskId::new();
+        store.submit(TaskRecord::new(id, &input, now_ms()), input).await.expect("submit");
+
+        let (stop, stopped) = watch::channel(false);
+        let settings = WorkerSettings {
+            name: "w1".into(),
+            concurrency: 1,
+            heartbeat: Duration::from_millis(300),
+            poll: Duration::from_millis(100),
+        };
+        let mut workers = spawn(store.clone(), pipeline, settings, stopped);
+        let status = |store: SharedStore| async move { store.get(id).await.expect("get").expect("record").status };
+        while status(store.clone()).await == TaskStatus::Pending {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let started = Instant::now();
+        while !status(store.clone()).await.is_finished() {
+            let stolen = store.claim("rival", Duration::from_millis(200)).await.expect("claim");
+            assert!(stolen.is_none(), "the lease lapsed after {:?} despite heartbeats", started.elapsed());
+        }
+        assert!(started.elapsed() >= Duration::from_secs(10), "finished after {:?}", started.elapsed());
+
+        // No provider answered: the worker stored the pipeline's outcome, not a failure of its own.
+        let record = store.get(id).await.expect("get").expect("record");
+        assert_eq!(record.status, TaskStatus::Failure);
+        assert!(matches!(record.outcome, Some(TaskOutcome::Unanswered { .. })), "{:?}", record.outcome);
+        stop.send(true).expect("workers listen");
+        while workers.join_next().await.is_some() {}
+    }
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod form;
+pub mod result;
 pub mod services;
 pub mod tasks;
 pub mod tokens;

@@ -7,12 +7,16 @@ use axum::extract::{Path, Request, State};
 use axum::Json;
 use serde_json::{json, Value};
 
+use bytes::Bytes;
+use uuid::Uuid;
+
 use super::auth::Principal;
 use super::error::ApiError;
 use super::form::Form;
 use super::AppState;
+use crate::config::ImageLimits;
 use crate::images::{self, ImageProblem};
-use crate::tasks::{now_ms, ServiceKind, TaskId, TaskInput, TaskRecord};
+use crate::tasks::{now_ms, ServiceInput, ServiceKind, TaskId, TaskInput, TaskRecord};
 
 /// DRF's messages, kept verbatim: clients match on them.
 pub mod messages {
@@ -36,6 +40,50 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// The form's field names (Progeny's), known only here: the task carries a [`ServiceInput`].
+mod field {
+    pub const IMAGE: &str = "image";
+    pub const SELFIE: &str = "selfie_image";
+    pub const PASSPORT: &str = "passport_image";
+    pub const FRONT: &str = "front_id";
+    pub const BACK: &str = "back_id";
+    pub const UUID: &str = "uuid";
+    pub const EXTEND_DATA: &str = "extend_data";
+}
+
+/// The file fields `service` requires, in the order errors are reported.
+fn image_fields(service: ServiceKind) -> &'static [&'static str] {
+    use field::*;
+    match service {
+        ServiceKind::FaceLiveness | ServiceKind::RegisterFace | ServiceKind::AuthenticateFace => &[IMAGE],
+        ServiceKind::OcrPassport => &[PASSPORT],
+        ServiceKind::OcrCard => &[FRONT, BACK],
+        ServiceKind::KycPassport => &[SELFIE, PASSPORT],
+        ServiceKind::KycCard => &[SELFIE, FRONT, BACK],
+    }
+}
+
+/// DRF field errors collected over the whole form: `{"field": ["message", …]}`.
+#[derive(Default)]
+struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_string()).or_default().push(message.into());
+    }
+
+    /// `Err` with every collected error, if there is one.
+    fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Fields(self.0))
+        }
+    }
+}
+
+/// Validates the whole form (every field error at once), checks that a referenced face is
+/// registered, turns the form into a [`ServiceInput`] and queues the task.
 pub async fn submit(
     State(state): State<AppState>,
     principal: Result<Principal, ApiError>,
@@ -51,97 +99,131 @@ pub async fn submit(
     };
     let base_url = request_base_url(req.headers());
     let form = Form::from_multipart(req).await?;
-    let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut images_in = BTreeMap::new();
 
-    for &name in service.image_fields() {
-        match form.files.get(name) {
-            Some(part) if part.bytes.is_empty() => {
-                errors.entry(name.into()).or_default().push(messages::EMPTY_FILE.into());
-            }
-            Some(part) => {
-                images_in.insert(name.to_string(), part.bytes.clone());
-            }
-            None if form.texts.contains_key(name) => {
-                errors.entry(name.into()).or_default().push(messages::NOT_A_FILE.into());
-            }
-            None => errors.entry(name.into()).or_default().push(messages::NO_FILE.into()),
+    let mut errors = FieldErrors::default();
+    let images = submitted_images(service, &form, &mut errors);
+    check_images(&images, state.limits, &mut errors).await?;
+    let face = (service == ServiceKind::AuthenticateFace).then(|| face_uuid(&form, &mut errors)).flatten();
+    let extend_data = extend_data(&form, &mut errors);
+    errors.into_result()?;
+
+    if let Some(face) = face {
+        if state.store.get_face(&principal.owner, &face.hyphenated().to_string()).await?.is_none() {
+            return Err(ApiError::field(field::UUID, messages::FACE_NOT_REGISTERED));
         }
     }
+    let input = TaskInput {
+        upload: service_input(service, images, face)?,
+        owner: principal.owner,
+        extend_data,
+        trace_context: crate::telemetry::propagation::traceparent(&tracing::Span::current()),
+        base_url: state.public_url.clone().or(base_url),
+    };
+    let id = enqueue(&state, input).await?;
+    Ok(Json(json!({ "id": id })))
+}
 
-    // Decode every submitted image (off the async threads) so unreadable ones are refused now.
-    let limits = state.limits;
-    let to_check: Vec<(String, bytes::Bytes)> = images_in.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+/// The non-empty file parts `service` needs, by field name; missing, empty and non-file parts
+/// are field errors.
+fn submitted_images(service: ServiceKind, form: &Form, errors: &mut FieldErrors) -> BTreeMap<&'static str, Bytes> {
+    let mut images = BTreeMap::new();
+    for &name in image_fields(service) {
+        match form.files.get(name) {
+            Some(part) if part.bytes.is_empty() => errors.add(name, messages::EMPTY_FILE),
+            Some(part) => {
+                images.insert(name, part.bytes.clone());
+            }
+            None if form.texts.contains_key(name) => errors.add(name, messages::NOT_A_FILE),
+            None => errors.add(name, messages::NO_FILE),
+        }
+    }
+    images
+}
+
+/// Decodes every submitted image (off the async threads), so unreadable ones are refused now.
+async fn check_images(
+    uploads: &BTreeMap<&'static str, Bytes>,
+    limits: ImageLimits,
+    errors: &mut FieldErrors,
+) -> Result<(), ApiError> {
+    let to_check: Vec<(&'static str, Bytes)> = uploads.iter().map(|(k, v)| (*k, v.clone())).collect();
     let checked = tokio::task::spawn_blocking(move || {
         to_check.into_iter().map(|(name, bytes)| (name, images::check(&bytes, &limits))).collect::<Vec<_>>()
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    for (name, outcome) in checked {
-        if let Err(problem) = outcome {
-            let msg = match problem {
-                ImageProblem::Invalid => messages::INVALID_IMAGE.to_string(),
-                other => other.to_string(),
-            };
-            errors.entry(name).or_default().push(msg);
+    for (name, problem) in checked.into_iter().filter_map(|(name, r)| r.err().map(|p| (name, p))) {
+        match problem {
+            ImageProblem::Invalid => errors.add(name, messages::INVALID_IMAGE),
+            other => errors.add(name, other.to_string()),
         }
     }
-
-    let mut fields = BTreeMap::new();
-    for &name in service.text_fields() {
-        match form.texts.get(name).map(|s| s.trim()) {
-            None | Some("") => errors.entry(name.into()).or_default().push(messages::REQUIRED.into()),
-            Some(v) => match uuid::Uuid::parse_str(v) {
-                Ok(u) => {
-                    fields.insert(name.to_string(), u.hyphenated().to_string());
-                }
-                Err(_) => errors.entry(name.into()).or_default().push(messages::INVALID_UUID.into()),
-            },
-        }
-    }
-
-    let extend_data = match form.texts.get("extend_data") {
-        None => false,
-        Some(v) => parse_bool(v).unwrap_or_else(|| {
-            errors.entry("extend_data".into()).or_default().push(messages::INVALID_BOOL.into());
-            false
-        }),
-    };
-
-    if !errors.is_empty() {
-        return Err(ApiError::Fields(errors));
-    }
-
-    if let Some(uuid) = fields.get("uuid") {
-        if state.store.get_face(&principal.owner, uuid).await?.is_none() {
-            return Err(ApiError::field("uuid", messages::FACE_NOT_REGISTERED));
-        }
-    }
-
-    let id = TaskId::new();
-    let input = TaskInput {
-        service,
-        owner: principal.owner,
-        extend_data,
-        images: images_in,
-        fields,
-        trace_context: crate::telemetry::propagation::traceparent(&tracing::Span::current()),
-        base_url: state.public_url.clone().or(base_url),
-    };
-    let record = TaskRecord::new(id, &input, now_ms());
-    state.store.submit(record, input).await?;
-    crate::telemetry::metrics().task_submitted(service.as_str());
-    tracing::info!(task = %id, service = %service, "Task accepted");
-    Ok(Json(json!({ "id": id })))
+    Ok(())
 }
 
-/// `scheme://host` as the client addressed us (honouring `X-Forwarded-Proto` from a proxy).
+/// `authenticate_face`'s required `uuid` of a registered face.
+fn face_uuid(form: &Form, errors: &mut FieldErrors) -> Option<Uuid> {
+    match form.texts.get(field::UUID).map(|s| s.trim()) {
+        None | Some("") => {
+            errors.add(field::UUID, messages::REQUIRED);
+            None
+        }
+        Some(v) => Uuid::parse_str(v).map_err(|_| errors.add(field::UUID, messages::INVALID_UUID)).ok(),
+    }
+}
+
+/// The optional `extend_data` boolean (default false).
+fn extend_data(form: &Form, errors: &mut FieldErrors) -> bool {
+    match form.texts.get(field::EXTEND_DATA) {
+        None => false,
+        Some(v) => parse_bool(v).unwrap_or_else(|| {
+            errors.add(field::EXTEND_DATA, messages::INVALID_BOOL);
+            false
+        }),
+    }
+}
+
+/// The typed input from validated parts: each field name becomes its role, once.
+fn service_input(
+    service: ServiceKind,
+    mut images: BTreeMap<&'static str, Bytes>,
+    face: Option<Uuid>,
+) -> Result<ServiceInput, ApiError> {
+    use field::*;
+    let mut take = |name: &str| {
+        images.remove(name).ok_or_else(|| ApiError::Internal(format!("validated field {name} is missing")))
+    };
+    Ok(match service {
+        ServiceKind::FaceLiveness => ServiceInput::FaceLiveness { selfie: take(IMAGE)? },
+        ServiceKind::RegisterFace => ServiceInput::RegisterFace { selfie: take(IMAGE)? },
+        ServiceKind::AuthenticateFace => ServiceInput::AuthenticateFace {
+            selfie: take(IMAGE)?,
+            face: face.ok_or_else(|| ApiError::Internal("validated field uuid is missing".into()))?,
+        },
+        ServiceKind::OcrPassport => ServiceInput::OcrPassport { passport: take(PASSPORT)? },
+        ServiceKind::OcrCard => ServiceInput::OcrCard { front: take(FRONT)?, back: take(BACK)? },
+        ServiceKind::KycPassport => ServiceInput::KycPassport { selfie: take(SELFIE)?, passport: take(PASSPORT)? },
+        ServiceKind::KycCard => ServiceInput::KycCard { selfie: take(SELFIE)?, front: take(FRONT)?, back: take(BACK)? },
+    })
+}
+
+/// Stores the Pending task and queues it; its id is the answer.
+async fn enqueue(state: &AppState, input: TaskInput) -> Result<TaskId, ApiError> {
+    let id = TaskId::new();
+    let service = input.service();
+    state.store.submit(TaskRecord::new(id, &input, now_ms()), input).await?;
+    crate::telemetry::metrics().task_submitted(service.as_str());
+    tracing::info!(task = %id, service = %service, "Task accepted");
+    Ok(id)
+}
+
 /// Reads and drops the request body (at most 4× the per-image limit), then gives back `err`.
 async fn drain_then(req: Request, state: &AppState, err: ApiError) -> ApiError {
     let _ = axum::body::to_bytes(req.into_body(), state.limits.max_bytes.saturating_mul(4)).await;
     err
 }
 
+/// `scheme://host` as the client addressed us (honouring `X-Forwarded-Proto` from a proxy).
 fn request_base_url(headers: &axum::http::HeaderMap) -> Option<String> {
     let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
     let scheme = headers

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use super::auth::Principal;
 use super::error::ApiError;
 use super::AppState;
-use crate::tasks::TaskId;
+use crate::tasks::store::media_key;
+use crate::tasks::{TaskId, TaskRecord};
 
 pub async fn get_task(
     State(state): State<AppState>,
@@ -26,16 +27,16 @@ pub async fn get_task(
     if record.owner != principal.owner {
         return Err(ApiError::NotFound);
     }
-    Ok(Json(json!({
-        "id": record.id,
-        "status": record.status,
-        "result": record.result,
-    })))
+    Ok(Json(task_json(&record)))
 }
 
-/// The media key of `path` for `owner`: owners cannot reach each other's files.
-pub fn media_key(owner: &str, path: &str) -> String {
-    format!("{owner}/{path}")
+/// A task as `GET task/` shows it: `result` is `null` until it finished.
+pub fn task_json(record: &TaskRecord) -> Value {
+    json!({
+        "id": record.id,
+        "status": record.status,
+        "result": record.outcome.as_ref().map(super::result::render),
+    })
 }
 
 pub async fn get_media(

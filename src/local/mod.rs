@@ -24,11 +24,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::ModelsConfig;
-use crate::pipeline::PortraitCropper;
 use crate::providers::spec::LocalSpec;
 use crate::providers::{
-    Answer, CompareAnswer, DocumentFields, Image, IssueCode, LivenessAnswer, OcrAnswer, PartialDate, Provider,
-    ProviderError, Rejection, Score, SubCall, SubCallKind, Verdict,
+    Answer, CompareAnswer, DocumentFields, Image, IssueCode, LivenessAnswer, OcrAnswer, PartialDate, PortraitCropper,
+    Provider, ProviderError, Rejection, Score, SubCall, SubCallKind, Verdict,
 };
 use models::{ModelManifest, ModelStore};
 

@@ -2,6 +2,7 @@
 //!
 //! `kyc_*`: document OCR first (its portrait is the compare reference), then liveness and face
 //! compare concurrently. Everything routes through [`SubCallRouter`]; merging is in [`merge`].
+//! The result is a typed [`TaskOutcome`]; `api::result` renders it for clients.
 
 pub mod merge;
 
@@ -11,29 +12,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
+use uuid::Uuid;
 
-use crate::api::tasks::media_key;
 use crate::images;
-use crate::providers::{Image, IssueCode, SubCall, Verdict};
+use crate::providers::{DocumentFields, Image, IssueCode, PortraitCropper, SubCall, Verdict};
 use crate::routing::{Fact, RouteContext, Routed, SubCallRouter};
-use crate::tasks::store::{SharedStore, StoreError};
-use crate::tasks::{ServiceKind, TaskId, TaskInput, TaskStatus};
+use crate::tasks::outcome::ResultData;
+use crate::tasks::store::{media_key, SharedStore, StoreError};
+use crate::tasks::{ServiceInput, TaskId, TaskInput, TaskOutcome};
 use merge::{Issues, Outcome};
 
-/// Crops a portrait from a document page when the OCR provider returned none (uses the local
-/// face detector). Blocking: called from `spawn_blocking`.
-pub trait PortraitCropper: Send + Sync + 'static {
-    fn crop(&self, page: &Image) -> Option<Bytes>;
-}
-
-/// A finished task: its final status and Progeny `result` object.
-#[derive(Debug)]
-pub struct Finished {
-    pub status: TaskStatus,
-    pub result: Value,
-}
-
-/// Why a task could not be run at all (as opposed to a failed check, which is a result).
+/// Why a task could not be run at all (as opposed to a failed check, which is an outcome).
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("store: {0}")]
@@ -47,10 +36,14 @@ pub struct Pipeline {
     cropper: Option<Arc<dyn PortraitCropper>>,
 }
 
-fn image(input: &TaskInput, field: &str) -> Option<Image> {
-    let bytes = input.images.get(field)?.clone();
-    let mime = images::sniff(&bytes).unwrap_or("application/octet-stream");
-    Some(Image { bytes, mime })
+/// An uploaded image with its sniffed type, as providers take it.
+fn image(bytes: &Bytes) -> Image {
+    Image { bytes: bytes.clone(), mime: images::sniff(bytes).unwrap_or("application/octet-stream") }
+}
+
+/// A portrait or registered face used as a compare reference (JPEG unless it says otherwise).
+fn reference(bytes: Bytes) -> Image {
+    Image { mime: images::sniff(&bytes).unwrap_or("image/jpeg"), bytes }
 }
 
 fn random_token() -> String {
@@ -58,6 +51,28 @@ fn random_token() -> String {
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);
     hex::encode(b)
+}
+
+/// What document OCR gave: its routed call, the fields read, and a portrait (the provider's,
+/// or cropped from the first page).
+struct DocumentRead {
+    routed: Routed,
+    fields: Option<DocumentFields>,
+    portrait: Option<Bytes>,
+}
+
+/// A portrait kept as media: its relative path (`document.portrait`) and absolute URL.
+struct StoredPortrait {
+    rel: String,
+    url: String,
+}
+
+/// What the selfie checks of a `kyc_*` task add to its result.
+struct SelfieChecks {
+    /// `compare`, `liveness` (booleans) and `details`, in that order.
+    sections: Vec<(&'static str, Value)>,
+    routed: Vec<Routed>,
+    failed: bool,
 }
 
 impl Pipeline {
@@ -70,31 +85,37 @@ impl Pipeline {
         self.cropper.clone()
     }
 
-    /// Runs `input` to its final result. A missing input image (should not happen: the API
-    /// checked it) is a FAILURE, not a panic.
-    pub async fn run(&self, id: TaskId, input: &TaskInput, today: NaiveDate) -> Result<Finished, PipelineError> {
+    /// Runs `input` to its outcome.
+    pub async fn run(&self, id: TaskId, input: &TaskInput, today: NaiveDate) -> Result<TaskOutcome, PipelineError> {
         use tracing::Instrument;
-        let span = tracing::info_span!("task", task = %id, service = %input.service);
+        let span = tracing::info_span!("task", task = %id, service = %input.service());
         // Same trace as the POST that created the task, whichever instance runs it.
         crate::telemetry::propagation::set_parent(&span, input.trace_context.as_deref());
         // What routing policies may know: the task id (sticky splits), service and owner (rules).
         let ctx = RouteContext::new(id.to_string())
-            .with(Fact::Service, input.service.as_str())
+            .with(Fact::Service, input.service().as_str())
             .with(Fact::Owner, input.owner.as_str());
         async move { self.dispatch(input, &ctx, today).await }.instrument(span).await
     }
 
-    async fn dispatch(&self, input: &TaskInput, ctx: &RouteContext, today: NaiveDate) -> Result<Finished, PipelineError> {
-        match input.service {
-            ServiceKind::FaceLiveness => Ok(self.face_liveness(input, ctx).await),
-            ServiceKind::RegisterFace => self.register_face(input, ctx).await,
-            ServiceKind::AuthenticateFace => self.authenticate_face(input, ctx).await,
-            ServiceKind::OcrPassport => self.document(input, ctx, &["passport_image"], None, today).await,
-            ServiceKind::OcrCard => self.document(input, ctx, &["front_id", "back_id"], None, today).await,
-            ServiceKind::KycPassport => {
-                self.document(input, ctx, &["passport_image"], Some("selfie_image"), today).await
+    async fn dispatch(&self, input: &TaskInput, ctx: &RouteContext, today: NaiveDate) -> Result<TaskOutcome, PipelineError> {
+        let extend = input.extend_data;
+        match &input.upload {
+            ServiceInput::FaceLiveness { selfie } => Ok(self.face_liveness(image(selfie), ctx, extend).await),
+            ServiceInput::RegisterFace { selfie } => self.register_face(image(selfie), &input.owner, ctx, extend).await,
+            ServiceInput::AuthenticateFace { selfie, face } => {
+                self.authenticate_face(image(selfie), *face, &input.owner, ctx, extend).await
             }
-            ServiceKind::KycCard => self.document(input, ctx, &["front_id", "back_id"], Some("selfie_image"), today).await,
+            ServiceInput::OcrPassport { passport } => self.document(input, ctx, vec![image(passport)], None, today).await,
+            ServiceInput::OcrCard { front, back } => {
+                self.document(input, ctx, vec![image(front), image(back)], None, today).await
+            }
+            ServiceInput::KycPassport { selfie, passport } => {
+                self.document(input, ctx, vec![image(passport)], Some(image(selfie)), today).await
+            }
+            ServiceInput::KycCard { selfie, front, back } => {
+                self.document(input, ctx, vec![image(front), image(back)], Some(image(selfie)), today).await
+            }
         }
     }
 
@@ -102,52 +123,60 @@ impl Pipeline {
         self.router.route_with(SubCall::Liveness { image: img }, ctx).await
     }
 
-    async fn face_liveness(&self, input: &TaskInput, ctx: &RouteContext) -> Finished {
-        let Some(img) = image(input, "image") else { return missing_input("image") };
-        let routed = self.liveness(img, ctx).await;
+    async fn face_liveness(&self, selfie: Image, ctx: &RouteContext, extend: bool) -> TaskOutcome {
+        let routed = self.liveness(selfie, ctx).await;
         let mut issues = Issues::default();
         let (section, _) = merge::liveness_section(&routed, &mut issues);
         let failed = matches!(merge::liveness_of(&routed), Outcome::Failed(_));
         let mut data = Map::new();
         data.insert("liveness".into(), section);
-        finish(data, issues, input.extend_data, &[routed], failed)
+        finish(data, issues, extend, &[routed], failed)
     }
 
-    async fn register_face(&self, input: &TaskInput, ctx: &RouteContext) -> Result<Finished, PipelineError> {
-        let Some(img) = image(input, "image") else { return Ok(missing_input("image")) };
-        let bytes = img.bytes.clone();
-        let routed = self.liveness(img, ctx).await;
+    async fn register_face(
+        &self,
+        selfie: Image,
+        owner: &str,
+        ctx: &RouteContext,
+        extend: bool,
+    ) -> Result<TaskOutcome, PipelineError> {
+        let bytes = selfie.bytes.clone();
+        let routed = self.liveness(selfie, ctx).await;
         let mut issues = Issues::default();
         let (section, live) = merge::liveness_section(&routed, &mut issues);
         let failed = matches!(merge::liveness_of(&routed), Outcome::Failed(_));
         let mut data = Map::new();
         // Only a live face is registered: a spoof must not become a reference.
         let uuid = if live {
-            let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
-            self.store.put_face(&input.owner, &uuid, bytes).await?;
+            let uuid = Uuid::new_v4().hyphenated().to_string();
+            self.store.put_face(owner, &uuid, bytes).await?;
             Some(uuid)
         } else {
             None
         };
         data.insert("uuid".into(), json!(uuid));
         data.insert("liveness".into(), section);
-        Ok(finish(data, issues, input.extend_data, &[routed], failed))
+        Ok(finish(data, issues, extend, &[routed], failed))
     }
 
-    async fn authenticate_face(&self, input: &TaskInput, ctx: &RouteContext) -> Result<Finished, PipelineError> {
-        let Some(img) = image(input, "image") else { return Ok(missing_input("image")) };
-        let uuid = input.fields.get("uuid").cloned().unwrap_or_default();
+    async fn authenticate_face(
+        &self,
+        selfie: Image,
+        face: Uuid,
+        owner: &str,
+        ctx: &RouteContext,
+        extend: bool,
+    ) -> Result<TaskOutcome, PipelineError> {
         let mut issues = Issues::default();
         let mut data = Map::new();
-        let Some(reference) = self.store.get_face(&input.owner, &uuid).await? else {
+        let Some(registered) = self.store.get_face(owner, &face.hyphenated().to_string()).await? else {
             issues.add("authentication", IssueCode::FaceNotRegistered.as_str(), IssueCode::FaceNotRegistered.default_message());
             data.insert("authentication".into(), json!({ "result": false }));
-            return Ok(finish(data, issues, input.extend_data, &[], false));
+            return Ok(finish(data, issues, extend, &[], false));
         };
-        let reference = Image { mime: images::sniff(&reference).unwrap_or("image/jpeg"), bytes: reference };
         let (live, cmp) = tokio::join!(
-            self.liveness(img.clone(), ctx),
-            self.router.route_with(SubCall::FaceCompare { probe: img, reference }, ctx)
+            self.liveness(selfie.clone(), ctx),
+            self.router.route_with(SubCall::FaceCompare { probe: selfie, reference: reference(registered) }, ctx)
         );
         let (lsec, _) = merge::liveness_section(&live, &mut issues);
         let auth = match merge::compare_of(&cmp) {
@@ -158,32 +187,45 @@ impl Pipeline {
             || matches!(merge::liveness_of(&live), Outcome::Failed(_));
         data.insert("authentication".into(), auth);
         data.insert("liveness".into(), lsec);
-        Ok(finish(data, issues, input.extend_data, &[live, cmp], failed))
+        Ok(finish(data, issues, extend, &[live, cmp], failed))
     }
 
-    /// `ocr_*` (no selfie) and `kyc_*` (selfie: liveness + compare against the portrait).
+    /// `ocr_*` (pages only) and `kyc_*` (a selfie too: liveness, and compare against the
+    /// document's portrait): read the document, keep its portrait, then check the selfie.
     async fn document(
         &self,
         input: &TaskInput,
         ctx: &RouteContext,
-        page_fields: &[&str],
-        selfie_field: Option<&str>,
+        pages: Vec<Image>,
+        selfie: Option<Image>,
         today: NaiveDate,
-    ) -> Result<Finished, PipelineError> {
-        let mut pages = Vec::new();
-        for f in page_fields {
-            match image(input, f) {
-                Some(p) => pages.push(p),
-                None => return Ok(missing_input(f)),
-            }
-        }
-        let first_page = pages[0].clone();
-        let ocr = self.router.route_with(SubCall::DocumentOcr { pages }, ctx).await;
+    ) -> Result<TaskOutcome, PipelineError> {
         let mut issues = Issues::default();
+        let read = self.read_document(pages, ctx, &mut issues).await;
+        let stored = match &read.portrait {
+            Some(p) => Some(self.store_portrait(input, p.clone()).await?),
+            None => None,
+        };
         let mut data = Map::new();
-        let mut routed = vec![];
+        data.insert("document".into(), document_value(read.fields.as_ref(), stored.as_ref(), today, &mut issues));
+        let mut failed = read.routed.answer.is_none();
+        let mut routed = vec![read.routed];
+        if let Some(selfie) = selfie {
+            let ctx = with_document_facts(ctx, read.fields.as_ref());
+            let checks = self.check_selfie(selfie, read.portrait, &ctx, &mut issues).await;
+            failed |= checks.failed;
+            data.extend(checks.sections.into_iter().map(|(k, v)| (k.to_string(), v)));
+            routed.extend(checks.routed);
+        }
+        Ok(finish(data, issues, input.extend_data, &routed, failed))
+    }
 
-        let (fields, mut portrait) = match ocr.answer.as_ref().map(|a| &a.verdict) {
+    /// Document OCR over `pages`; a portrait is cropped from the first page when the provider
+    /// returned none. A rejection or no answer is an issue on `document`.
+    async fn read_document(&self, pages: Vec<Image>, ctx: &RouteContext, issues: &mut Issues) -> DocumentRead {
+        let first_page = pages.first().cloned();
+        let routed = self.router.route_with(SubCall::DocumentOcr { pages }, ctx).await;
+        let (fields, mut portrait) = match routed.answer.as_ref().map(|a| &a.verdict) {
             Some(Verdict::Ocr(o)) => (Some(o.fields.clone()), o.portrait.clone()),
             Some(Verdict::Rejected(r)) => {
                 issues.add_rejection("document", r);
@@ -194,100 +236,100 @@ impl Pipeline {
                 (None, None)
             }
         };
-        let ocr_failed = ocr.answer.is_none();
         if portrait.is_none() {
-            if let Some(cropper) = self.cropper.clone() {
-                let page = first_page.clone();
+            if let (Some(cropper), Some(page)) = (self.cropper.clone(), first_page) {
                 portrait = tokio::task::spawn_blocking(move || cropper.crop(&page)).await.ok().flatten();
             }
         }
-        let mut stored_portrait = None;
-        if let Some(p) = &portrait {
-            let rel = format!("images/services/{}/{}.jpg", input.service, random_token());
-            self.store.put_media(&media_key(&input.owner, &rel), p.clone()).await?;
-            let base = input.base_url.clone().unwrap_or_default();
-            let url = format!("{}/media/{}", base.trim_end_matches('/'), rel);
-            stored_portrait = Some((rel, url));
-        }
-        let doc_value = match &fields {
-            Some(f) => {
-                if f.valid == Some(false) {
-                    issues.add("document", IssueCode::MrzChecksumFailed.as_str(), IssueCode::MrzChecksumFailed.default_message());
-                }
-                if !f.disagreements.is_empty() {
-                    let msg = format!("Document providers disagree on: {}", f.disagreements.join(", "));
-                    issues.add("document", IssueCode::FieldDisagreement.as_str(), &msg);
-                }
-                merge::document_section(f, stored_portrait.as_ref().map(|(a, b)| (a.as_str(), b.as_str())), today)
-            }
-            None => json!(null),
-        };
-        data.insert("document".into(), doc_value);
-        routed.push(ocr);
+        DocumentRead { routed, fields, portrait }
+    }
 
-        let mut failed = ocr_failed;
-        if let Some(selfie_field) = selfie_field {
-            let Some(selfie) = image(input, selfie_field) else { return Ok(missing_input(selfie_field)) };
-            // Rules on nationality / issuing state apply to the selfie checks.
-            let mut ctx = ctx.clone();
-            if let Some(f) = &fields {
-                for (fact, v) in [(Fact::Nationality, &f.nationality), (Fact::IssuingState, &f.issuing_state)] {
-                    if let Some(v) = v {
-                        ctx.set(fact, v.as_str());
-                    }
+    /// Keeps the portrait as the owner's media, under an unguessable name, for the task TTL.
+    async fn store_portrait(&self, input: &TaskInput, portrait: Bytes) -> Result<StoredPortrait, PipelineError> {
+        let rel = format!("images/services/{}/{}.jpg", input.service(), random_token());
+        self.store.put_media(&media_key(&input.owner, &rel), portrait).await?;
+        let base = input.base_url.clone().unwrap_or_default();
+        let url = format!("{}/media/{}", base.trim_end_matches('/'), rel);
+        Ok(StoredPortrait { rel, url })
+    }
+
+    /// Liveness on the selfie and, when there is a portrait, face compare against it, at once.
+    async fn check_selfie(
+        &self,
+        selfie: Image,
+        portrait: Option<Bytes>,
+        ctx: &RouteContext,
+        issues: &mut Issues,
+    ) -> SelfieChecks {
+        let compare = async {
+            match portrait {
+                Some(p) => {
+                    let call = SubCall::FaceCompare { probe: selfie.clone(), reference: reference(p) };
+                    Some(self.router.route_with(call, ctx).await)
                 }
+                None => None,
             }
-            let ctx = &ctx;
-            let compare_fut = async {
-                match portrait.clone() {
-                    Some(p) => {
-                        let reference = Image { mime: images::sniff(&p).unwrap_or("image/jpeg"), bytes: p };
-                        Some(self.router.route_with(SubCall::FaceCompare { probe: selfie.clone(), reference }, ctx).await)
-                    }
-                    None => None,
-                }
-            };
-            let (live, cmp) = tokio::join!(self.liveness(selfie.clone(), ctx), compare_fut);
-            let (lsec, is_live) = merge::liveness_section(&live, &mut issues);
-            failed |= matches!(merge::liveness_of(&live), Outcome::Failed(_));
-            let mut details = Map::new();
-            details.insert("liveness".into(), lsec);
-            let is_match = match &cmp {
-                Some(c) => {
-                    let (csec, m) = merge::compare_section(c, "compare", &mut issues);
-                    failed |= matches!(merge::compare_of(c), Outcome::Failed(_));
-                    details.insert("compare".into(), csec);
-                    m
-                }
-                None => {
-                    issues.add("compare", IssueCode::PortraitNotFound.as_str(), IssueCode::PortraitNotFound.default_message());
-                    details.insert("compare".into(), json!({ "result": false, "error_code": IssueCode::PortraitNotFound.as_str() }));
-                    false
-                }
-            };
-            data.insert("compare".into(), json!(is_match));
-            data.insert("liveness".into(), json!(is_live));
-            data.insert("details".into(), Value::Object(details));
-            routed.push(live);
-            if let Some(c) = cmp {
-                routed.push(c);
+        };
+        let (live, cmp) = tokio::join!(self.liveness(selfie.clone(), ctx), compare);
+        let (lsec, is_live) = merge::liveness_section(&live, issues);
+        let mut failed = matches!(merge::liveness_of(&live), Outcome::Failed(_));
+        let mut details = Map::new();
+        details.insert("liveness".into(), lsec);
+        let is_match = match &cmp {
+            Some(c) => {
+                let (csec, m) = merge::compare_section(c, "compare", issues);
+                failed |= matches!(merge::compare_of(c), Outcome::Failed(_));
+                details.insert("compare".into(), csec);
+                m
             }
-        }
-        Ok(finish(data, issues, input.extend_data, &routed, failed))
+            None => {
+                issues.add("compare", IssueCode::PortraitNotFound.as_str(), IssueCode::PortraitNotFound.default_message());
+                details.insert("compare".into(), json!({ "result": false, "error_code": IssueCode::PortraitNotFound.as_str() }));
+                false
+            }
+        };
+        let sections = vec![("compare", json!(is_match)), ("liveness", json!(is_live)), ("details", Value::Object(details))];
+        SelfieChecks { sections, routed: [Some(live), cmp].into_iter().flatten().collect(), failed }
     }
 }
 
-/// The final `result`: status 400 when the input could not be processed, per-provider attempts
-/// under `providers`, raw vendor payloads under `extended` when asked.
-fn finish(mut data: Map<String, Value>, issues: Issues, extend: bool, routed: &[Routed], failed: bool) -> Finished {
-    let status_code = if failed {
-        503
-    } else if !issues.is_empty() {
-        400
-    } else {
-        200
-    };
-    if !issues.is_empty() {
+/// Rules on nationality / issuing state apply to the selfie checks: the facts the OCR read.
+fn with_document_facts(ctx: &RouteContext, fields: Option<&DocumentFields>) -> RouteContext {
+    let mut ctx = ctx.clone();
+    if let Some(f) = fields {
+        for (fact, v) in [(Fact::Nationality, &f.nationality), (Fact::IssuingState, &f.issuing_state)] {
+            if let Some(v) = v {
+                ctx.set(fact, v.as_str());
+            }
+        }
+    }
+    ctx
+}
+
+/// The `document` section (null when nothing was read); a failed MRZ checksum and providers
+/// that disagree are issues.
+fn document_value(
+    fields: Option<&DocumentFields>,
+    portrait: Option<&StoredPortrait>,
+    today: NaiveDate,
+    issues: &mut Issues,
+) -> Value {
+    let Some(f) = fields else { return json!(null) };
+    if f.valid == Some(false) {
+        issues.add("document", IssueCode::MrzChecksumFailed.as_str(), IssueCode::MrzChecksumFailed.default_message());
+    }
+    if !f.disagreements.is_empty() {
+        let msg = format!("Document providers disagree on: {}", f.disagreements.join(", "));
+        issues.add("document", IssueCode::FieldDisagreement.as_str(), &msg);
+    }
+    merge::document_section(f, portrait.map(|p| (p.rel.as_str(), p.url.as_str())), today)
+}
+
+/// The outcome: unanswered when a check got no answer, flagged when one raised an issue;
+/// per-provider attempts under `providers`, raw vendor payloads under `extended` when asked.
+fn finish(mut data: ResultData, issues: Issues, extend: bool, routed: &[Routed], failed: bool) -> TaskOutcome {
+    let flagged = !issues.is_empty();
+    if flagged {
         data.insert("issues".into(), issues.into_value());
     }
     let mut providers = BTreeMap::<&str, Vec<Value>>::new();
@@ -308,15 +350,9 @@ fn finish(mut data: Map<String, Value>, issues: Issues, extend: bool, routed: &[
     if extend {
         data.insert("extended".into(), json!(extended));
     }
-    Finished {
-        status: if failed { TaskStatus::Failure } else { TaskStatus::Success },
-        result: json!({ "status": status_code, "data": data }),
-    }
-}
-
-fn missing_input(field: &str) -> Finished {
-    Finished {
-        status: TaskStatus::Failure,
-        result: json!({ "status": 500, "data": { "error": format!("task input {field} is missing") } }),
+    match (failed, flagged) {
+        (true, _) => TaskOutcome::Unanswered { data },
+        (false, true) => TaskOutcome::Flagged { data },
+        (false, false) => TaskOutcome::Passed { data },
     }
 }

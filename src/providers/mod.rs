@@ -4,6 +4,7 @@
 //! models (`local`). Both implement [`Provider`]; `routing` wraps each one in a tower stack.
 
 pub mod http;
+pub mod portrait;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+pub use portrait::PortraitCropper;
 
 /// The closed set of sub-calls a KYC task is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,5 +1,7 @@
-//! Tasks: what a client asked for and where it stands. Pure data, no IO (the store does IO).
+//! Tasks: what a client asked for ([`ServiceInput`]), where it stands ([`TaskStatus`]) and how it
+//! ended ([`TaskOutcome`]). Pure data, no IO (the store does IO).
 
+pub mod outcome;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -9,6 +11,8 @@ use std::str::FromStr;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+pub use outcome::{FailureReason, TaskOutcome};
 
 /// A task's public id: a UUIDv4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -80,25 +84,6 @@ impl ServiceKind {
     pub fn from_path(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
-
-    /// The multipart file fields this service requires, in the order errors are reported.
-    pub fn image_fields(self) -> &'static [&'static str] {
-        match self {
-            Self::FaceLiveness | Self::RegisterFace | Self::AuthenticateFace => &["image"],
-            Self::OcrPassport => &["passport_image"],
-            Self::OcrCard => &["front_id", "back_id"],
-            Self::KycPassport => &["selfie_image", "passport_image"],
-            Self::KycCard => &["selfie_image", "front_id", "back_id"],
-        }
-    }
-
-    /// Required non-file fields.
-    pub fn text_fields(self) -> &'static [&'static str] {
-        match self {
-            Self::AuthenticateFace => &["uuid"],
-            _ => &[],
-        }
-    }
 }
 
 impl fmt::Display for ServiceKind {
@@ -148,18 +133,95 @@ impl TaskStatus {
     }
 }
 
-/// What the worker needs to run a task. Images are personal data: Debug prints sizes only.
-#[derive(Clone, Serialize, Deserialize)]
+/// What a client uploaded, one variant per service: each image by its role, never by its
+/// form-field name (those are the API's business). Built once by the API from the form and
+/// by `verify`; the pipeline matches on it. Images are personal data: Debug prints sizes only.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "service", rename_all = "snake_case")]
+pub enum ServiceInput {
+    FaceLiveness {
+        #[serde(with = "base64_bytes")]
+        selfie: Bytes,
+    },
+    RegisterFace {
+        #[serde(with = "base64_bytes")]
+        selfie: Bytes,
+    },
+    AuthenticateFace {
+        #[serde(with = "base64_bytes")]
+        selfie: Bytes,
+        /// The registered face to compare against (a hyphenated UUID).
+        face: Uuid,
+    },
+    OcrPassport {
+        #[serde(with = "base64_bytes")]
+        passport: Bytes,
+    },
+    OcrCard {
+        #[serde(with = "base64_bytes")]
+        front: Bytes,
+        #[serde(with = "base64_bytes")]
+        back: Bytes,
+    },
+    KycPassport {
+        #[serde(with = "base64_bytes")]
+        selfie: Bytes,
+        #[serde(with = "base64_bytes")]
+        passport: Bytes,
+    },
+    KycCard {
+        #[serde(with = "base64_bytes")]
+        selfie: Bytes,
+        #[serde(with = "base64_bytes")]
+        front: Bytes,
+        #[serde(with = "base64_bytes")]
+        back: Bytes,
+    },
+}
+
+impl ServiceInput {
+    /// Which service this input is for.
+    pub fn kind(&self) -> ServiceKind {
+        match self {
+            Self::FaceLiveness { .. } => ServiceKind::FaceLiveness,
+            Self::RegisterFace { .. } => ServiceKind::RegisterFace,
+            Self::AuthenticateFace { .. } => ServiceKind::AuthenticateFace,
+            Self::OcrPassport { .. } => ServiceKind::OcrPassport,
+            Self::OcrCard { .. } => ServiceKind::OcrCard,
+            Self::KycPassport { .. } => ServiceKind::KycPassport,
+            Self::KycCard { .. } => ServiceKind::KycCard,
+        }
+    }
+
+    /// Every image with its role, for size-only printing.
+    fn images(&self) -> Vec<(&'static str, &Bytes)> {
+        match self {
+            Self::FaceLiveness { selfie } | Self::RegisterFace { selfie } | Self::AuthenticateFace { selfie, .. } => {
+                vec![("selfie", selfie)]
+            }
+            Self::OcrPassport { passport } => vec![("passport", passport)],
+            Self::OcrCard { front, back } => vec![("front", front), ("back", back)],
+            Self::KycPassport { selfie, passport } => vec![("selfie", selfie), ("passport", passport)],
+            Self::KycCard { selfie, front, back } => vec![("selfie", selfie), ("front", front), ("back", back)],
+        }
+    }
+}
+
+impl fmt::Debug for ServiceInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sizes: BTreeMap<&str, usize> = self.images().into_iter().map(|(k, v)| (k, v.len())).collect();
+        f.debug_struct("ServiceInput").field("service", &self.kind()).field("image_sizes", &sizes).finish()
+    }
+}
+
+/// What the worker needs to run a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskInput {
-    pub service: ServiceKind,
+    /// The service asked for, with its images.
+    pub upload: ServiceInput,
     /// Who submitted it (user name or API-key id); only they may read it.
     pub owner: String,
     pub extend_data: bool,
-    /// File fields by name (`selfie_image`, `passport_image`, …), raw bytes as uploaded.
-    #[serde(with = "bytes_map")]
-    pub images: BTreeMap<String, Bytes>,
-    /// Non-file fields (`uuid` for `authenticate_face`).
-    pub fields: BTreeMap<String, String>,
     /// W3C trace context of the request that created the task, to link the worker span.
     pub trace_context: Option<String>,
     /// Absolute base URL for `portrait_url` (from config or the request's Host header).
@@ -167,15 +229,9 @@ pub struct TaskInput {
     pub base_url: Option<String>,
 }
 
-impl fmt::Debug for TaskInput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sizes: BTreeMap<&str, usize> = self.images.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
-        f.debug_struct("TaskInput")
-            .field("service", &self.service)
-            .field("owner", &self.owner)
-            .field("extend_data", &self.extend_data)
-            .field("image_sizes", &sizes)
-            .finish_non_exhaustive()
+impl TaskInput {
+    pub fn service(&self) -> ServiceKind {
+        self.upload.kind()
     }
 }
 
@@ -189,8 +245,8 @@ pub struct TaskRecord {
     /// Unix milliseconds.
     pub created_ms: i64,
     pub updated_ms: i64,
-    /// The Progeny `result` object once finished; `null` before.
-    pub result: Option<serde_json::Value>,
+    /// How the task ended; `None` before. `api::result` renders it as Progeny's `result`.
+    pub outcome: Option<TaskOutcome>,
 }
 
 impl TaskRecord {
@@ -198,11 +254,11 @@ impl TaskRecord {
         Self {
             id,
             owner: input.owner.clone(),
-            service: input.service,
+            service: input.service(),
             status: TaskStatus::Pending,
             created_ms: now_ms,
             updated_ms: now_ms,
-            result: None,
+            outcome: None,
         }
     }
 }
@@ -212,38 +268,46 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Serialises image bytes as base64 strings (so inputs can be stored as JSON, e.g. in Redis).
-mod bytes_map {
-    use std::collections::BTreeMap;
-
+/// Image bytes as base64 strings, the one place inputs meet their stored (JSON) form.
+mod base64_bytes {
     use base64::Engine;
     use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(map: &BTreeMap<String, Bytes>, s: S) -> Result<S::Ok, S::Error> {
-        let enc: BTreeMap<&str, String> = map
-            .iter()
-            .map(|(k, v)| (k.as_str(), base64::engine::general_purpose::STANDARD.encode(v)))
-            .collect();
-        enc.serialize(s)
+    pub fn serialize<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Bytes>, D::Error> {
-        let enc = BTreeMap::<String, String>::deserialize(d)?;
-        enc.into_iter()
-            .map(|(k, v)| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(v)
-                    .map(|b| (k, Bytes::from(b)))
-                    .map_err(serde::de::Error::custom)
-            })
-            .collect()
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(text).map(Bytes::from).map_err(serde::de::Error::custom)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inputs_round_trip_through_their_stored_form_and_never_print_bytes() {
+        let input = ServiceInput::KycCard {
+            selfie: Bytes::from_static(b"\xff\xd8selfie"),
+            front: Bytes::from_static(b"\x89PNGfront"),
+            back: Bytes::new(),
+        };
+        let stored = serde_json::to_value(&input).expect("serialises");
+        assert_eq!(stored["service"], "kyc_card");
+        assert_eq!(stored["front"], "iVBOR2Zyb250", "base64 of the bytes");
+        assert_eq!(serde_json::from_value::<ServiceInput>(stored).expect("deserialises"), input);
+        let face = Uuid::new_v4();
+        let auth = ServiceInput::AuthenticateFace { selfie: Bytes::from_static(b"jpeg"), face };
+        let stored = serde_json::to_value(&auth).expect("serialises");
+        assert_eq!(stored["face"], face.hyphenated().to_string());
+        assert_eq!(serde_json::from_value::<ServiceInput>(stored).expect("deserialises").kind(), ServiceKind::AuthenticateFace);
+
+        let printed = format!("{input:?}");
+        assert!(printed.contains("\"front\": 9") && !printed.contains("PNG"), "{printed}");
+    }
 
     #[test]
     fn transitions_are_monotonic() {

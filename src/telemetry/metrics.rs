@@ -283,20 +283,3 @@ pub async fn sample_queue_every(
     }
 }
 
-/// A task's result was stored: count it, and time it from its record's creation (the submit).
-pub async fn task_finished(
-    store: &crate::tasks::store::SharedStore,
-    task: &crate::tasks::store::Claimed,
-    status: crate::tasks::TaskStatus,
-    result: &serde_json::Value,
-) {
-    let code = result.get("status").and_then(serde_json::Value::as_i64).unwrap_or(0);
-    let elapsed = match store.get(task.id).await {
-        Ok(Some(record)) => {
-            let ms = crate::tasks::now_ms().saturating_sub(record.created_ms).max(0);
-            Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
-        }
-        _ => None,
-    };
-    metrics().task_finished(task.input.service.as_str(), status.as_str(), code, elapsed);
-}

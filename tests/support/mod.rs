@@ -2,10 +2,8 @@
 //! providers, workers, HTTP server) on a loopback port and drive it over HTTP with reqwest.
 //!
 //! Every wait is a poll with a deadline; nothing sleeps for a fixed time hoping work is done.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -111,7 +109,6 @@ impl Default for Options {
 
 /// One running gateway: its address and the means to stop it (gracefully or by killing it).
 pub struct TestGateway {
-    pub addr: SocketAddr,
     pub base: String,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<()>,
@@ -171,7 +168,7 @@ dir = "{providers}"
                 .await
                 .expect("serve");
         });
-        let gw = Self { addr, base: format!("http://{addr}"), shutdown: Some(tx), handle, _config_dir: dir };
+        let gw = Self { base: format!("http://{addr}"), shutdown: Some(tx), handle, _config_dir: dir };
         gw.wait_healthy().await;
         gw
     }

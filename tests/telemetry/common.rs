@@ -183,7 +183,7 @@ pub fn config(providers: &Path, otlp: Option<&str>) -> Config {
     }
     // With Redis the trace context crosses the queue serialised, as between instances.
     if let Ok(url) = std::env::var("KYCGATE_TEST_REDIS") {
-        cfg.store.url = url;
+        cfg.store.url = url.parse().expect("KYCGATE_TEST_REDIS is a redis:// URL");
         cfg.store.namespace = format!("kycgate-telemetry-test-{}", uuid::Uuid::new_v4().simple());
     }
     if let Some(endpoint) = otlp {

@@ -7,6 +7,7 @@
 
 /// The end-to-end harness shared with the other gateway tests (a real server on loopback).
 #[path = "../support/mod.rs"]
+#[allow(dead_code)] // the vendor tests use part of the harness
 mod support;
 /// Adapters against wiremock: fixtures, fixed clocks, multipart and SigV4 readers.
 mod vendor;

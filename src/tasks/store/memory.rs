@@ -14,8 +14,8 @@ use bytes::Bytes;
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
-use super::{input_expired_result, Claimed, QueueStats, StoreError, TaskStore, Ttls};
-use crate::tasks::{now_ms, TaskId, TaskInput, TaskRecord, TaskStatus};
+use super::{Claimed, QueueStats, StoreError, TaskStore, Ttls};
+use crate::tasks::{now_ms, FailureReason, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 
 /// How often expired entries are swept out (lazy expiry covers reads in between).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -163,7 +163,7 @@ impl State {
         if let Some(rec) = self.record_mut(id, now) {
             if rec.status.can_become(TaskStatus::Failure) {
                 rec.status = TaskStatus::Failure;
-                rec.result = Some(input_expired_result());
+                rec.outcome = Some(FailureReason::InputExpired.into());
                 rec.updated_ms = now_ms();
             }
         }
@@ -296,13 +296,8 @@ impl TaskStore for MemoryStore {
         Ok(())
     }
 
-    async fn complete(
-        &self,
-        worker: &str,
-        claimed: &Claimed,
-        status: TaskStatus,
-        result: serde_json::Value,
-    ) -> Result<(), StoreError> {
+    async fn complete(&self, worker: &str, claimed: &Claimed, outcome: TaskOutcome) -> Result<(), StoreError> {
+        let status = outcome.status();
         let seq = receipt_seq(claimed)?;
         let now = Instant::now();
         let mut st = self.shared.state.lock().await;
@@ -314,13 +309,13 @@ impl TaskStore for MemoryStore {
             }
             return Err(StoreError::NotFound);
         };
-        if !status.is_finished() || !current.can_become(status) {
+        if !current.can_become(status) {
             return Err(StoreError::IllegalTransition { from: current, to: status });
         }
         st.check_lease(seq, claimed.id, worker)?;
         let rec = st.record_mut(claimed.id, now).ok_or(StoreError::NotFound)?;
         rec.status = status;
-        rec.result = Some(result);
+        rec.outcome = Some(outcome);
         rec.updated_ms = now_ms();
         st.inputs.remove(&claimed.id);
         st.leases.remove(&seq);
@@ -381,19 +376,15 @@ impl TaskStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     //! Private-state checks; the behaviour shared with Redis is tested by
-    //! `tests/store_conformance.rs`.
-    use std::collections::BTreeMap;
-
+    //! `tests/gateway/store_conformance.rs`.
     use super::*;
-    use crate::tasks::ServiceKind;
+    use crate::tasks::ServiceInput;
 
     fn input() -> TaskInput {
         TaskInput {
-            service: ServiceKind::FaceLiveness,
+            upload: ServiceInput::FaceLiveness { selfie: Bytes::from_static(b"jpeg") },
             owner: "alice".into(),
             extend_data: false,
-            images: BTreeMap::from([("image".to_owned(), Bytes::from_static(b"jpeg"))]),
-            fields: BTreeMap::new(),
             trace_context: None,
             base_url: None,
         }
@@ -415,7 +406,7 @@ mod tests {
         assert!(store.claim("w1", Duration::ZERO).await.unwrap().is_none());
         let rec = store.get(id).await.unwrap().unwrap();
         assert_eq!(rec.status, TaskStatus::Failure);
-        assert_eq!(rec.result, Some(input_expired_result()));
+        assert_eq!(rec.outcome, Some(TaskOutcome::Failed { reason: FailureReason::InputExpired }));
     }
 
     #[tokio::test]
@@ -426,13 +417,13 @@ mod tests {
         store.submit(TaskRecord::new(id, &inp, now_ms()), inp).await.unwrap();
         let claimed = store.claim("w1", Duration::ZERO).await.unwrap().unwrap();
         assert!(store.shared.state.lock().await.inputs.contains_key(&id));
-        store.complete("w1", &claimed, TaskStatus::Success, serde_json::json!({})).await.unwrap();
+        store.complete("w1", &claimed, TaskOutcome::Passed { data: Default::default() }).await.unwrap();
         let st = store.shared.state.lock().await;
         assert!(!st.inputs.contains_key(&id));
         assert!(st.leases.is_empty());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn sweeper_drops_expired_images_without_access() {
         let store = MemoryStore::new(ttls(200, 60_000));
         store.put_media("k", Bytes::from_static(b"jpeg")).await.unwrap();

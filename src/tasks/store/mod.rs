@@ -1,7 +1,7 @@
 //! Task stores: where task records, uploaded images, portraits and registered faces live, and
 //! how work is handed to workers.
 //!
-//! Two implementations pass one conformance suite (`tests/store_conformance.rs`):
+//! Two implementations pass one conformance suite (`tests/gateway/store_conformance.rs`):
 //! [`memory::MemoryStore`] (embedded default, one node) and [`redis::RedisStore`] (production,
 //! many gateway instances; at-least-once delivery through a Redis Stream consumer group).
 
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{TaskId, TaskInput, TaskRecord, TaskStatus};
+use super::{TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 
 /// Store failures. Callers act on the variant, never on message text.
 #[derive(Debug, thiserror::Error)]
@@ -88,16 +88,10 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Extends the lease of a claimed task. `LeaseLost` if another worker took it.
     async fn heartbeat(&self, worker: &str, claimed: &Claimed) -> Result<(), StoreError>;
 
-    /// Finishes a task (Success or Failure) with its result, deletes its input images and
-    /// acknowledges the delivery, atomically. A task that is already finished is left untouched
-    /// (`IllegalTransition`); a lost lease is `LeaseLost` and nothing is written.
-    async fn complete(
-        &self,
-        worker: &str,
-        claimed: &Claimed,
-        status: TaskStatus,
-        result: serde_json::Value,
-    ) -> Result<(), StoreError>;
+    /// Finishes a task with its outcome (its status follows from it), deletes its input images
+    /// and acknowledges the delivery, atomically. A task that is already finished is left
+    /// untouched (`IllegalTransition`); a lost lease is `LeaseLost` and nothing is written.
+    async fn complete(&self, worker: &str, claimed: &Claimed, outcome: TaskOutcome) -> Result<(), StoreError>;
 
     /// Stores a media object (portrait JPEG) under an unguessable key, with the task TTL.
     async fn put_media(&self, key: &str, bytes: Bytes) -> Result<(), StoreError>;
@@ -124,8 +118,8 @@ pub struct QueueStats {
 /// Shared handle to a store.
 pub type SharedStore = Arc<dyn TaskStore>;
 
-/// The Progeny result a task gets when its input expired before a worker claimed it: both
-/// stores fail such a task with this instead of handing it out.
-pub(crate) fn input_expired_result() -> serde_json::Value {
-    serde_json::json!({"status": 500, "data": {"error": "task input expired before it could run"}})
+/// The store key of the media object at `path` (as served under `/media/<path>`) for `owner`:
+/// owners cannot reach each other's files.
+pub fn media_key(owner: &str, path: &str) -> String {
+    format!("{owner}/{path}")
 }

@@ -19,7 +19,8 @@ impl Keys {
         Self { ns: namespace.to_owned() }
     }
 
-    /// Task record hash: `meta` (submit-time JSON), `status`, `updated_ms`, `result` (JSON).
+    /// Task record hash: `meta` (submit-time JSON), `status`, `updated_ms`, `result` (the
+    /// `TaskOutcome` as JSON).
     pub(super) fn record(&self, id: TaskId) -> String {
         format!("{}:task:{id}", self.ns)
     }

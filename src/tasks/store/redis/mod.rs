@@ -7,7 +7,7 @@
 //!   `XREADGROUP … BLOCK` for new entries on a dedicated connection (a blocking read would
 //!   stall every other command multiplexed on the shared one).
 //! - `heartbeat`: `XCLAIM … JUSTID` by the current holder resets the entry's idle time.
-//! - `complete`: status + result written, input deleted, entry `XACK`ed and `XDEL`ed at once.
+//! - `complete`: status + outcome written, input deleted, entry `XACK`ed and `XDEL`ed at once.
 //!
 //! Every Redis failure is [`StoreError::Unavailable`]; the [`ConnectionManager`] reconnects on
 //! the next call, so the same store object works again once Redis is back.
@@ -27,8 +27,8 @@ use tokio::time::Instant;
 
 use self::keys::{Keys, GROUP, TASK_FIELD};
 use self::scripts::{Scripts, Verdict};
-use super::{input_expired_result, Claimed, QueueStats, StoreError, TaskStore, Ttls};
-use crate::tasks::{now_ms, TaskId, TaskInput, TaskRecord, TaskStatus};
+use super::{Claimed, QueueStats, StoreError, TaskStore, Ttls};
+use crate::tasks::{now_ms, FailureReason, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 
 /// Connection tuning. The defaults keep every call bounded when Redis is down.
 #[derive(Debug, Clone, Copy)]
@@ -74,9 +74,6 @@ struct Inner {
     ttls: Ttls,
     opts: RedisOptions,
 }
-
-/// Why a task could not be handed out and was failed instead.
-const INPUT_CORRUPT_ERROR: &str = "task input could not be decoded";
 
 /// Maps a Redis failure to the store's error: undecodable replies are `Corrupt`, everything
 /// else (refused, IO, timeouts, server errors such as `LOADING` or `OOM`) is retryable.
@@ -229,11 +226,11 @@ impl RedisStore {
             Some(Ok(input)) => return Ok(Some(Claimed { id, input, deliveries, receipt: entry })),
             Some(Err(_)) => {
                 tracing::warn!(task = %id, "Stored task input is undecodable; failing the task");
-                serde_json::json!({"status": 500, "data": {"error": INPUT_CORRUPT_ERROR}})
+                FailureReason::InputCorrupt
             }
-            None => input_expired_result(),
+            None => FailureReason::InputExpired,
         };
-        match self.finish(worker, id, &entry, TaskStatus::Failure, &failure).await {
+        match self.finish(worker, id, &entry, &failure.into()).await {
             Ok(()) | Err(StoreError::NotFound | StoreError::LeaseLost | StoreError::IllegalTransition { .. }) => {
                 Ok(None)
             }
@@ -242,16 +239,10 @@ impl RedisStore {
     }
 
     /// Runs `complete.lua` for the delivery `receipt` of task `id`.
-    async fn finish(
-        &self,
-        worker: &str,
-        id: TaskId,
-        receipt: &str,
-        status: TaskStatus,
-        result: &serde_json::Value,
-    ) -> Result<(), StoreError> {
+    async fn finish(&self, worker: &str, id: TaskId, receipt: &str, outcome: &TaskOutcome) -> Result<(), StoreError> {
         let keys = &self.inner.keys;
-        let result = serde_json::to_string(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let status = outcome.status();
+        let outcome = serde_json::to_string(outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let verdict: Verdict = self
             .inner
             .scripts
@@ -263,7 +254,7 @@ impl RedisStore {
             .arg(receipt)
             .arg(worker)
             .arg(status.as_str())
-            .arg(result)
+            .arg(outcome)
             .arg(now_ms())
             .invoke_async(&mut self.conn())
             .await
@@ -316,7 +307,7 @@ impl TaskStore for RedisStore {
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        let (meta, status, updated, result): (Option<String>, Option<String>, Option<i64>, Option<String>) =
+        let (meta, status, updated, outcome): (Option<String>, Option<String>, Option<i64>, Option<String>) =
             redis::cmd("HMGET")
                 .arg(self.inner.keys.record(id))
                 .arg(&["meta", "status", "updated_ms", "result"])
@@ -331,8 +322,8 @@ impl TaskStore for RedisStore {
         if let Some(updated) = updated {
             record.updated_ms = updated;
         }
-        if let Some(result) = result {
-            record.result = Some(serde_json::from_str(&result).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        if let Some(outcome) = outcome {
+            record.outcome = Some(serde_json::from_str(&outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         }
         Ok(Some(record))
     }
@@ -408,14 +399,8 @@ impl TaskStore for RedisStore {
         }
     }
 
-    async fn complete(
-        &self,
-        worker: &str,
-        claimed: &Claimed,
-        status: TaskStatus,
-        result: serde_json::Value,
-    ) -> Result<(), StoreError> {
-        self.finish(worker, claimed.id, &claimed.receipt, status, &result).await
+    async fn complete(&self, worker: &str, claimed: &Claimed, outcome: TaskOutcome) -> Result<(), StoreError> {
+        self.finish(worker, claimed.id, &claimed.receipt, &outcome).await
     }
 
     async fn put_media(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 -- unfinished and the caller still holds the entry.
 -- KEYS[1] record hash, KEYS[2] input key, KEYS[3] work stream
 -- ARGV[1] group, ARGV[2] entry id, ARGV[3] worker, ARGV[4] final status (SUCCESS|FAILURE),
--- ARGV[5] result JSON, ARGV[6] now ms
+-- ARGV[5] outcome JSON (`TaskOutcome`), ARGV[6] now ms
 -- Returns {'OK'} | {'NOT_FOUND'} | {'ILLEGAL', current status} | {'LEASE_LOST'}
 
 local current = redis.call('HGET', KEYS[1], 'status')

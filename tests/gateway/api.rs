@@ -2,12 +2,10 @@
 //! provider on real images), driven over HTTP. Covers every documented 400, auth and tokens,
 //! task lifecycle, owner isolation, portrait media and `extend_data`.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::*;
+use crate::support::*;
 
 const INVALID_IMAGE: &str =
     "Upload a valid image. The file you uploaded was either not an image or a corrupted image.";

@@ -3,12 +3,10 @@
 //!
 //! Needs Redis (`KYCGATE_TEST_REDIS`, default redis://127.0.0.1:6379); `.ci/run` starts one.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::json;
-use support::*;
+use crate::support::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer};
 
@@ -77,15 +75,14 @@ async fn a_task_whose_instance_dies_is_finished_by_another() {
     local_adapter(dir_b.path());
     vendor_adapter(dir_b.path(), "kbyai.toml", "vendor", &healthy.uri(), &[]);
     let routing = "[routing.liveness]\nchain = [{ provider = \"vendor\", timeout_ms = 300000 }]\n";
-    let base = Options {
+    let on_shared_redis = |dir: &std::path::Path| Options {
         store: redis_url(),
-        namespace: ns,
+        namespace: ns.clone(),
         lease_secs: 2,
-        extra_toml: routing.into(),
-        ..Options::default()
+        ..Options::routed(dir, routing)
     };
 
-    let a = TestGateway::start(Options { providers_dir: dir_a.path().to_path_buf(), ..base.clone() }).await;
+    let a = TestGateway::start(on_shared_redis(dir_a.path())).await;
     let api = a.client();
     let id = api.submit_ok("face_liveness", vec![file("image", eval_image("faces/deepface/img1.jpg"))]).await;
     api.wait_for_status(&id, "STARTED", Duration::from_secs(30)).await;
@@ -98,7 +95,7 @@ async fn a_task_whose_instance_dies_is_finished_by_another() {
     a.kill().await;
 
     // B starts later, sees a STARTED task whose lease lapses, takes it over and finishes it.
-    let b = TestGateway::start(Options { providers_dir: dir_b.path().to_path_buf(), ..base }).await;
+    let b = TestGateway::start(on_shared_redis(dir_b.path())).await;
     let (task, seen) = b.client().wait(&id, Duration::from_secs(60)).await;
     assert_eq!(seen.first().map(String::as_str), Some("STARTED"));
     assert_eq!(task["status"], "SUCCESS", "{task}");

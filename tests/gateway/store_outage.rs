@@ -2,7 +2,6 @@
 //! promptly with `StoreError::Unavailable`; once the server is back on the same port, the same
 //! store object works again. Needs `redis-server` on PATH (CI installs it).
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -10,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kycgate::tasks::store::redis::RedisStore;
 use kycgate::tasks::store::{StoreError, TaskStore, Ttls};
-use kycgate::tasks::{now_ms, ServiceKind, TaskId, TaskInput, TaskRecord, TaskStatus};
+use kycgate::tasks::{now_ms, ServiceInput, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 use tokio::time::{timeout, Instant};
 
 /// How long any call may take while Redis is down before we call it a hang.
@@ -54,6 +53,24 @@ impl Server {
         }
     }
 
+    /// Polls until a client is blocked in `XREADGROUP … BLOCK` (this server is private, so it
+    /// is the test's parked claim).
+    async fn until_claim_parks(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(self.url()).expect("url");
+        loop {
+            let clients: String = client
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .and_then(|mut c| redis::cmd("CLIENT").arg("LIST").query(&mut c))
+                .unwrap_or_default();
+            if clients.lines().any(|l| l.contains("cmd=xreadgroup") && l.split(' ').any(|f| f.starts_with("flags=") && f.contains('b'))) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the claim never parked in XREADGROUP BLOCK: {clients}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -74,15 +91,17 @@ fn free_port() -> u16 {
 
 fn task() -> (TaskRecord, TaskInput) {
     let input = TaskInput {
-        service: ServiceKind::FaceLiveness,
+        upload: ServiceInput::FaceLiveness { selfie: Bytes::from_static(&[0xff, 0xd8, 0xff]) },
         owner: "alice".into(),
         extend_data: false,
-        images: BTreeMap::from([("image".to_owned(), Bytes::from_static(&[0xff, 0xd8, 0xff]))]),
-        fields: BTreeMap::new(),
         trace_context: None,
         base_url: None,
     };
     (TaskRecord::new(TaskId::new(), &input, now_ms()), input)
+}
+
+fn passed() -> TaskOutcome {
+    TaskOutcome::Passed { data: serde_json::Map::new() }
 }
 
 fn ttls() -> Ttls {
@@ -118,7 +137,7 @@ async fn store_fails_fast_while_redis_is_down_and_recovers() {
         let store = store.clone();
         tokio::spawn(async move { store.claim("w2", Duration::from_secs(30)).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await; // let it park in XREADGROUP BLOCK
+    server.until_claim_parks().await;
 
     server.stop();
 
@@ -130,7 +149,7 @@ async fn store_fails_fast_while_redis_is_down_and_recovers() {
     assert_unavailable("get", store.get(before)).await;
     assert_unavailable("claim", store.claim("w1", Duration::from_secs(2))).await;
     assert_unavailable("heartbeat", store.heartbeat("w1", &held)).await;
-    assert_unavailable("complete", store.complete("w1", &held, TaskStatus::Success, serde_json::json!({}))).await;
+    assert_unavailable("complete", store.complete("w1", &held, passed())).await;
     assert_unavailable("put_media", store.put_media("m", Bytes::from_static(b"x"))).await;
     assert_unavailable("get_face", store.get_face("alice", "u")).await;
     assert_unavailable("queue_stats", store.queue_stats()).await;
@@ -158,7 +177,7 @@ async fn store_fails_fast_while_redis_is_down_and_recovers() {
     let claimed = store.claim("w1", Duration::from_secs(5)).await.unwrap().expect("claim after recovery");
     assert_eq!(claimed.id, after);
     store.start("w1", &claimed).await.unwrap();
-    store.complete("w1", &claimed, TaskStatus::Success, serde_json::json!({"ok": true})).await.unwrap();
+    store.complete("w1", &claimed, passed()).await.unwrap();
     assert_eq!(store.get(after).await.unwrap().map(|r| r.status), Some(TaskStatus::Success));
     drop(server);
 }
