@@ -4,7 +4,7 @@
 #   - promtool check rules / test rules / check config (Debian: apt-get install prometheus);
 #   - with KYCGATE_URL set (a running gateway, e.g. http://127.0.0.1:8080), every kycgate_*
 #     metric the dashboard and the rules query is present in its /metrics output.
-# The same metric check runs against a live in-test gateway in `cargo test --test telemetry_e2e`.
+# The same metric check runs against a live in-test gateway in `cargo test --test telemetry`.
 set -euo pipefail
 cd "$(dirname "$0")"
 

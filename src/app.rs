@@ -207,18 +207,10 @@ async fn build_providers(
             continue;
         }
         let provider: SharedProvider = match &file.spec {
-            ProviderSpec::Http(spec) => Arc::new({
-                if let Some(cost) = spec.cost_per_call {
-                    crate::telemetry::metrics().set_cost_per_call(&file.name, cost);
-                }
-                let provider = HttpProvider::from_file(&file)
-                    .map_err(|e| AppError::Provider { name: file.name.clone(), reason: e.to_string() })?;
-                let base = &provider.spec().base_url;
-                if let (Some(host), Some(port)) = (base.host_str(), base.port_or_known_default()) {
-                    crate::telemetry::metrics().set_peer(&file.name, host, port);
-                }
-                provider
-            }),
+            ProviderSpec::Http(_) => Arc::new(
+                HttpProvider::from_file(&file)
+                    .map_err(|e| AppError::Provider { name: file.name.clone(), reason: e.to_string() })?,
+            ),
             ProviderSpec::Local(spec) => {
                 let l = Arc::new(LocalProvider::build(&file.name, spec, &config.models).await);
                 local = Some(l.clone());

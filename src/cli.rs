@@ -17,7 +17,7 @@ use crate::tasks::{now_ms, ServiceInput, TaskId, TaskInput, TaskRecord, TaskStat
 pub fn random_key() -> String {
     use rand::RngCore;
     let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
+    rand::rng().fill_bytes(&mut b);
     hex::encode(b)
 }
 
@@ -88,14 +88,14 @@ pub fn providers_check(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `kycgate providers test NAME`: replays the adapter against `<fixtures>/<NAME>/replay.toml`
-/// and prints the unified result; fails when it differs from the manifest's `expect`.
+/// and prints the unified result; fails when it differs from the recording's `expect`.
 pub async fn providers_test(config: &Config, name: &str, fixtures: &Path) -> anyhow::Result<()> {
-    let replay = crate::providers::replay::run(name, &config.providers.dir, fixtures).await?;
+    let replay = crate::simulate::replay::run(name, &config.providers.dir, fixtures).await?;
     println!("{}", serde_json::to_string_pretty(&replay.result)?);
-    if let Some(expect) = &replay.manifest.expect {
+    if let Some(expect) = &replay.recording.expect {
         let expect = serde_json::to_value(expect)?;
-        if !crate::providers::replay::contains(&replay.result, &expect) {
-            bail!("the result differs from the manifest's `expect`: {expect}");
+        if !crate::simulate::replay::contains(&replay.result, &expect) {
+            bail!("the result differs from the recording's `expect`: {expect}");
         }
     }
     Ok(())

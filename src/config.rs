@@ -9,6 +9,8 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::routing::config::RoutingConfig;
+/// The `[telemetry]` section is declared by telemetry (a leaf: it imports no config).
+pub use crate::telemetry::{OtlpConfig, TelemetryConfig};
 
 /// The embedded defaults, so the binary runs with no file at all.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -169,52 +171,6 @@ impl ModelsConfig {
             Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
             _ if !self.dir.is_empty() => Some(PathBuf::from(&self.dir)),
             _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetryConfig {
-    pub log_format: String,
-    pub log_filter: String,
-    /// OpenTelemetry export; `/metrics` is served whatever this says.
-    #[serde(default)]
-    pub otlp: OtlpConfig,
-}
-
-/// OTLP export settings. The standard `OTEL_*` environment variables take precedence (see
-/// `docs/OBSERVABILITY.md`), so one image runs anywhere without a config change.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OtlpConfig {
-    /// Off by default: nothing leaves the process unless asked.
-    pub enabled: bool,
-    /// `http/protobuf` or `grpc` (the latter needs the `otlp-grpc` build feature).
-    pub protocol: String,
-    /// Collector base URL (`http://collector:4318`); empty = the OTLP default for the protocol.
-    pub endpoint: String,
-    pub traces: bool,
-    pub metrics: bool,
-    /// `service.name` resource attribute.
-    pub service_name: String,
-    /// How often metrics are pushed.
-    pub metrics_interval_secs: u64,
-    /// Per-export deadline, so a dead collector never stalls the exporter thread for long.
-    pub timeout_secs: u64,
-}
-
-impl Default for OtlpConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            protocol: "http/protobuf".into(),
-            endpoint: String::new(),
-            traces: true,
-            metrics: true,
-            service_name: "kycgate".into(),
-            metrics_interval_secs: 30,
-            timeout_secs: 10,
         }
     }
 }

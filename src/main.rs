@@ -92,7 +92,7 @@ enum ProvidersAction {
         /// The provider name (file stem in the providers directory).
         name: String,
         /// Where `<name>/replay.toml` and its recorded answers live.
-        #[arg(long, default_value = "tests/fixtures/vendors")]
+        #[arg(long, default_value = "providers/fixtures")]
         fixtures: PathBuf,
     },
 }

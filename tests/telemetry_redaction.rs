@@ -6,6 +6,7 @@
 //!
 //! Run: `KYCGATE_MODEL_DIR=… KYCGATE_EVAL_DIR=… cargo test --test telemetry_redaction`.
 
+#[path = "telemetry/common.rs"]
 mod telemetry_common;
 
 use std::io::Write;
@@ -62,7 +63,7 @@ async fn personal_data_never_reaches_logs_spans_or_metrics() {
     let (otlp, sink) = otlp_receiver().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut real: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo("tests/fixtures/vendors/kbyai/real.json")).expect("fixture"))
+        serde_json::from_slice(&std::fs::read(repo("providers/fixtures/kbyai/real.json")).expect("fixture"))
             .expect("json");
     real["document"] = serde_json::json!({
         "surname": "MUSTERMANN", "given_names": "ERIKA", "document_number": "C01X00T47", "birth": "1964-08-12"

@@ -74,7 +74,7 @@ fn now_s() -> u64 {
 
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
+    rand::rng().fill_bytes(&mut buf);
     hex::encode(buf)
 }
 
@@ -126,11 +126,6 @@ impl Authenticator {
             api_keys,
             spent_refresh: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// Whether any credential can succeed at all (else the gateway would be unusable).
-    pub fn has_credentials(&self) -> bool {
-        !self.api_keys.is_empty() || !self.users.is_empty()
     }
 
     /// `token/obtain`: username + password → tokens.

@@ -107,14 +107,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
     // Circuit states are information, not readiness: an open circuit falls back along the chain.
     let mut circuits = serde_json::Map::new();
-    for (kind, names) in state.router.providers() {
-        let per: serde_json::Map<String, serde_json::Value> = names
-            .into_iter()
-            .map(|n| {
-                let st = crate::telemetry::metrics().circuit_state(&n, kind.as_str());
-                (n, json!(st.as_str()))
-            })
-            .collect();
+    for (kind, states) in state.router.circuits() {
+        let per: serde_json::Map<String, serde_json::Value> =
+            states.into_iter().map(|(n, st)| (n, json!(st.as_str()))).collect();
         circuits.insert(kind.as_str().to_string(), serde_json::Value::Object(per));
     }
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

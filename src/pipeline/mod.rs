@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::images;
 use crate::providers::{DocumentFields, Image, IssueCode, PortraitCropper, SubCall, Verdict};
-use crate::routing::{RouteContext, Routed, SubCallRouter};
+use crate::routing::{Fact, RouteContext, Routed, SubCallRouter};
 use crate::tasks::outcome::ResultData;
 use crate::tasks::store::{media_key, SharedStore, StoreError};
 use crate::tasks::{ServiceInput, TaskId, TaskInput, TaskOutcome};
@@ -49,7 +49,7 @@ fn reference(bytes: Bytes) -> Image {
 fn random_token() -> String {
     use rand::RngCore;
     let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
+    rand::rng().fill_bytes(&mut b);
     hex::encode(b)
 }
 
@@ -92,7 +92,9 @@ impl Pipeline {
         // Same trace as the POST that created the task, whichever instance runs it.
         crate::telemetry::propagation::set_parent(&span, input.trace_context.as_deref());
         // What routing policies may know: the task id (sticky splits), service and owner (rules).
-        let ctx = RouteContext::new(id.to_string()).with("service", input.service().as_str()).with("owner", input.owner.as_str());
+        let ctx = RouteContext::new(id.to_string())
+            .with(Fact::Service, input.service().as_str())
+            .with(Fact::Owner, input.owner.as_str());
         async move { self.dispatch(input, &ctx, today).await }.instrument(span).await
     }
 
@@ -295,7 +297,7 @@ impl Pipeline {
 fn with_document_facts(ctx: &RouteContext, fields: Option<&DocumentFields>) -> RouteContext {
     let mut ctx = ctx.clone();
     if let Some(f) = fields {
-        for (fact, v) in [("nationality", &f.nationality), ("issuing_state", &f.issuing_state)] {
+        for (fact, v) in [(Fact::Nationality, &f.nationality), (Fact::IssuingState, &f.issuing_state)] {
             if let Some(v) = v {
                 ctx.set(fact, v.as_str());
             }

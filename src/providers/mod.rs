@@ -5,7 +5,6 @@
 
 pub mod http;
 pub mod portrait;
-pub mod replay;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -377,6 +376,14 @@ pub trait Provider: Send + Sync + 'static {
     async fn call(&self, request: SubCall) -> Result<Answer, ProviderError>;
     /// Why the provider cannot serve `kind` right now (e.g. a model is missing), for `/readyz`.
     fn unavailable_reason(&self, _kind: SubCallKind) -> Option<String> {
+        None
+    }
+    /// What one answered call costs, as declared (`cost_per_call`), for the cost metric.
+    fn cost_per_call(&self) -> f64 {
+        0.0
+    }
+    /// The vendor's host and port, for attempt spans (`server.address`, `server.port`).
+    fn peer(&self) -> Option<(String, u16)> {
         None
     }
 }

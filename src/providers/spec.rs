@@ -848,6 +848,7 @@ impl<'de> Deserialize<'de> for Credential {
             }
             fn visit_str<E: de::Error>(self, _v: &str) -> Result<Credential, E> {
                 // Deliberately does not include the value: it is probably a real secret.
+                LITERAL_SECRET_REFUSED.with(|c| c.set(true));
                 Err(E::custom(LITERAL_SECRET))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Credential, A::Error> {
@@ -970,7 +971,7 @@ pub enum SpecError {
     #[error("cannot read {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}{}: {message}{}", path.display(), location(*line_col), hint_suffix(hint))]
-    Parse { path: PathBuf, line_col: Option<(usize, usize)>, message: String, hint: Option<String> },
+    Parse { path: PathBuf, line_col: Option<(usize, usize)>, message: String, hint: Option<ParseHint> },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     #[error("two provider files are named `{name}`: {} and {}", first.display(), second.display())]
@@ -981,8 +982,35 @@ fn location(line_col: Option<(usize, usize)>) -> String {
     line_col.map_or_else(String::new, |(l, c)| format!(":{l}:{c}"))
 }
 
-fn hint_suffix(hint: &Option<String>) -> String {
+fn hint_suffix(hint: &Option<ParseHint>) -> String {
     hint.as_ref().map_or_else(String::new, |h| format!(" (hint: {h})"))
+}
+
+/// What a parse error most likely means, printed after it as a hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseHint {
+    /// A key no struct at that place declares.
+    UnknownKey,
+    /// A credential written as a plain string.
+    LiteralSecret,
+    /// The file has no `kind`.
+    MissingKind,
+}
+
+impl fmt::Display for ParseHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownKey => "the key is misspelt or misplaced; docs/ADAPTERS.md lists every key",
+            Self::LiteralSecret => "secrets are references: `{ env = \"VAR\" }` or `{ file = \"/run/secrets/x\" }`",
+            Self::MissingKind => "a provider file starts with `kind = \"http\"` or `kind = \"local\"`",
+        })
+    }
+}
+
+std::thread_local! {
+    /// Set by the credential deserializer when it refuses a literal string, so the parse error
+    /// it causes is classified without reading its message.
+    static LITERAL_SECRET_REFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Reads every `*.toml` in `dir` (sorted by name, not recursive).
@@ -1020,42 +1048,53 @@ pub fn load_file(path: &Path) -> Result<ProviderFile, SpecError> {
             message: "the file name must be valid UTF-8".into(),
         })?
         .to_string();
-    let spec = parse_spec(&text).map_err(|e| parse_error(path, &text, e))?;
+    let spec = parse_hinted(&text).map_err(|(e, hint)| parse_error(path, &text, e, hint))?;
     Ok(ProviderFile { name, path: path.to_path_buf(), spec })
 }
 
 /// Parses a provider spec from TOML text, keeping spans for errors.
+pub fn parse_spec(text: &str) -> Result<ProviderSpec, toml::de::Error> {
+    parse_hinted(text).map_err(|(e, _)| e)
+}
+
+/// [`parse_spec`], with what the error most likely means.
 ///
 /// Deserializing the tagged enum directly buffers the document and loses every span, so the tag
 /// is read first and the chosen variant is deserialized straight from the TOML with `kind`
 /// skipped.
-pub fn parse_spec(text: &str) -> Result<ProviderSpec, toml::de::Error> {
+fn parse_hinted(text: &str) -> Result<ProviderSpec, (toml::de::Error, Option<ParseHint>)> {
     #[derive(Deserialize)]
     struct KindProbe {
-        kind: String,
+        kind: Option<String>,
     }
-    let probe: KindProbe = toml::from_str(text)?;
-    let de = SkipKey { inner: toml::Deserializer::new(text), key: "kind" };
-    match probe.kind.as_str() {
+    LITERAL_SECRET_REFUSED.with(|c| c.set(false));
+    let probe: KindProbe = toml::from_str(text).map_err(|e| (e, None))?;
+    let Some(kind) = probe.kind else {
+        return Err((<toml::de::Error as de::Error>::missing_field("kind"), Some(ParseHint::MissingKind)));
+    };
+    let de = SkipKey { inner: toml::Deserializer::parse(text).map_err(|e| (e, None))?, key: "kind" };
+    let parsed = match kind.as_str() {
         "http" => HttpSpec::deserialize(de).map(ProviderSpec::Http),
         "local" => LocalSpec::deserialize(de).map(ProviderSpec::Local),
         // Unknown kind: the derived enum produces the "unknown variant" error with its span.
         _ => toml::from_str(text),
-    }
+    };
+    parsed.map_err(|e| {
+        let hint = if LITERAL_SECRET_REFUSED.with(std::cell::Cell::get) {
+            Some(ParseHint::LiteralSecret)
+        } else if e.message().starts_with("unknown field") {
+            // serde's `deny_unknown_fields` error carries no kind, only this fixed wording.
+            Some(ParseHint::UnknownKey)
+        } else {
+            None
+        };
+        (e, hint)
+    })
 }
 
-fn parse_error(path: &Path, text: &str, e: toml::de::Error) -> SpecError {
+fn parse_error(path: &Path, text: &str, e: toml::de::Error, hint: Option<ParseHint>) -> SpecError {
     let line_col = e.span().map(|span| line_col(text, span.start));
     let message = e.message().trim().to_string();
-    let hint = if message.contains("unknown field") {
-        Some("the key is misspelt or misplaced; docs/ADAPTERS.md lists every key".to_string())
-    } else if message.contains(LITERAL_SECRET) {
-        Some("secrets are references: `{ env = \"VAR\" }` or `{ file = \"/run/secrets/x\" }`".to_string())
-    } else if message.contains("missing field `kind`") {
-        Some("a provider file starts with `kind = \"http\"` or `kind = \"local\"`".to_string())
-    } else {
-        None
-    };
     SpecError::Parse { path: path.to_path_buf(), line_col, message, hint }
 }
 
@@ -1215,5 +1254,14 @@ mod tests {
     fn literal_secret_is_rejected() {
         let text = "kind = \"http\"\nbase_url = \"http://x\"\n[auth]\ntype = \"bearer\"\ntoken = \"sk-live\"\n[endpoints]\n";
         assert!(parse_spec(text).is_err());
+        assert_eq!(parse_hinted(text).err().and_then(|(_, h)| h), Some(ParseHint::LiteralSecret));
+    }
+
+    #[test]
+    fn hints_are_classified() {
+        let hint = |text: &str| parse_hinted(text).err().and_then(|(_, h)| h);
+        assert_eq!(hint("base_url = \"http://x\"\n"), Some(ParseHint::MissingKind));
+        assert_eq!(hint("kind = \"http\"\nbase_url = \"http://x\"\nbogus = 1\n[endpoints]\n"), Some(ParseHint::UnknownKey));
+        assert_eq!(hint("kind = \"http\"\nbase_url = 3\n[endpoints]\n"), None);
     }
 }

@@ -15,7 +15,35 @@ use tower::{Layer, Service};
 
 use super::config::BreakerParams;
 use crate::providers::ProviderError;
-use crate::telemetry::CircuitState;
+use crate::telemetry::events::CircuitStateChanged;
+
+/// A circuit's state, as `/readyz`, attempt spans and the state gauge report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+impl CircuitState {
+    /// The `/readyz` and span attribute value (`kycgate.circuit.state`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::HalfOpen => "half_open",
+            Self::Open => "open",
+        }
+    }
+
+    /// The `kycgate_provider_circuit_state` gauge value.
+    pub fn gauge(self) -> i64 {
+        match self {
+            Self::Closed => 0,
+            Self::HalfOpen => 1,
+            Self::Open => 2,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -32,7 +60,7 @@ struct Gate {
     state: Mutex<State>,
     /// Outcomes of recent attempts (time, failed), for the error-rate rule.
     recent: Mutex<std::collections::VecDeque<(Instant, bool)>>,
-    /// `(provider, sub_call)` the state gauge is reported under, if observed.
+    /// `(provider, sub_call)` transitions are reported under, if observed.
     labels: Option<(Arc<str>, &'static str)>,
 }
 
@@ -48,10 +76,19 @@ impl Gate {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reports a transition to the `kycgate_provider_circuit_state` gauge.
+    /// Reports a transition to telemetry (the state itself lives here, in `state`).
     fn report(&self, state: CircuitState) {
         if let Some((provider, sub_call)) = &self.labels {
-            crate::telemetry::metrics().set_circuit_state(provider, sub_call, state);
+            CircuitStateChanged { provider, sub_call, state: state.gauge() }.emit();
+        }
+    }
+
+    /// The current state, for readers.
+    fn circuit_state(&self) -> CircuitState {
+        match *self.lock() {
+            State::Closed { .. } => CircuitState::Closed,
+            State::HalfOpen => CircuitState::HalfOpen,
+            State::Open { .. } => CircuitState::Open,
         }
     }
 
@@ -153,6 +190,17 @@ impl Drop for ProbeGuard {
     }
 }
 
+/// Read handle on one breaker's state, handed out by [`CircuitBreakerLayer::handle`]: `/readyz`,
+/// attempt spans and skip records read the circuit here, never from metrics.
+#[derive(Debug, Clone)]
+pub struct BreakerHandle(Arc<Gate>);
+
+impl BreakerHandle {
+    pub fn state(&self) -> CircuitState {
+        self.0.circuit_state()
+    }
+}
+
 /// Fails fast while the provider is known to be failing.
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker<S> {
@@ -189,6 +237,11 @@ impl CircuitBreakerLayer {
         };
         gate.report(CircuitState::Closed);
         Self { gate: Arc::new(gate) }
+    }
+
+    /// A read handle on the circuit these services share.
+    pub fn handle(&self) -> BreakerHandle {
+        BreakerHandle(self.gate.clone())
     }
 }
 

@@ -13,14 +13,16 @@ use tokio::time::Instant;
 use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
+use super::breaker::{BreakerHandle, CircuitState};
 use super::config::{ConsensusPolicy, HedgeConfig, RoutingConfig};
 use super::consensus;
 use super::gates::Gates;
 use super::policy::{hedge_delay, LatencyWindow, OrderPolicy, RouteContext};
 use super::service::{AttemptLog, RouteRequest};
 use super::stack::{stack, ProviderStack};
-use super::{millis, Attempt, Routed, SubCallRouter};
+use super::{millis, Attempt, AttemptOutcome, Routed, SubCallRouter};
 use crate::providers::{Answer, ProviderError, SharedProvider, SubCall, SubCallKind, Verdict};
+use crate::telemetry::events::{AttemptSkipped, Decided, FellBack};
 
 /// Why routing could not be built from config.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,7 @@ pub enum RoutingError {
 struct Route {
     provider: SharedProvider,
     service: ProviderStack,
+    circuit: BreakerHandle,
     gates: Arc<Gates>,
     latency: Arc<LatencyWindow>,
 }
@@ -89,9 +92,11 @@ pub fn build(config: &RoutingConfig, providers: &HashMap<String, SharedProvider>
             if !provider.supports(kind) {
                 tracing::warn!(%kind, provider = %entry.provider, "Provider in chain does not serve this sub-call");
             }
+            let (service, circuit) = stack(kind, provider.clone(), &params);
             built.push(Route {
                 provider: provider.clone(),
-                service: stack(kind, provider.clone(), &params),
+                service,
+                circuit,
                 gates: Arc::new(Gates::new(entry)),
                 latency: Arc::new(LatencyWindow::default()),
             });
@@ -124,35 +129,32 @@ pub fn build(config: &RoutingConfig, providers: &HashMap<String, SharedProvider>
     Ok(ChainRouter { chains })
 }
 
-fn skipped(provider: &str, reason: String) -> Attempt {
-    Attempt { provider: provider.to_string(), attempt: 0, latency_ms: 0, outcome: "skipped".into(), reason: Some(reason) }
-}
-
 /// Records a provider passed over without a call: in the log, the metrics, and as an empty
 /// `attempt` span so the trace shows the circuit decision.
-fn skip(log: &AttemptLog, kind: SubCallKind, provider: &str, reason: String) {
-    let circuit = crate::telemetry::metrics().circuit_state(provider, kind.as_str());
+fn skip(log: &AttemptLog, kind: SubCallKind, route: &Route, reason: String) {
+    let provider = route.provider.name();
+    let outcome = AttemptOutcome::Skipped;
     let _span = tracing::info_span!(
         "attempt",
         otel.kind = "client",
         provider,
         sub_call = kind.as_str(),
         attempt = 0u32,
-        kycgate.circuit.state = circuit.as_str(),
-        status = "skipped",
+        kycgate.circuit.state = route.circuit.state().as_str(),
+        status = outcome.as_str(),
         reason = reason.as_str(),
         latency_ms = 0u64,
     )
     .entered();
-    crate::telemetry::metrics().attempt_skipped(provider, kind.as_str());
-    log.push(skipped(provider, reason));
+    AttemptSkipped { provider, sub_call: kind.as_str(), outcome: outcome.as_str() }.emit();
+    log.push(Attempt { provider: provider.to_string(), attempt: 0, latency_ms: 0, outcome, reason: Some(reason) });
 }
 
 /// Counts the verdict behind the decision-rate metrics.
 fn count_decision(verdict: &Verdict) {
     match verdict {
-        Verdict::Liveness(l) => crate::telemetry::metrics().decision("liveness", l.is_live),
-        Verdict::Compare(c) => crate::telemetry::metrics().decision("compare", c.is_match),
+        Verdict::Liveness(l) => Decided { kind: "liveness", pass: l.is_live }.emit(),
+        Verdict::Compare(c) => Decided { kind: "compare", pass: c.is_match }.emit(),
         Verdict::Ocr(_) | Verdict::Rejected(_) => {}
     }
 }
@@ -176,18 +178,17 @@ enum Miss {
 async fn attempt(route: &Route, kind: SubCallKind, call: SubCall, log: &AttemptLog) -> Result<Answer, Miss> {
     let name = route.provider.name();
     if !route.provider.supports(kind) {
-        skip(log, kind, name, ProviderError::Unsupported(kind).to_string());
+        skip(log, kind, route, ProviderError::Unsupported(kind).to_string());
         return Err(Miss::Skipped);
     }
     if let Some(reason) = route.provider.unavailable_reason(kind) {
-        skip(log, kind, name, reason);
+        skip(log, kind, route, reason);
         return Err(Miss::Skipped);
     }
     if let Err(reason) = route.gates.admit() {
-        skip(log, kind, name, reason);
+        skip(log, kind, route, reason);
         return Err(Miss::Skipped);
     }
-    let before = log.len();
     let made_before = log.count_for(name);
     let started = Instant::now();
     let result = route.service.clone().oneshot(RouteRequest { call, log: log.clone() }).await;
@@ -197,21 +198,20 @@ async fn attempt(route: &Route, kind: SubCallKind, call: SubCall, log: &AttemptL
             route.latency.record(started.elapsed());
             Ok(a)
         }
-        Err(e) => {
-            // Nothing reached the provider (circuit open): say why it was passed over.
-            if log.len() == before {
-                skip(log, kind, name, e.to_string());
-                return Err(Miss::Skipped);
-            }
-            Err(Miss::Failed(e.to_string()))
+        // The breaker refused the first attempt: nothing reached the provider (a circuit that
+        // opens during retries ends them with the failure that opened it, see `retry`).
+        Err(e @ ProviderError::CircuitOpen) => {
+            skip(log, kind, route, e.to_string());
+            Err(Miss::Skipped)
         }
+        Err(e) => Err(Miss::Failed(e.to_string())),
     }
 }
 
 /// Counts and traces a hand-over from a provider that failed to the next one.
 fn fell_back(kind: SubCallKind, provider: &str, why: &str, fallbacks: &mut u32) {
     *fallbacks += 1;
-    crate::telemetry::metrics().fallback(provider, kind.as_str());
+    FellBack { provider, sub_call: kind.as_str() }.emit();
     let span = tracing::Span::current();
     span.record("fallbacks", *fallbacks);
     span.record("fallback_reason", format!("{provider}: {why}").as_str());
@@ -225,7 +225,7 @@ fn cancelled(log: &AttemptLog, loser: &Route, started: Instant, winner: &str) {
         provider: name.to_string(),
         attempt: log.count_for(name) + 1,
         latency_ms: millis(started.elapsed()),
-        outcome: "cancelled".into(),
+        outcome: AttemptOutcome::Cancelled,
         reason: Some(format!("hedge: {winner} answered first")),
     });
 }
@@ -362,8 +362,13 @@ impl SubCallRouter for ChainRouter {
         .await
     }
 
-    fn providers(&self) -> Vec<(SubCallKind, Vec<String>)> {
-        SubCallKind::ALL.into_iter().map(|k| (k, self.chain(k).into_iter().map(str::to_string).collect())).collect()
+    fn circuits(&self) -> Vec<(SubCallKind, Vec<(String, CircuitState)>)> {
+        self.chains
+            .iter()
+            .map(|(kind, chain)| {
+                (*kind, chain.routes.iter().map(|r| (r.provider.name().to_string(), r.circuit.state())).collect())
+            })
+            .collect()
     }
 
     fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)> {
@@ -463,20 +468,20 @@ mod tests {
         build(&config, &map).expect("router")
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn retries_then_falls_back_and_records_every_attempt() {
         let a = scripted("a", vec![Err(|| ProviderError::Http { status: 503, retry_after: None })]);
         let b = scripted("b", vec![Ok(live())]);
         let r = router(vec![route("a", 3, 10), route("b", 1, 10)], &[a.clone(), b.clone()]);
         let routed = r.route(call()).await;
         assert_eq!(routed.answer.expect("answer").provider, "b");
-        let seen: Vec<(&str, u32, &str)> =
-            routed.attempts.iter().map(|x| (x.provider.as_str(), x.attempt, x.outcome.as_str())).collect();
-        assert_eq!(seen, [("a", 1, "error"), ("a", 2, "error"), ("a", 3, "error"), ("b", 1, "ok")]);
+        let seen: Vec<(&str, u32, AttemptOutcome)> =
+            routed.attempts.iter().map(|x| (x.provider.as_str(), x.attempt, x.outcome)).collect();
+        assert_eq!(seen, [("a", 1, AttemptOutcome::Error), ("a", 2, AttemptOutcome::Error), ("a", 3, AttemptOutcome::Error), ("b", 1, AttemptOutcome::Ok)]);
         assert_eq!(a.calls.load(Ordering::SeqCst), 3);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn rejection_is_final() {
         let a = scripted("a", vec![Ok(Verdict::Rejected(Rejection::new(IssueCode::FaceNotFound)))]);
         let b = scripted("b", vec![Ok(live())]);
@@ -484,11 +489,11 @@ mod tests {
         let routed = r.route(call()).await;
         assert!(matches!(routed.answer.expect("answer").verdict, Verdict::Rejected(_)));
         assert_eq!(routed.attempts.len(), 1);
-        assert_eq!(routed.attempts[0].outcome, "rejected");
+        assert_eq!(routed.attempts[0].outcome, AttemptOutcome::Rejected);
         assert_eq!(b.calls.load(Ordering::SeqCst), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn fatal_errors_are_not_retried() {
         let a = scripted("a", vec![Err(|| ProviderError::Http { status: 401, retry_after: None })]);
         let r = router(vec![route("a", 3, 10)], std::slice::from_ref(&a));
@@ -497,7 +502,7 @@ mod tests {
         assert_eq!(a.calls.load(Ordering::SeqCst), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn timeout_is_an_attempt_error() {
         let slow = Arc::new(Scripted {
             name: "slow",
@@ -508,12 +513,13 @@ mod tests {
         let r = router(vec![route("slow", 1, 10)], &[slow]);
         let routed = r.route(call()).await;
         assert!(routed.answer.is_none());
-        assert_eq!(routed.attempts[0].outcome, "error");
+        assert_eq!(routed.attempts[0].outcome, AttemptOutcome::Error);
         assert!(routed.attempts[0].reason.as_deref().is_some_and(|r| r.contains("timed out")));
-        assert!(routed.attempts[0].latency_ms >= 200);
+        // The paused clock makes the deadline exact.
+        assert_eq!(routed.attempts[0].latency_ms, 200);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn breaker_opens_skips_and_recovers_after_cool_down() {
         let a = scripted(
             "a",
@@ -530,7 +536,7 @@ mod tests {
         r.route(call()).await;
         // Open: `a` is skipped without a call.
         let routed = r.route(call()).await;
-        assert_eq!(routed.attempts[0].outcome, "skipped");
+        assert_eq!(routed.attempts[0].outcome, AttemptOutcome::Skipped);
         assert_eq!(routed.attempts[0].reason.as_deref(), Some("circuit open"));
         assert_eq!(a.calls.load(Ordering::SeqCst), 2);
         // After the cool-down one probe goes through, succeeds, and closes the circuit.
@@ -548,7 +554,7 @@ mod tests {
         assert_eq!(routed.answer.expect("answer").provider, "a");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn error_rate_opens_without_consecutive_failures() {
         let reset = || ProviderError::Transport("reset".into());
         // Fails every other call: never two in a row.
@@ -562,7 +568,7 @@ mod tests {
             r.route(call()).await;
         }
         let routed = r.route(call()).await;
-        assert_eq!(routed.attempts[0].outcome, "skipped", "{:?}", routed.attempts);
+        assert_eq!(routed.attempts[0].outcome, AttemptOutcome::Skipped, "{:?}", routed.attempts);
         assert_eq!(routed.attempts[0].reason.as_deref(), Some("circuit open"));
         assert_eq!(a.calls.load(Ordering::SeqCst), 4);
         assert!(build(
@@ -578,7 +584,56 @@ mod tests {
         .is_err());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_and_longer_ones_fall_back() {
+        let limited = || ProviderError::RateLimited { retry_after: Some(Duration::from_millis(1_500)) };
+        let a = scripted("a", vec![Err(limited), Ok(live())]);
+        let r = router(vec![route("a", 2, 10)], std::slice::from_ref(&a));
+        let started = Instant::now();
+        let routed = r.route(call()).await;
+        assert_eq!(routed.answer.expect("answer").provider, "a");
+        // Two 10 ms calls and exactly the server's delay between them.
+        assert_eq!(started.elapsed(), Duration::from_millis(1_520));
+        // Beyond max_delay_ms the chain moves on instead of waiting.
+        let too_long = || ProviderError::RateLimited { retry_after: Some(Duration::from_secs(60)) };
+        let a = scripted("a", vec![Err(too_long)]);
+        let b = scripted("b", vec![Ok(live())]);
+        let r = router(vec![route("a", 3, 10), route("b", 1, 10)], &[a.clone(), b]);
+        let started = Instant::now();
+        assert_eq!(r.route(call()).await.answer.expect("answer").provider, "b");
+        assert_eq!(a.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(started.elapsed(), Duration::from_millis(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hedge_starts_the_second_provider_after_the_delay() {
+        let slow = Arc::new(Scripted {
+            name: "slow",
+            script: vec![Ok(live())],
+            calls: AtomicU32::new(0),
+            delay: Duration::from_millis(150),
+        });
+        let fast = scripted("fast", vec![Ok(live())]);
+        let mut chain = RouteConfig::with_chain(vec![route("slow", 1, 10), route("fast", 1, 10)]);
+        chain.hedge = Some(HedgeConfig { delay_ms: Some(50), percentile: 0.9, min_samples: 20, min_delay_ms: 50 });
+        let map: HashMap<String, SharedProvider> = [
+            ("slow".to_string(), slow.clone() as SharedProvider),
+            ("fast".to_string(), fast.clone() as SharedProvider),
+            ("local".to_string(), scripted("local", vec![Ok(live())]) as SharedProvider),
+        ]
+        .into();
+        let r = build(&RoutingConfig { liveness: chain, ..RoutingConfig::default() }, &map).expect("router");
+        let started = Instant::now();
+        let routed = r.route(call()).await;
+        // The hedge starts at 50 ms and answers 10 ms later, well before the primary's 150 ms.
+        assert_eq!(routed.answer.expect("answer").provider, "fast");
+        assert_eq!(started.elapsed(), Duration::from_millis(60));
+        let seen: Vec<(&str, AttemptOutcome)> = routed.attempts.iter().map(|a| (a.provider.as_str(), a.outcome)).collect();
+        assert_eq!(seen, [("fast", AttemptOutcome::Ok), ("slow", AttemptOutcome::Cancelled)]);
+        assert_eq!(routed.attempts[1].latency_ms, 60);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn unsupported_and_unknown_providers() {
         let a = scripted("a", vec![Ok(live())]);
         let config = RoutingConfig {
@@ -589,7 +644,7 @@ mod tests {
         let map: HashMap<String, SharedProvider> = [("a".to_string(), a.clone() as SharedProvider)].into();
         let r = build(&config, &map).expect("router");
         let routed = r.route(SubCall::DocumentOcr { pages: vec![] }).await;
-        assert_eq!(routed.attempts[0].outcome, "skipped");
+        assert_eq!(routed.attempts[0].outcome, AttemptOutcome::Skipped);
         let ready = r.readiness();
         assert!(ready.iter().any(|(k, s)| *k == SubCallKind::Liveness && s.is_ok()));
         assert!(ready.iter().any(|(k, s)| *k == SubCallKind::DocumentOcr && s.is_err()));

@@ -86,11 +86,25 @@ pub struct SplitEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
-    pub when: std::collections::BTreeMap<String, Vec<String>>,
+    pub when: std::collections::BTreeMap<Fact, Vec<String>>,
     pub order: Vec<String>,
     /// Only the providers in `order`, no fallback to the rest of the chain.
     #[serde(default)]
     pub only: bool,
+}
+
+/// What a rule may test. A rule naming anything else fails to parse (a config error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fact {
+    /// The Progeny service (`kyc_passport`, …).
+    Service,
+    /// The caller (API key or token subject).
+    Owner,
+    /// ISO/ICAO nationality read from the document earlier in the task.
+    Nationality,
+    /// ISO/ICAO issuing state read from the document earlier in the task.
+    IssuingState,
 }
 
 /// When to start the hedged (second) request.

@@ -18,7 +18,9 @@ pub mod timeout;
 
 use serde::{Deserialize, Serialize};
 
+pub use breaker::{BreakerHandle, CircuitState};
 pub use chain::{build, ChainRouter, RoutingError};
+pub use config::Fact;
 pub use policy::RouteContext;
 pub use stack::{stack, ProviderStack};
 
@@ -36,12 +38,58 @@ pub struct Attempt {
     /// 1-based attempt number at this provider.
     pub attempt: u32,
     pub latency_ms: u64,
-    /// `ok`, `rejected` (final input verdict), `error`, `skipped`, or `cancelled` (a hedge
-    /// that lost the race).
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     /// Why it failed or was skipped (error text never carries personal data).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// How one attempt ended. The serde names are the wire strings of `result.data.providers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The provider answered.
+    Ok,
+    /// The provider gave a final input verdict (no face, unreadable image).
+    Rejected,
+    /// The attempt failed (error, timeout).
+    Error,
+    /// The provider was passed over without a call (unsupported, unavailable, gate or circuit).
+    Skipped,
+    /// A hedged attempt that lost the race and was dropped.
+    Cancelled,
+}
+
+impl AttemptOutcome {
+    /// The outcomes the attempts counter reports (a cancelled hedge is not counted).
+    pub const COUNTED: [Self; 4] = [Self::Ok, Self::Rejected, Self::Error, Self::Skipped];
+
+    /// The wire string (also the `outcome` metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Rejected => "rejected",
+            Self::Error => "error",
+            Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the vendor did the work and bills for it: answers and input rejections.
+    pub fn is_billed(self) -> bool {
+        matches!(self, Self::Ok | Self::Rejected)
+    }
+
+    /// Whether the provider was actually called (a skip made no call).
+    pub fn made_call(self) -> bool {
+        self != Self::Skipped
+    }
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The outcome of routing one sub-call through its chain.
@@ -65,8 +113,8 @@ pub trait SubCallRouter: Send + Sync + 'static {
     }
     /// For `/readyz`: per sub-call kind, whether at least one provider can serve it, and why not.
     fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)>;
-    /// Provider names per sub-call, in configured order (for `/readyz` circuit states).
-    fn providers(&self) -> Vec<(SubCallKind, Vec<String>)> {
+    /// Per sub-call, each provider's circuit state in configured order (for `/readyz`).
+    fn circuits(&self) -> Vec<(SubCallKind, Vec<(String, CircuitState)>)> {
         Vec::new()
     }
 }

@@ -6,13 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 
-use super::config::{HedgeConfig, RouteConfig};
+use super::config::{Fact, HedgeConfig, RouteConfig};
 use crate::providers::SubCallKind;
-
-/// Facts a rule may test.
-pub const FACTS: [&str; 4] = ["service", "owner", "nationality", "issuing_state"];
 
 /// What routing may know about the task a sub-call belongs to. Never personal data beyond
 /// codes (nationality / issuing state as ISO or ICAO codes).
@@ -21,7 +17,7 @@ pub struct RouteContext {
     /// Stable per task (the task id): the split draw hashes it, so retries of a task keep
     /// their arm.
     pub key: String,
-    facts: BTreeMap<&'static str, String>,
+    facts: BTreeMap<Fact, String>,
 }
 
 impl RouteContext {
@@ -29,20 +25,18 @@ impl RouteContext {
         Self { key: key.into(), facts: BTreeMap::new() }
     }
 
-    /// Sets a fact (`service`, `owner`, `nationality`, `issuing_state`); others are ignored.
-    pub fn with(mut self, fact: &str, value: impl Into<String>) -> Self {
+    /// Sets a fact.
+    pub fn with(mut self, fact: Fact, value: impl Into<String>) -> Self {
         self.set(fact, value);
         self
     }
 
-    pub fn set(&mut self, fact: &str, value: impl Into<String>) {
-        if let Some(name) = FACTS.iter().find(|f| **f == fact) {
-            self.facts.insert(name, value.into());
-        }
+    pub fn set(&mut self, fact: Fact, value: impl Into<String>) {
+        self.facts.insert(fact, value.into());
     }
 
-    pub fn fact(&self, name: &str) -> Option<&str> {
-        self.facts.get(name).map(String::as_str)
+    pub fn fact(&self, fact: Fact) -> Option<&str> {
+        self.facts.get(&fact).map(String::as_str)
     }
 }
 
@@ -51,8 +45,6 @@ impl RouteContext {
 pub enum PolicyError {
     #[error("{policy} names `{name}`, which is not in the chain")]
     NotInChain { policy: &'static str, name: String },
-    #[error("rule tests unknown fact `{0}` (known: service, owner, nationality, issuing_state)")]
-    UnknownFact(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -68,7 +60,7 @@ pub struct OrderPolicy {
 
 #[derive(Debug, Clone)]
 struct Rule {
-    when: Vec<(String, Vec<String>)>,
+    when: Vec<(Fact, Vec<String>)>,
     order: Vec<usize>,
     only: bool,
 }
@@ -83,10 +75,7 @@ impl OrderPolicy {
         for r in &config.rules {
             let mut when = Vec::new();
             for (fact, values) in &r.when {
-                if !FACTS.contains(&fact.as_str()) {
-                    return Err(PolicyError::UnknownFact(fact.clone()));
-                }
-                when.push((fact.clone(), values.iter().map(|v| v.to_ascii_uppercase()).collect()));
+                when.push((*fact, values.iter().map(|v| v.to_ascii_uppercase()).collect()));
             }
             if r.order.is_empty() {
                 return Err(PolicyError::Invalid("a rule's order is empty".into()));
@@ -113,7 +102,7 @@ impl OrderPolicy {
     pub fn order(&self, kind: SubCallKind, ctx: &RouteContext) -> Vec<usize> {
         for rule in &self.rules {
             let matches = rule.when.iter().all(|(fact, values)| {
-                ctx.fact(fact).is_some_and(|v| values.iter().any(|x| x.eq_ignore_ascii_case(v)))
+                ctx.fact(*fact).is_some_and(|v| values.iter().any(|x| x.eq_ignore_ascii_case(v)))
             });
             if matches {
                 return self.first_then_rest(&rule.order, !rule.only);
@@ -144,9 +133,12 @@ impl OrderPolicy {
 /// A uniform draw in `0..total` from the task key: the same task always draws the same arm,
 /// different tasks spread evenly (sha256, not a seeded RNG, so every instance agrees).
 fn draw(key: &str, kind: SubCallKind, total: u64) -> u64 {
-    let digest = Sha256::new().chain_update(key.as_bytes()).chain_update(kind.as_str().as_bytes()).finalize();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(key.as_bytes());
+    ctx.update(kind.as_str().as_bytes());
+    let digest = ctx.finish();
     let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
+    first.copy_from_slice(&digest.as_ref()[..8]);
     u64::from_be_bytes(first) % total
 }
 
@@ -221,13 +213,13 @@ mod tests {
     #[test]
     fn first_matching_rule_wins_case_insensitively() {
         let rule = |state: &str, order: &[&str], only| RuleConfig {
-            when: [("nationality".to_string(), vec![state.to_string()])].into(),
+            when: [(Fact::Nationality, vec![state.to_string()])].into(),
             order: order.iter().map(|s| s.to_string()).collect(),
             only,
         };
         let p = OrderPolicy::build(&config(&[], vec![rule("usa", &["c"], true), rule("UKR", &["b"], false)]), &["a", "b", "c"])
             .expect("policy");
-        let ctx = |n: &str| RouteContext::new("t").with("nationality", n);
+        let ctx = |n: &str| RouteContext::new("t").with(Fact::Nationality, n);
         assert_eq!(p.order(SubCallKind::DocumentOcr, &ctx("USA")), [2]);
         assert_eq!(p.order(SubCallKind::DocumentOcr, &ctx("UKR")), [1, 0, 2]);
         assert_eq!(p.order(SubCallKind::DocumentOcr, &ctx("DEU")), [0, 1, 2]);
@@ -238,8 +230,12 @@ mod tests {
     fn names_outside_the_chain_and_unknown_facts_are_refused() {
         let e = OrderPolicy::build(&config(&[("z", 1)], vec![]), &["a", "b", "c"]).unwrap_err();
         assert_eq!(e, PolicyError::NotInChain { policy: "split", name: "z".into() });
-        let bad = RuleConfig { when: [("eye_colour".to_string(), vec![])].into(), order: vec!["a".into()], only: false };
-        assert!(matches!(OrderPolicy::build(&config(&[], vec![bad]), &["a", "b", "c"]), Err(PolicyError::UnknownFact(_))));
+        // An unknown fact is a config error: the routing section does not parse.
+        let bad = toml::from_str::<RouteConfig>(
+            "chain = [{ provider = \"a\" }]\nrules = [{ when = { eye_colour = [\"BLUE\"] }, order = [\"a\"] }]\n",
+        );
+        let e = bad.expect_err("unknown fact refused").to_string();
+        assert!(e.contains("unknown variant `eye_colour`"), "{e}");
     }
 
     #[test]

@@ -10,26 +10,42 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
+use super::breaker::BreakerHandle;
 use super::service::RouteRequest;
-use super::Attempt;
-use crate::providers::{Answer, ProviderError, Verdict};
+use super::{Attempt, AttemptOutcome};
+use crate::providers::{Answer, ProviderError, SubCallKind, Verdict};
+use crate::telemetry::events::{AttemptFinished, AttemptStarted};
 
-/// Records each attempt at `provider`.
+/// What the recorder says about one provider besides its name.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub provider: Arc<str>,
+    pub sub_call: SubCallKind,
+    /// The breaker outside this layer: its state says whether an attempt is a normal call
+    /// (closed) or the half-open probe.
+    pub circuit: BreakerHandle,
+    /// Vendor host and port (`server.address`, `server.port`), for HTTP providers.
+    pub peer: Option<(String, u16)>,
+    /// Declared cost of an answered call.
+    pub cost_per_call: f64,
+}
+
+/// Records each attempt at one provider.
 #[derive(Debug, Clone)]
 pub struct RecordAttempt<S> {
     inner: S,
-    provider: Arc<str>,
+    route: Arc<Recorded>,
 }
 
 /// Builds [`RecordAttempt`].
 #[derive(Debug, Clone)]
 pub struct RecordAttemptLayer {
-    provider: Arc<str>,
+    route: Arc<Recorded>,
 }
 
 impl RecordAttemptLayer {
-    pub fn new(provider: &str) -> Self {
-        Self { provider: provider.into() }
+    pub fn new(route: Recorded) -> Self {
+        Self { route: Arc::new(route) }
     }
 }
 
@@ -37,7 +53,7 @@ impl<S> Layer<S> for RecordAttemptLayer {
     type Service = RecordAttempt<S>;
 
     fn layer(&self, inner: S) -> RecordAttempt<S> {
-        RecordAttempt { inner, provider: self.provider.clone() }
+        RecordAttempt { inner, route: self.route.clone() }
     }
 }
 
@@ -57,14 +73,13 @@ where
     }
 
     fn call(&mut self, req: RouteRequest) -> Self::Future {
-        let provider = self.provider.clone();
+        let route = self.route.clone();
+        let provider = route.provider.clone();
         let log = req.log.clone();
         let attempt = log.count_for(&provider) + 1;
-        let sub_call = req.call.kind().as_str();
-        let metrics = crate::telemetry::metrics();
-        // The breaker (outside this layer) has already admitted the call: its state says whether
-        // this is a normal call (closed) or the half-open probe.
-        let circuit = metrics.circuit_state(&provider, sub_call);
+        let sub_call = route.sub_call.as_str();
+        // The breaker (outside this layer) has already admitted the call.
+        let circuit = route.circuit.state();
         let span = tracing::info_span!(
             "attempt",
             otel.kind = "client",
@@ -81,26 +96,37 @@ where
             reason = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
         );
-        if let Some((host, port)) = metrics.peer(&provider) {
+        if let Some((host, port)) = &route.peer {
             span.record("server.address", host.as_str());
-            span.record("server.port", port);
+            span.record("server.port", *port);
         }
         let fut = self.inner.call(req);
         Box::pin(
             async move {
                 let started = Instant::now();
-                let in_flight = metrics.in_flight(&provider, sub_call);
+                let in_flight = AttemptStarted { provider: &provider, sub_call }.emit();
                 let result = fut.await;
                 drop(in_flight);
                 let latency_ms = super::millis(started.elapsed());
                 let (outcome, reason) = match &result {
-                    Ok(Answer { verdict: Verdict::Rejected(r), .. }) => ("rejected", Some(r.code.as_str().to_string())),
-                    Ok(_) => ("ok", None),
-                    Err(e) => ("error", Some(e.to_string())),
+                    Ok(Answer { verdict: Verdict::Rejected(r), .. }) => {
+                        (AttemptOutcome::Rejected, Some(r.code.as_str().to_string()))
+                    }
+                    Ok(_) => (AttemptOutcome::Ok, None),
+                    Err(e) => (AttemptOutcome::Error, Some(e.to_string())),
                 };
-                metrics.attempt_finished(&provider, sub_call, outcome, attempt, started.elapsed());
+                AttemptFinished {
+                    provider: &provider,
+                    sub_call,
+                    outcome: outcome.as_str(),
+                    attempt,
+                    duration: started.elapsed(),
+                    // Vendors bill answers, not failures: ok and rejected (e.g. "no face").
+                    billed: if outcome.is_billed() { route.cost_per_call } else { 0.0 },
+                }
+                .emit();
                 let span = tracing::Span::current();
-                span.record("status", outcome);
+                span.record("status", outcome.as_str());
                 span.record("latency_ms", latency_ms);
                 if let Some(reason) = &reason {
                     span.record("reason", reason.as_str());
@@ -120,7 +146,7 @@ where
                     provider: provider.to_string(),
                     attempt,
                     latency_ms,
-                    outcome: outcome.to_string(),
+                    outcome,
                     reason,
                 });
                 result

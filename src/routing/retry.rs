@@ -57,7 +57,7 @@ pub fn backoff(params: &RetryParams, retry: u32, error: &ProviderError) -> Optio
     let factor = 2u32.saturating_pow(retry.saturating_sub(1));
     let cap = params.base_delay.saturating_mul(factor).min(params.max_delay);
     let cap_ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
-    Some(Duration::from_millis(rand::thread_rng().gen_range(0..=cap_ms)))
+    Some(Duration::from_millis(rand::rng().random_range(0..=cap_ms)))
 }
 
 // === impl Retry ===
@@ -85,9 +85,13 @@ where
         Box::pin(async move {
             budget.deposit();
             let mut attempt = 1;
+            let mut previous: Option<ProviderError> = None;
             loop {
                 let error = match inner.clone().oneshot(req.clone()).await {
                     Ok(answer) => return Ok(answer),
+                    // The circuit opened after an earlier attempt failed: that failure is the
+                    // answer (`CircuitOpen` out of the stack means no call was made at all).
+                    Err(ProviderError::CircuitOpen) => return Err(previous.unwrap_or(ProviderError::CircuitOpen)),
                     Err(e) => e,
                 };
                 if error.class() != ErrorClass::Retryable || attempt >= params.max_attempts {
@@ -103,6 +107,7 @@ where
                 }
                 tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, "Retrying provider");
                 tokio::time::sleep(delay).await;
+                previous = Some(error);
                 attempt += 1;
             }
         })

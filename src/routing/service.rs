@@ -32,7 +32,7 @@ impl AttemptLog {
     /// How many attempts `provider` has had so far (the next one is this + 1).
     pub fn count_for(&self, provider: &str) -> u32 {
         let log = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        log.iter().filter(|a| a.provider == provider && a.outcome != "skipped").count() as u32
+        log.iter().filter(|a| a.provider == provider && a.outcome.made_call()).count() as u32
     }
 
     /// A copy of the attempts, in order.

@@ -5,18 +5,18 @@
 //! alert rules) and `docs/OBSERVABILITY.md`: change them together. Labels carry only closed
 //! sets and operator-chosen names (provider, sub-call, route template), never request content.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _, UpDownCounter};
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Temporality};
 
-use super::prometheus::SharedReader;
-
-/// Every metric name, for docs and the deploy check (`tests/telemetry_deploy.rs`).
+/// Every metric name, for docs and the deploy check (`tests/telemetry/`).
 pub const NAMES: &[&str] = &[
     HTTP_REQUESTS,
     TASKS_SUBMITTED,
@@ -49,38 +49,44 @@ pub const QUEUE_DEPTH: &str = "kycgate_queue_depth";
 pub const QUEUE_OLDEST_AGE: &str = "kycgate_queue_oldest_pending_age_seconds";
 pub const DECISIONS: &str = "kycgate_decisions_total";
 
+/// A [`ManualReader`] the meter provider owns and the scrape handler shares.
+#[derive(Debug, Clone)]
+pub struct SharedReader(Arc<ManualReader>);
+
+impl SharedReader {
+    pub fn new(reader: ManualReader) -> Self {
+        Self(Arc::new(reader))
+    }
+}
+
+// === impl SharedReader ===
+
+impl MetricReader for SharedReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline)
+    }
+
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
+    }
+}
+
 /// Task latency buckets: a task runs from tens of milliseconds (cached local) to minutes.
 const TASK_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
 /// Vendor attempt buckets: p99 of a healthy vendor is a few seconds, timeouts reach 30 s.
 const ATTEMPT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0];
-
-/// A circuit breaker's state as the gauge reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum CircuitState {
-    Closed = 0,
-    HalfOpen = 1,
-    Open = 2,
-}
-
-impl CircuitState {
-    /// The span attribute value (`kycgate.circuit.state`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::HalfOpen => "half_open",
-            Self::Open => "open",
-        }
-    }
-
-    fn from_u8(v: u8) -> Self {
-        match v {
-            1 => Self::HalfOpen,
-            2 => Self::Open,
-            _ => Self::Closed,
-        }
-    }
-}
 
 /// The latest queue sample; observable gauges read it, `/metrics` and a sampler refresh it
 /// (the store is async, OTel callbacks are not).
@@ -90,27 +96,23 @@ struct QueueSample {
     oldest_ms: AtomicU64,
 }
 
-/// The instruments, created once from the process's meter provider.
+/// The instruments, created once from the process's meter provider. They only observe: no state
+/// any other module reads back lives here (breakers, budgets and peers are their owners' own).
+/// Routing reports through the event structs of [`super::events`].
 pub struct Metrics {
     http_requests: Counter<u64>,
     tasks_submitted: Counter<u64>,
     tasks_finished: Counter<u64>,
     task_duration: Histogram<f64>,
-    attempts: Counter<u64>,
-    attempt_duration: Histogram<f64>,
-    retries: Counter<u64>,
-    fallbacks: Counter<u64>,
-    circuit_state: Gauge<i64>,
-    in_flight: UpDownCounter<i64>,
-    cost: Counter<f64>,
-    decisions: Counter<u64>,
+    pub(super) attempts: Counter<u64>,
+    pub(super) attempt_duration: Histogram<f64>,
+    pub(super) retries: Counter<u64>,
+    pub(super) fallbacks: Counter<u64>,
+    pub(super) circuit_state: Gauge<i64>,
+    pub(super) in_flight: UpDownCounter<i64>,
+    pub(super) cost: Counter<f64>,
+    pub(super) decisions: Counter<u64>,
     queue: Arc<QueueSample>,
-    /// Declared `cost_per_call` per provider (providers without one cost nothing).
-    costs: RwLock<HashMap<String, f64>>,
-    /// Vendor host and port per provider, for the attempt spans' `server.address`/`server.port`.
-    peers: RwLock<HashMap<String, (String, u16)>>,
-    /// Current circuit states, so attempt spans can say which state admitted them.
-    circuits: RwLock<HashMap<(String, &'static str), Arc<AtomicU8>>>,
 }
 
 /// The installed pipeline: the provider (for flush/shutdown), the scrape reader, the instruments.
@@ -149,7 +151,7 @@ pub fn metrics() -> &'static Metrics {
     &installed().metrics
 }
 
-fn kv(key: &'static str, value: impl Into<opentelemetry::Value>) -> KeyValue {
+pub(super) fn kv(key: &'static str, value: impl Into<opentelemetry::Value>) -> KeyValue {
     KeyValue::new(key, value)
 }
 
@@ -211,9 +213,6 @@ impl Metrics {
                 .build(),
             decisions: meter.u64_counter(DECISIONS).with_description("Liveness and face-compare verdicts").build(),
             queue,
-            costs: RwLock::default(),
-            peers: RwLock::default(),
-            circuits: RwLock::default(),
         };
         // Closed label sets start at 0 (see `route_declared`).
         for service in crate::tasks::ServiceKind::ALL {
@@ -248,128 +247,11 @@ impl Metrics {
         }
     }
 
-    /// An attempt that reached a provider (or timed out) ended; `attempt` is 1-based.
-    pub fn attempt_finished(
-        &self,
-        provider: &str,
-        sub_call: &'static str,
-        outcome: &'static str,
-        attempt: u32,
-        elapsed: Duration,
-    ) {
-        let labels = [kv("provider", provider.to_string()), kv("sub_call", sub_call)];
-        self.attempts.add(1, &[kv("provider", provider.to_string()), kv("sub_call", sub_call), kv("outcome", outcome)]);
-        self.attempt_duration.record(elapsed.as_secs_f64(), &labels);
-        if attempt > 1 {
-            self.retries.add(1, &labels);
-        }
-        // Vendors bill answers, not failures: ok and rejected (e.g. "no face") are charged.
-        if matches!(outcome, "ok" | "rejected") {
-            let cost = self.costs.read().ok().and_then(|c| c.get(provider).copied()).unwrap_or(0.0);
-            if cost > 0.0 {
-                self.cost.add(cost, &[kv("provider", provider.to_string())]);
-            }
-        }
-    }
-
-    /// A (provider, sub-call) route exists: its counters start at 0, so `rate()` and alerts see
-    /// the series before the first event (a missing series is not a zero).
-    pub fn route_declared(&self, provider: &str, sub_call: &'static str) {
-        let labels = [kv("provider", provider.to_string()), kv("sub_call", sub_call)];
-        for outcome in ["ok", "rejected", "error", "skipped"] {
-            self.attempts
-                .add(0, &[kv("provider", provider.to_string()), kv("sub_call", sub_call), kv("outcome", outcome)]);
-        }
-        self.retries.add(0, &labels);
-        self.fallbacks.add(0, &labels);
-        self.in_flight.add(0, &labels);
-        // Providers without `cost_per_call` (e.g. `local`) stay at 0.
-        self.cost.add(0.0, &[kv("provider", provider.to_string())]);
-    }
-
-    /// A provider was passed over without a call (unsupported, unavailable, circuit open).
-    pub fn attempt_skipped(&self, provider: &str, sub_call: &'static str) {
-        self.attempts
-            .add(1, &[kv("provider", provider.to_string()), kv("sub_call", sub_call), kv("outcome", "skipped")]);
-    }
-
-    /// The chain moved on from `provider` to the next one.
-    pub fn fallback(&self, provider: &str, sub_call: &'static str) {
-        self.fallbacks.add(1, &[kv("provider", provider.to_string()), kv("sub_call", sub_call)]);
-    }
-
-    /// An attempt started; the returned guard ends it (also when the future is dropped).
-    pub fn in_flight(&'static self, provider: &str, sub_call: &'static str) -> InFlight {
-        let labels = vec![kv("provider", provider.to_string()), kv("sub_call", sub_call)];
-        self.in_flight.add(1, &labels);
-        InFlight { metrics: self, labels }
-    }
-
-    /// A liveness (`is_live`) or compare (`is_match`) verdict was reached.
-    pub fn decision(&self, kind: &'static str, pass: bool) {
-        self.decisions.add(1, &[kv("kind", kind), kv("decision", if pass { "pass" } else { "fail" })]);
-    }
-
-    /// Sets a provider's declared cost per answered call.
-    pub fn set_cost_per_call(&self, provider: &str, cost: f64) {
-        if let Ok(mut costs) = self.costs.write() {
-            costs.insert(provider.to_string(), cost);
-        }
-    }
-
-    /// Sets where an HTTP provider lives (client-span attributes; not a metric label).
-    pub fn set_peer(&self, provider: &str, host: &str, port: u16) {
-        if let Ok(mut peers) = self.peers.write() {
-            peers.insert(provider.to_string(), (host.to_string(), port));
-        }
-    }
-
-    /// The vendor host and port of `provider`, when it is an HTTP provider.
-    pub fn peer(&self, provider: &str) -> Option<(String, u16)> {
-        self.peers.read().ok().and_then(|p| p.get(provider).cloned())
-    }
-
-    /// Records a circuit's state (the breaker calls this on every transition).
-    pub fn set_circuit_state(&self, provider: &str, sub_call: &'static str, state: CircuitState) {
-        let cell = {
-            let key = (provider.to_string(), sub_call);
-            let existing = self.circuits.read().ok().and_then(|c| c.get(&key).cloned());
-            match existing {
-                Some(cell) => cell,
-                None => match self.circuits.write() {
-                    Ok(mut c) => c.entry(key).or_default().clone(),
-                    Err(_) => return,
-                },
-            }
-        };
-        cell.store(state as u8, Ordering::Relaxed);
-        self.circuit_state.record(state as i64, &[kv("provider", provider.to_string()), kv("sub_call", sub_call)]);
-    }
-
-    /// The circuit state last recorded for a route (closed when it has no breaker record).
-    pub fn circuit_state(&self, provider: &str, sub_call: &'static str) -> CircuitState {
-        let key = (provider.to_string(), sub_call);
-        let v = self.circuits.read().ok().and_then(|c| c.get(&key).map(|a| a.load(Ordering::Relaxed)));
-        CircuitState::from_u8(v.unwrap_or(0))
-    }
-
     /// Stores a queue sample for the queue gauges.
     pub fn set_queue(&self, depth: u64, oldest: Option<Duration>) {
         self.queue.depth.store(depth, Ordering::Relaxed);
         let ms = oldest.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.queue.oldest_ms.store(ms, Ordering::Relaxed);
-    }
-}
-
-/// Decrements the in-flight gauge when the attempt ends or is cancelled.
-pub struct InFlight {
-    metrics: &'static Metrics,
-    labels: Vec<KeyValue>,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.metrics.in_flight.add(-1, &self.labels);
     }
 }
 

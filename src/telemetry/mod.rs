@@ -3,6 +3,7 @@
 //! at `/metrics` always.
 //!
 //! - [`metrics`]: every instrument and its exact name; the hooks other modules call.
+//! - [`events`]: one struct per routing event, whose `emit()` records it (observe only).
 //! - [`http`]: the HTTP server span and request counter.
 //! - [`propagation`]: W3C trace context across the queue (the task stores its `traceparent`).
 //! - [`prometheus`]: the `/metrics` text rendering.
@@ -12,6 +13,8 @@
 //! span or a label (the types carrying them print redacted `Debug`; labels are closed sets).
 //! Span and metric names are listed in `docs/OBSERVABILITY.md`.
 
+mod config;
+pub mod events;
 pub mod http;
 pub mod metrics;
 mod otlp;
@@ -28,8 +31,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::TelemetryConfig;
-pub use metrics::{metrics, CircuitState};
+pub use config::{OtlpConfig, TelemetryConfig};
+pub use metrics::metrics;
 pub use otlp::OtlpError;
 pub use redact::Redacted;
 
@@ -89,7 +92,7 @@ pub fn init_with_writer(cfg: &TelemetryConfig, writer: BoxMakeWriter) -> Telemet
         }
     });
 
-    let reader = prometheus::SharedReader::new(ManualReader::builder().build());
+    let reader = metrics::SharedReader::new(ManualReader::builder().build());
     let mut meter = SdkMeterProvider::builder().with_reader(reader.clone());
     if let Some(s) = settings.as_ref().filter(|s| s.metrics) {
         match s.metric_exporter() {

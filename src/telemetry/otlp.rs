@@ -10,7 +10,7 @@ use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 
-use crate::config::OtlpConfig;
+use super::OtlpConfig;
 
 /// Why OTLP export could not be set up (the gateway then runs without it).
 #[derive(Debug, thiserror::Error)]

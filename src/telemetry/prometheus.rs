@@ -6,48 +6,12 @@
 //! keeps names exactly as declared in [`super::metrics`], and costs ~100 lines.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use opentelemetry::{KeyValue, Value};
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::reader::MetricReader;
-use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Temporality};
 
-/// A [`ManualReader`] the meter provider owns and the scrape handler shares.
-#[derive(Debug, Clone)]
-pub struct SharedReader(Arc<ManualReader>);
-
-impl SharedReader {
-    pub fn new(reader: ManualReader) -> Self {
-        Self(Arc::new(reader))
-    }
-}
-
-// === impl SharedReader ===
-
-impl MetricReader for SharedReader {
-    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
-        self.0.register_pipeline(pipeline)
-    }
-
-    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
-        self.0.collect(rm)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-
-    fn temporality(&self, kind: InstrumentKind) -> Temporality {
-        self.0.temporality(kind)
-    }
-}
+use super::metrics::SharedReader;
 
 /// The current value of every instrument, in the Prometheus text format (0.0.4).
 pub fn render() -> String {

@@ -40,9 +40,9 @@ pub fn eval_image(rel: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// A recorded vendor answer, `tests/fixtures/vendors/<vendor>/<name>`.
+/// A recorded vendor answer, `providers/fixtures/<vendor>/<name>`.
 pub fn vendor_fixture(vendor: &str, name: &str) -> Vec<u8> {
-    let p = repo().join("tests/fixtures/vendors").join(vendor).join(name);
+    let p = repo().join("providers/fixtures").join(vendor).join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

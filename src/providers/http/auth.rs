@@ -10,52 +10,14 @@ use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Url};
 use serde_json::Value;
 
-use super::response::{self, RawResponse};
 use super::select::select;
 use super::template::Template;
-use super::validate::Secret;
+use super::wire::{holds, Builtins, RawResponse, Secret};
 use crate::providers::spec::{
     ClientAuth, Condition, DigestAlgorithm, DigestEncoding, DigestSpec, OAuthGrant, TimeUnit, TokenEncoding, TokenField,
     TokenSpec,
 };
 use crate::providers::ProviderError;
-
-/// Values every template may use, fixed once per request so a signature and the header carrying
-/// its timestamp agree.
-#[derive(Debug, Clone)]
-pub(crate) struct Builtins {
-    pub timestamp: String,
-    pub timestamp_ms: String,
-    pub uuid: String,
-    /// UTC date of the request, `YYYY-MM-DD` and `YYYYMMDD` (signature scopes).
-    pub date: String,
-    pub date_compact: String,
-}
-
-impl Builtins {
-    pub(crate) fn at(now: SystemTime) -> Self {
-        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let day = chrono::DateTime::<chrono::Utc>::from(now).date_naive();
-        Self {
-            timestamp: since.as_secs().to_string(),
-            timestamp_ms: since.as_millis().to_string(),
-            uuid: uuid::Uuid::new_v4().to_string(),
-            date: day.format("%Y-%m-%d").to_string(),
-            date_compact: day.format("%Y%m%d").to_string(),
-        }
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<String> {
-        match name {
-            "timestamp" => Some(self.timestamp.clone()),
-            "timestamp_ms" => Some(self.timestamp_ms.clone()),
-            "uuid" => Some(self.uuid.clone()),
-            "date" => Some(self.date.clone()),
-            "date_compact" => Some(self.date_compact.clone()),
-            _ => None,
-        }
-    }
-}
 
 // === Digest ===
 
@@ -543,7 +505,7 @@ fn token_json(
 ) -> Result<Value, ProviderError> {
     let json: Option<Value> = serde_json::from_slice(&raw.body).ok();
     match json {
-        Some(j) if (200..300).contains(&raw.status) && success.iter().all(|c| response::holds(c, &j)) => Ok(j),
+        Some(j) if (200..300).contains(&raw.status) && success.iter().all(|c| holds(c, &j)) => Ok(j),
         _ => Err(classify(raw.clone())),
     }
 }

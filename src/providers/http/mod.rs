@@ -13,6 +13,7 @@ mod request;
 mod response;
 mod select;
 mod template;
+mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -22,11 +23,12 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::RETRY_AFTER;
 use reqwest::Url;
 
-pub use validate::{default_base_url_env, InvalidSpec, Secret, ValidatedHttpSpec};
+pub use validate::{default_base_url_env, InvalidSpec, ValidatedHttpSpec};
+pub use wire::Secret;
 
-use self::auth::Builtins;
 use self::request::Scope;
-use self::response::{Checked, RawResponse};
+use self::response::Checked;
+use self::wire::{Builtins, RawResponse};
 use self::validate::{Poll, RequestTpl, ResolvedAuth};
 use super::spec::{HttpSpec, ProviderFile, ProviderSpec, SpecError};
 use super::{Answer, Provider, ProviderError, SubCall, SubCallKind, Verdict};
@@ -193,7 +195,7 @@ impl HttpProvider {
         let raw = self.send_tpl(&s.result, None, None, &captures).await?;
         if (200..300).contains(&raw.status) {
             let json: Option<serde_json::Value> = serde_json::from_slice(&raw.body).ok();
-            if json.as_ref().is_some_and(|j| response::holds(&s.pending, j)) {
+            if json.as_ref().is_some_and(|j| wire::holds(&s.pending, j)) {
                 return Ok(None);
             }
         }
@@ -295,7 +297,7 @@ impl HttpProvider {
             return Ok(submit);
         }
         let submit_json: Option<serde_json::Value> = serde_json::from_slice(&submit.body).ok();
-        if submit_json.as_ref().is_some_and(|j| response::holds(&poll.until, j)) {
+        if submit_json.as_ref().is_some_and(|j| wire::holds(&poll.until, j)) {
             return Ok(submit);
         }
         let url = match &poll.url_header {
@@ -341,7 +343,7 @@ impl HttpProvider {
             }
             let json: serde_json::Value = serde_json::from_slice(&raw.body)
                 .map_err(|_| ProviderError::Decode(format!("poll answer HTTP {} is not JSON", raw.status)))?;
-            if response::holds(&poll.until, &json) {
+            if wire::holds(&poll.until, &json) {
                 return Ok(raw);
             }
             wait = pace(raw.retry_after);
@@ -389,6 +391,15 @@ impl Provider for HttpProvider {
 
     fn supports(&self, kind: SubCallKind) -> bool {
         self.spec.endpoints.contains_key(&kind)
+    }
+
+    fn cost_per_call(&self) -> f64 {
+        self.spec.cost_per_call
+    }
+
+    fn peer(&self) -> Option<(String, u16)> {
+        let base = &self.spec.base_url;
+        Some((base.host_str()?.to_string(), base.port_or_known_default()?))
     }
 
     async fn call(&self, request: SubCall) -> Result<Answer, ProviderError> {

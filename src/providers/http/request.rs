@@ -10,28 +10,11 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Method, Url};
 use serde_json::Value;
 
-use super::auth::Builtins;
 use super::template::Template;
 use super::validate::{RequestTpl, ResolvedAuth, ValidatedHttpSpec};
-use crate::providers::spec::{BodySpec, ImageEncoding, ImageSource};
-use crate::providers::{Image, ProviderError, SubCall};
-
-/// The image a body slot refers to; `None` for an absent optional page (`back`).
-/// `call` is `None` for session requests, which send no image.
-pub(crate) fn image_for(call: Option<&SubCall>, source: ImageSource) -> Result<Option<&Image>, ProviderError> {
-    let Some(call) = call else {
-        return Err(ProviderError::Config(format!("image source {source:?} in a request without images")));
-    };
-    let mismatch = || ProviderError::Config(format!("image source {source:?} does not exist in a {} call", call.kind()));
-    match (call, source) {
-        (SubCall::Liveness { image }, ImageSource::Image) => Ok(Some(image)),
-        (SubCall::FaceCompare { probe, .. }, ImageSource::Probe) => Ok(Some(probe)),
-        (SubCall::FaceCompare { reference, .. }, ImageSource::Reference) => Ok(Some(reference)),
-        (SubCall::DocumentOcr { pages }, ImageSource::Front) => pages.first().map(Some).ok_or_else(mismatch),
-        (SubCall::DocumentOcr { pages }, ImageSource::Back) => Ok(pages.get(1)),
-        _ => Err(mismatch()),
-    }
-}
+use super::wire::{image_for, Builtins, Secret};
+use crate::providers::spec::{BodySpec, ImageEncoding, JsonImage, MultipartImage};
+use crate::providers::{ProviderError, SubCall};
 
 fn extension(mime: &str) -> &'static str {
     match mime {
@@ -134,76 +117,21 @@ pub(crate) fn build(
         ResolvedAuth::Basic(user, pass) => req = req.basic_auth(user.expose(), Some(pass.expose())),
         _ => {}
     }
-    let auth_fields: &[(String, super::validate::Secret)] = match &spec.auth {
-        ResolvedAuth::Fields(f) => f,
-        _ => &[],
-    };
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let build_err = |e: reqwest::Error| ProviderError::Config(format!("{}: {}", tpl.label, e.without_url()));
-
+    let body = Body { tpl, call, scope, auth_fields: auth_fields(spec) };
     let req = match &tpl.body {
         BodySpec::Multipart { images, fields } => {
-            // (name, filename, content type, bytes), in the order the vendor will see them.
-            let mut parts: Vec<(String, Option<String>, Option<&str>, Bytes)> = Vec::new();
-            for (k, v) in auth_fields {
-                parts.push((k.clone(), None, None, Bytes::from(v.expose().to_string())));
-            }
-            for (k, v) in fields {
-                parts.push((k.clone(), None, None, Bytes::from(scope.render_str(v, &tpl.label)?)));
-            }
-            for slot in images {
-                let Some(image) = image_for(call, slot.source)? else { continue };
-                match slot.encoding {
-                    ImageEncoding::Base64 => parts.push((slot.field.clone(), None, None, Bytes::from(b64.encode(&image.bytes)))),
-                    ImageEncoding::File => {
-                        let filename =
-                            slot.filename.clone().unwrap_or_else(|| format!("{}.{}", slot.field, extension(image.mime)));
-                        parts.push((slot.field.clone(), Some(filename), Some(image.mime), image.bytes.clone()));
-                    }
-                }
-            }
+            let parts = body.multipart_parts(images, fields)?;
             if spec.signs_body {
                 // Signed: the exact bytes must exist before sending.
-                let (content_type, body) = multipart_bytes(&parts);
-                req.header(CONTENT_TYPE, content_type).body(body)
+                let (content_type, bytes) = multipart_bytes(&parts);
+                req.header(CONTENT_TYPE, content_type).body(bytes)
             } else {
-                let mut form = Form::new();
-                for (name, filename, mime, bytes) in parts {
-                    form = match filename {
-                        None => form.text(name, String::from_utf8_lossy(&bytes).into_owned()),
-                        Some(f) => {
-                            let len = bytes.len() as u64;
-                            let part = Part::stream_with_length(reqwest::Body::from(bytes), len)
-                                .file_name(f)
-                                .mime_str(mime.unwrap_or("application/octet-stream"))
-                                .map_err(|e| ProviderError::Config(format!("image content type: {e}")))?;
-                            form.part(name, part)
-                        }
-                    };
-                }
-                req.multipart(form)
+                req.multipart(multipart_form(parts)?)
             }
         }
         BodySpec::Json { images, fields } => {
-            let mut body = scope.render_tree(&toml::Value::Table(fields.clone()), &tpl.label)?;
-            if let Value::Object(map) = &mut body {
-                for (k, v) in auth_fields {
-                    map.insert(k.clone(), Value::String(v.expose().to_string()));
-                }
-            }
-            for slot in images {
-                let Some(image) = image_for(call, slot.source)? else { continue };
-                set_pointer(&mut body, &slot.pointer, Value::String(b64.encode(&image.bytes)))?;
-                if let Some(mp) = &slot.mime_pointer {
-                    set_pointer(&mut body, mp, Value::String(image.mime.to_string()))?;
-                }
-                for (p, v) in &slot.also {
-                    set_pointer(&mut body, p, scope.render_tree(v, &tpl.label)?)?;
-                }
-            }
-            // Serialized here (not `.json()`) so an adapter's own Content-Type wins and the bytes
-            // are buffered for signing.
-            let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::Config(format!("body: {e}")))?;
+            let bytes = body.json(images, fields)?;
+            // An adapter's own Content-Type wins.
             let req = if tpl.headers.iter().any(|(n, _)| *n == CONTENT_TYPE) {
                 req
             } else {
@@ -219,25 +147,141 @@ pub(crate) fn build(
         }
         BodySpec::None => req,
     };
-    req.build().map_err(build_err)
+    req.build().map_err(|e| ProviderError::Config(format!("{}: {}", tpl.label, e.without_url())))
+}
+
+/// Credentials the adapter sends as body fields (`auth.type = "fields"`).
+fn auth_fields(spec: &ValidatedHttpSpec) -> &[(String, Secret)] {
+    match &spec.auth {
+        ResolvedAuth::Fields(f) => f,
+        _ => &[],
+    }
+}
+
+/// One part of a multipart body, in the order the vendor will see it.
+#[derive(Debug)]
+struct FormPart<'a> {
+    name: String,
+    /// Set for file parts (images sent as files); text parts have none.
+    file: Option<FilePart<'a>>,
+    bytes: Bytes,
+}
+
+/// The file name and content type of a file part.
+#[derive(Debug)]
+struct FilePart<'a> {
+    filename: String,
+    mime: &'a str,
+}
+
+impl FormPart<'_> {
+    fn text(name: &str, value: impl Into<Bytes>) -> Self {
+        Self { name: name.to_string(), file: None, bytes: value.into() }
+    }
+}
+
+/// What a body is rendered from: the template, the sub-call's images, the values in scope and
+/// the credentials sent as fields.
+struct Body<'a> {
+    tpl: &'a RequestTpl,
+    call: Option<&'a SubCall>,
+    scope: &'a Scope<'a>,
+    auth_fields: &'a [(String, Secret)],
+}
+
+impl<'a> Body<'a> {
+    /// Multipart parts: credentials, then fields, then images.
+    fn multipart_parts(
+        &self,
+        images: &'a [MultipartImage],
+        fields: &BTreeMap<String, String>,
+    ) -> Result<Vec<FormPart<'a>>, ProviderError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut parts = Vec::new();
+        for (k, v) in self.auth_fields {
+            parts.push(FormPart::text(k, v.expose().to_string()));
+        }
+        for (k, v) in fields {
+            parts.push(FormPart::text(k, self.scope.render_str(v, &self.tpl.label)?));
+        }
+        for slot in images {
+            let Some(image) = image_for(self.call, slot.source)? else { continue };
+            parts.push(match slot.encoding {
+                ImageEncoding::Base64 => FormPart::text(&slot.field, b64.encode(&image.bytes)),
+                ImageEncoding::File => FormPart {
+                    name: slot.field.clone(),
+                    file: Some(FilePart {
+                        filename: slot
+                            .filename
+                            .clone()
+                            .unwrap_or_else(|| format!("{}.{}", slot.field, extension(image.mime))),
+                        mime: image.mime,
+                    }),
+                    bytes: image.bytes.clone(),
+                },
+            });
+        }
+        Ok(parts)
+    }
+
+    /// The JSON body: fields rendered, credentials added, images written at their pointers.
+    /// Serialized here (not `.json()`) so the bytes are buffered for signing.
+    fn json(&self, images: &[JsonImage], fields: &toml::Table) -> Result<Vec<u8>, ProviderError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let label = &self.tpl.label;
+        let mut body = self.scope.render_tree(&toml::Value::Table(fields.clone()), label)?;
+        if let Value::Object(map) = &mut body {
+            for (k, v) in self.auth_fields {
+                map.insert(k.clone(), Value::String(v.expose().to_string()));
+            }
+        }
+        for slot in images {
+            let Some(image) = image_for(self.call, slot.source)? else { continue };
+            set_pointer(&mut body, &slot.pointer, Value::String(b64.encode(&image.bytes)))?;
+            if let Some(mp) = &slot.mime_pointer {
+                set_pointer(&mut body, mp, Value::String(image.mime.to_string()))?;
+            }
+            for (p, v) in &slot.also {
+                set_pointer(&mut body, p, self.scope.render_tree(v, label)?)?;
+            }
+        }
+        serde_json::to_vec(&body).map_err(|e| ProviderError::Config(format!("body: {e}")))
+    }
+}
+
+/// A streamed `multipart/form-data` body (unsigned adapters).
+fn multipart_form(parts: Vec<FormPart<'_>>) -> Result<Form, ProviderError> {
+    let mut form = Form::new();
+    for part in parts {
+        form = match part.file {
+            None => form.text(part.name, String::from_utf8_lossy(&part.bytes).into_owned()),
+            Some(file) => {
+                let len = part.bytes.len() as u64;
+                let body = Part::stream_with_length(reqwest::Body::from(part.bytes), len)
+                    .file_name(file.filename)
+                    .mime_str(file.mime)
+                    .map_err(|e| ProviderError::Config(format!("image content type: {e}")))?;
+                form.part(part.name, body)
+            }
+        };
+    }
+    Ok(form)
 }
 
 /// A `multipart/form-data` body built in memory: (content type with boundary, bytes).
-fn multipart_bytes(parts: &[(String, Option<String>, Option<&str>, Bytes)]) -> (String, Vec<u8>) {
+fn multipart_bytes(parts: &[FormPart<'_>]) -> (String, Vec<u8>) {
     let boundary = format!("kycgate-{}", uuid::Uuid::new_v4().simple());
     let quote = |s: &str| s.replace('"', "%22").replace(['\r', '\n'], " ");
     let mut body = Vec::new();
-    for (name, filename, mime, bytes) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"", quote(name)).as_bytes());
-        if let Some(f) = filename {
-            body.extend_from_slice(format!("; filename=\"{}\"", quote(f)).as_bytes());
+    for part in parts {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"", quote(&part.name)).as_bytes(),
+        );
+        if let Some(file) = &part.file {
+            body.extend_from_slice(format!("; filename=\"{}\"\r\nContent-Type: {}", quote(&file.filename), file.mime).as_bytes());
         }
-        body.extend_from_slice(b"\r\n");
-        if let Some(m) = mime {
-            body.extend_from_slice(format!("Content-Type: {m}\r\n").as_bytes());
-        }
-        body.extend_from_slice(b"\r\n");
-        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(&part.bytes);
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());

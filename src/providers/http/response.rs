@@ -7,26 +7,17 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::Value;
 
-use reqwest::header::HeaderMap;
 
 use super::select::select;
 use super::validate::{Mapping, RequestTpl, ValidatedHttpSpec};
+use super::wire::{as_text, holds, image_for, toml_to_json, RawResponse};
 use crate::providers::spec::{
-    BoxFormat, BoxSpec, Condition, ErrorAction, ErrorRule, FieldRef, FieldSpec, ThresholdRef, Unmapped,
+    BoxFormat, BoxSpec, ErrorAction, ErrorRule, FieldRef, FieldSpec, ThresholdRef, Unmapped,
 };
 use crate::providers::{
     CompareAnswer, DocumentFields, LivenessAnswer, OcrAnswer, PartialDate, ProviderError, Rejection, Score, SubCall,
     Verdict,
 };
-
-/// What came back over the wire, before interpretation.
-#[derive(Debug, Clone)]
-pub(crate) struct RawResponse {
-    pub status: u16,
-    pub retry_after: Option<Duration>,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
 
 /// A successful answer, or a final input rejection (with the JSON that caused it).
 #[derive(Debug)]
@@ -136,53 +127,6 @@ pub(crate) fn refuses_token(spec: &ValidatedHttpSpec, raw: &RawResponse) -> bool
     let Ok(json) = serde_json::from_slice::<Value>(&raw.body) else { return false };
     let code = spec.errors.code_pointer.as_deref().and_then(|p| select(&json, p)).and_then(as_text);
     matching_rule(spec, raw.status, code.as_deref()).is_some_and(|r| r.action == ErrorAction::Reauthenticate)
-}
-
-/// Strings as they are; numbers and booleans as their text.
-fn as_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn toml_to_json(v: &toml::Value) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-fn same(a: &Value, b: &toml::Value) -> bool {
-    let b = toml_to_json(b);
-    match (a, &b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => as_text(a).is_some_and(|t| as_text(&b).is_some_and(|u| t == u)),
-    }
-}
-
-/// Evaluates a condition against the answer.
-pub(crate) fn holds(c: &Condition, json: &Value) -> bool {
-    let v = select(json, &c.pointer).filter(|v| !v.is_null());
-    if let Some(expected) = &c.equals {
-        return v.is_some_and(|v| same(v, expected));
-    }
-    if let Some(options) = &c.one_of {
-        return v.is_some_and(|v| options.iter().any(|o| same(v, o)));
-    }
-    if let Some(present) = c.present {
-        return v.is_some() == present;
-    }
-    if let Some(empty) = c.empty {
-        let is_empty = match v {
-            None => true,
-            Some(Value::String(s)) => s.is_empty(),
-            Some(Value::Array(a)) => a.is_empty(),
-            Some(Value::Object(o)) => o.is_empty(),
-            Some(_) => false,
-        };
-        return is_empty == empty;
-    }
-    false
 }
 
 // === Field extraction ===
@@ -432,7 +376,7 @@ fn crop_portrait(json: &Value, b: &BoxSpec, call: Option<&SubCall>) -> Result<Op
             (l, t, l + g("Width")?, t + g("Height")?)
         }
     };
-    let page = super::request::image_for(call, b.page)?.ok_or_else(|| bad("the page is not in the request"))?;
+    let page = image_for(call, b.page)?.ok_or_else(|| bad("the page is not in the request"))?;
     let img = kycgate_vision::decode::decode_image(&page.bytes, &kycgate_vision::decode::DecodeLimits::default())
         .map_err(|e| ProviderError::Decode(format!("page image for the portrait crop: {e}")))?;
     let (w, h) = (img.width() as f64, img.height() as f64);
@@ -464,6 +408,7 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::spec::Condition;
     use serde_json::json;
 
     fn field(p: &str) -> FieldSpec {

@@ -3,7 +3,6 @@
 //! fail early.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +11,7 @@ use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Url};
 
 use super::auth::{Digest, TokenSource};
+use super::wire::Secret;
 use super::select;
 use super::template::Template;
 use super::EnvSource;
@@ -29,26 +29,6 @@ pub struct InvalidSpec(pub String);
 
 fn invalid(msg: impl Into<String>) -> InvalidSpec {
     InvalidSpec(msg.into())
-}
-
-/// A resolved secret. Debug never prints it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub(crate) fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 /// Authentication with its secrets resolved.
@@ -136,6 +116,8 @@ pub struct ValidatedHttpSpec {
     pub(crate) unavailable: Option<String>,
     /// The auth signs the body bytes: multipart bodies are built in memory, not streamed.
     pub(crate) signs_body: bool,
+    /// Declared cost of one answered call (`cost_per_call`, 0 when absent).
+    pub(crate) cost_per_call: f64,
 }
 
 /// Names every request template may use besides vars and captures.
@@ -240,6 +222,7 @@ impl ValidatedHttpSpec {
             liveness_session,
             unavailable,
             signs_body: ctx_signs_body,
+            cost_per_call: spec.cost_per_call.unwrap_or(0.0),
         })
     }
 
@@ -756,7 +739,7 @@ fn resolve(c: &Credential, env: &dyn EnvSource) -> Result<Secret, String> {
         Credential::Env(var) => env
             .var(var)
             .filter(|v| !v.is_empty())
-            .map(Secret)
+            .map(Secret::new)
             .ok_or_else(|| format!("credential environment variable {var} is not set")),
         Credential::File(path) => read_secret_file(path),
         Credential::EnvFile(var) => match env.var(var).filter(|v| !v.is_empty()) {
@@ -768,7 +751,7 @@ fn resolve(c: &Credential, env: &dyn EnvSource) -> Result<Secret, String> {
 
 fn read_secret_file(path: &Path) -> Result<Secret, String> {
     match std::fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => Ok(Secret(s.trim().to_string())),
+        Ok(s) if !s.trim().is_empty() => Ok(Secret::new(s.trim().to_string())),
         Ok(_) => Err(format!("credential file {} is empty", path.display())),
         Err(e) => Err(format!("credential file {} cannot be read: {}", path.display(), e.kind())),
     }
