@@ -13,11 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/eval"))
             .join("mrz")
     });
-    // MRZ_MODEL: evaluate a retrained weight file instead of the embedded one.
-    let reader = match std::env::var_os("MRZ_MODEL") {
-        Some(p) => MrzReader::with_model(&std::fs::read(p)?)?,
-        None => MrzReader::new()?,
-    };
+    // MRZ_MODEL / MRZ_LINE_MODEL: evaluate retrained weight files instead of the embedded ones.
+    let cell = std::env::var_os("MRZ_MODEL").map(std::fs::read).transpose()?;
+    let line = std::env::var_os("MRZ_LINE_MODEL").map(std::fs::read).transpose()?;
+    let reader = MrzReader::with_models(cell.as_deref(), line.as_deref())?;
     let report = eval_mrz(&dir, &reader, Today::now())?;
     print!("{report}");
     if std::env::var_os("MRZ_EVAL_LIST_MISSES").is_some() {
