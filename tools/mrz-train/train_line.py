@@ -204,11 +204,12 @@ def pack(samples):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--synthetic", type=int, default=12000, help="synthetic lines")
+    ap.add_argument("--synthetic", type=int, default=10000, help="synthetic lines")
     ap.add_argument("--real-copies", type=int, default=6, help="degraded copies per real train crop")
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     ap.add_argument("--eval-dir", default=os.environ.get("KYCGATE_EVAL_DIR", os.path.join(HERE, "../../../shared/eval")) + "/mrz")
     ap.add_argument("--out", default=os.path.join(HERE, "../../lib/kycgate-mrz/model/mrz_ctc.bin"))
     args = ap.parse_args()
@@ -288,7 +289,7 @@ def main():
     total = sum(sizes.values())
     steps_per_epoch = total // args.batch
     steps = args.epochs * steps_per_epoch
-    sched = optax.warmup_cosine_decay_schedule(1e-4, 2e-3, min(300, steps // 10), steps, 5e-5)
+    sched = optax.warmup_cosine_decay_schedule(args.lr / 20, args.lr, min(300, steps // 10), steps, args.lr / 40)
     opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(sched))
     state = opt.init(params)
 

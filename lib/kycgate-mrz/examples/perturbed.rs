@@ -1,7 +1,7 @@
 //! Reads the shared pages and degraded copies of them (rotation ±10°, blur, JPEG q30, half scale,
 //! keystone) and prints one row per condition, with the share of the unperturbed score kept:
 //! `cargo run --release -p kycgate-mrz --example perturbed [EVAL_DIR/mrz]`.
-//! Also prints the reader's CPU time per page (this thread's, from /proc/thread-self/schedstat).
+//! `MRZ_CELLS_ONLY=1` runs the earlier, cell-only reader. Also prints the reader's CPU time per page (this thread's, from /proc/thread-self/schedstat).
 
 use std::path::PathBuf;
 
@@ -45,6 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cell = std::env::var_os("MRZ_MODEL").map(std::fs::read).transpose()?;
     let line = std::env::var_os("MRZ_LINE_MODEL").map(std::fs::read).transpose()?;
     let reader = MrzReader::with_models(cell.as_deref(), line.as_deref())?;
+    // MRZ_CELLS_ONLY: the earlier reader (no whole-line reads), for the before column.
+    let reader = if std::env::var_os("MRZ_CELLS_ONLY").is_some() { reader.cells_only() } else { reader };
     let today = Today { year: 2026, month: 1, day: 1 };
     let cpu0 = thread_cpu_ms();
     let base = eval_pages(&dir, &reader, today, |img| img)?;

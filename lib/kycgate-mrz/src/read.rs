@@ -40,6 +40,8 @@ pub struct MrzRead {
 pub struct MrzReader {
     clf: CharClassifier,
     lines: LineRecognizer,
+    /// Whether whole-line reads take part ([`MrzReader::cells_only`] turns them off).
+    use_lines: bool,
 }
 
 /// Bands tried per rotation, most plausible first.
@@ -65,12 +67,12 @@ const MAX_WORK_SIDE: f32 = 2000.0;
 impl MrzReader {
     /// Loads the embedded weights.
     pub fn new() -> Result<Self, ReadError> {
-        Ok(Self { clf: CharClassifier::embedded()?, lines: LineRecognizer::embedded()? })
+        Ok(Self { clf: CharClassifier::embedded()?, lines: LineRecognizer::embedded()?, use_lines: true })
     }
 
     /// Uses another `MRZCNN01` character weight file (a retrained model under evaluation).
     pub fn with_model(bytes: &[u8]) -> Result<Self, ReadError> {
-        Ok(Self { clf: CharClassifier::from_bytes(bytes)?, lines: LineRecognizer::embedded()? })
+        Ok(Self { clf: CharClassifier::from_bytes(bytes)?, lines: LineRecognizer::embedded()?, use_lines: true })
     }
 
     /// Uses other weight files: `cell` (`MRZCNN01`) and/or `line` (`MRZCTC01`); `None` keeps the embedded one.
@@ -78,7 +80,14 @@ impl MrzReader {
         Ok(Self {
             clf: cell.map_or_else(CharClassifier::embedded, CharClassifier::from_bytes)?,
             lines: line.map_or_else(LineRecognizer::embedded, LineRecognizer::from_bytes)?,
+            use_lines: true,
         })
+    }
+
+    /// The earlier reader: character grid and per-cell CNN only, for before/after comparisons.
+    pub fn cells_only(mut self) -> Self {
+        self.use_lines = false;
+        self
     }
 
     /// The character recogniser, for line-level evaluation.
@@ -99,6 +108,9 @@ impl MrzReader {
     /// The band read by the line recogniser, as decoder candidates: `None` when a line's best path
     /// has the wrong length (the cell reading then stands alone).
     fn read_band_ctc(&self, g: &Gray, band: &[TextLine]) -> Option<Vec<Candidates>> {
+        if !self.use_lines {
+            return None;
+        }
         band.iter()
             .map(|l| {
                 let r = self.read_line_ctc(g, l);
@@ -188,26 +200,29 @@ impl MrzReader {
                 }
                 let lines: Vec<Candidates> = band.lines.iter().map(|l| self.read_line_best(&g, l)).collect();
                 let cell_top = mean_top(&lines);
-                let cell_read = (cell_top >= MRZ_LIKE_CONFIDENCE)
-                    .then(|| decode::decode(&lines, today).map(|d| (d, cell_top)))
-                    .flatten();
-                if cell_top < MRZ_LIKE_CONFIDENCE && ctc_read.is_none() {
+                // Text the cell reader finds unlike MRZ print is not an MRZ, whatever a line read makes of it.
+                if cell_top < MRZ_LIKE_CONFIDENCE {
                     continue;
                 }
                 found_band = true;
+                let cell_read = decode::decode(&lines, today).map(|d| (d, cell_top));
                 for (d, top) in [cell_read, ctc_read].into_iter().flatten() {
                     let failed = d.mrz.checks.failed();
                     let read = MrzRead { mrz: d.mrz, confidence: d.confidence, rotation_deg: rot, band: bbox };
                     if failed == 0 {
                         return Ok(read);
                     }
-                    // Keep the reading that fails the fewest check digits (specimens can print wrong ones).
+                    // Keep the reading that fails the fewest check digits (specimens can print wrong ones),
+                    // a sure one counting as failing fewer: a clean read of a badly printed specimen
+                    // beats a smudge that happens to miss fewer digits.
+                    let sure = top >= SURE_READ;
                     let better = best.as_ref().is_none_or(|b| {
-                        failed < b.failed || (failed == b.failed && read.confidence > b.read.confidence)
+                        let (mine, theirs) = (doubt(failed, sure), doubt(b.failed, b.sure));
+                        mine < theirs || (mine == theirs && read.confidence > b.read.confidence)
                     });
                     if better {
                         let retry = (g.clone(), band.lines.clone(), lines.clone());
-                        best = Some(Best { failed, sure: top >= SURE_READ, read, retry });
+                        best = Some(Best { failed, sure, read, retry });
                     }
                 }
             }
@@ -243,6 +258,14 @@ struct Best {
     /// Working image, band lines and their readings.
     retry: (Gray, Vec<TextLine>, Vec<Candidates>),
 }
+
+/// Ranks readings: failed check digits, less [`SURE_CREDIT`] for a sure read (in half digits).
+fn doubt(failed: usize, sure: bool) -> usize {
+    2 * failed - if sure { SURE_CREDIT.min(2 * failed) } else { 0 }
+}
+
+/// A sure read may fail this many more half check digits than an unsure one and still be preferred.
+const SURE_CREDIT: usize = 3;
 
 /// Mean top-1 probability over every position of a band.
 fn mean_top(lines: &[Candidates]) -> f32 {
