@@ -3,12 +3,9 @@
 //! `cargo run --release -p kycgate-mrz --example perturbed [EVAL_DIR/mrz]`.
 //! `MRZ_CELLS_ONLY=1` runs the earlier, cell-only reader. Also prints the reader's CPU time per page (this thread's, from /proc/thread-self/schedstat).
 
-use std::path::PathBuf;
-
-use kycgate_mrz::eval::{eval_pages, MrzReport};
+use kycgate_mrz::eval::{eval_dir_from_args, eval_pages, reader_from_env, MrzReport};
 use kycgate_mrz::parse::Today;
 use kycgate_mrz::perturb::STANDARD;
-use kycgate_mrz::read::MrzReader;
 
 /// CPU time this thread has used, in milliseconds (Linux; 0 elsewhere).
 fn thread_cpu_ms() -> f64 {
@@ -36,15 +33,8 @@ fn row(name: &str, r: &MrzReport, base: &MrzReport) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("KYCGATE_EVAL_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/eval"))
-            .join("mrz")
-    });
-    let cell = std::env::var_os("MRZ_MODEL").map(std::fs::read).transpose()?;
-    let line = std::env::var_os("MRZ_LINE_MODEL").map(std::fs::read).transpose()?;
-    let reader = MrzReader::with_models(cell.as_deref(), line.as_deref())?;
+    let dir = eval_dir_from_args();
+    let reader = reader_from_env()?;
     // MRZ_CELLS_ONLY: the earlier reader (no whole-line reads), for the before column.
     let reader = if std::env::var_os("MRZ_CELLS_ONLY").is_some() { reader.cells_only() } else { reader };
     let today = Today { year: 2026, month: 1, day: 1 };

@@ -66,6 +66,26 @@ pub struct MrzReport {
     pub misses: Vec<String>,
 }
 
+/// The MRZ evaluation folder for the examples: the first argument, else `$KYCGATE_EVAL_DIR/mrz`,
+/// else `../shared/eval/mrz` beside the repository.
+pub fn eval_dir_from_args() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("KYCGATE_EVAL_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/eval"))
+            .join("mrz")
+    })
+}
+
+/// A reader with the embedded weights, or the files named by `MRZ_MODEL` (cells) and
+/// `MRZ_LINE_MODEL` (lines) when set: retrained models under evaluation.
+pub fn reader_from_env() -> Result<MrzReader, Box<dyn std::error::Error>> {
+    let cell = std::env::var_os("MRZ_MODEL").map(std::fs::read).transpose()?;
+    let line = std::env::var_os("MRZ_LINE_MODEL").map(std::fs::read).transpose()?;
+    Ok(MrzReader::with_models(cell.as_deref(), line.as_deref())?)
+}
+
 /// Runs the reader over `eval_dir/gt.tsv` (+ `images/`) and `eval_dir/lines_doubango/` (when present).
 pub fn eval_mrz(eval_dir: &Path, reader: &MrzReader, today: Today) -> std::io::Result<MrzReport> {
     let mut rep = eval_pages(eval_dir, reader, today, |img| img)?;

@@ -15,6 +15,7 @@ pub mod perturb;
 pub mod eval;
 pub mod line;
 pub mod locate;
+mod nn;
 pub mod ocr;
 pub mod read;
 pub mod segment;

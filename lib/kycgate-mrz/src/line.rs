@@ -5,6 +5,7 @@
 
 use crate::decode::Candidates;
 use crate::locate::{Gray, TextLine};
+use crate::nn::{axpy, conv3x3_relu, maxpool, softmax, Conv, Weights};
 use crate::ocr::{ModelError, ALPHABET};
 
 /// Rows of the normalised line window.
@@ -108,36 +109,12 @@ pub fn window_for_crop(g: &Gray) -> Option<LineWindow> {
     Some(cut_window(g, (c0 - MARGIN_CAPS * cap, ymid), (c1 + MARGIN_CAPS * cap, ymid), cap))
 }
 
-struct Conv {
-    w: Vec<f32>,
-    b: Vec<f32>,
-    cin: usize,
-    cout: usize,
-}
-
 /// The line CNN: 4 × (conv3×3 + ReLU) with 2×2, 2×2, 2×1 max-pools, height folded into a 1-D
 /// sequence, conv1d k=3 + ReLU, per-frame 38-way softmax (layout documented in train_line.py).
 pub struct LineRecognizer {
     c: [Conv; 4],
     t1: Conv,
     out: Conv,
-}
-
-struct Weights<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Weights<'_> {
-    fn take(&mut self, n: usize) -> Result<Vec<f32>, ModelError> {
-        let end = self.pos + n * 4;
-        let bytes = self.data.get(self.pos..end).ok_or(ModelError::BadFormat("truncated"))?;
-        self.pos = end;
-        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-    }
-    fn conv(&mut self, cin: usize, cout: usize, k: usize) -> Result<Conv, ModelError> {
-        Ok(Conv { w: self.take(cout * cin * k)?, b: self.take(cout)?, cin, cout })
-    }
 }
 
 impl LineRecognizer {
@@ -148,20 +125,13 @@ impl LineRecognizer {
 
     /// Parses an `MRZCTC01` weight file.
     pub fn from_bytes(data: &[u8]) -> Result<Self, ModelError> {
-        if data.get(..8) != Some(&MAGIC[..]) {
-            return Err(ModelError::BadFormat("magic"));
-        }
-        let count = data.get(8..12).ok_or(ModelError::BadFormat("header"))?;
-        let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
-        let mut r = Weights { data, pos: 12 };
+        let (mut r, count) = Weights::open(data, MAGIC)?;
         let m = Self {
             c: [r.conv(1, 16, 9)?, r.conv(16, 32, 9)?, r.conv(32, 64, 9)?, r.conv(64, 64, 9)?],
             t1: r.conv(192, 128, 3)?,
             out: r.conv(128, CLASSES, 1)?,
         };
-        if r.pos != data.len() || count * 4 + 12 != data.len() {
-            return Err(ModelError::BadFormat("length"));
-        }
+        r.finish(count)?;
         Ok(m)
     }
 
@@ -239,51 +209,6 @@ fn argmax(p: &[f32]) -> usize {
     best
 }
 
-fn softmax(p: &mut [f32]) {
-    let m = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in p.iter_mut() {
-        *v = (*v - m).exp();
-        sum += *v;
-    }
-    p.iter_mut().for_each(|v| *v /= sum);
-}
-
-/// 'Same'-padded 3×3 convolution + ReLU over `cin` planes of `h × w`.
-fn conv3x3_relu(c: &Conv, x: &[f32], h: usize, w: usize) -> Vec<f32> {
-    let mut out = vec![0f32; c.cout * h * w];
-    for o in 0..c.cout {
-        let plane = &mut out[o * h * w..(o + 1) * h * w];
-        plane.iter_mut().for_each(|v| *v = c.b[o]);
-        for i in 0..c.cin {
-            let src = &x[i * h * w..(i + 1) * h * w];
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    let k = c.w[((o * c.cin + i) * 3 + ky) * 3 + kx];
-                    if k == 0.0 {
-                        continue;
-                    }
-                    for y in 0..h {
-                        let sy = y as isize + ky as isize - 1;
-                        if sy < 0 || sy >= h as isize {
-                            continue;
-                        }
-                        let srow = &src[sy as usize * w..(sy as usize + 1) * w];
-                        let drow = &mut plane[y * w..(y + 1) * w];
-                        match kx {
-                            0 => axpy(&mut drow[1..], &srow[..w - 1], k),
-                            1 => axpy(drow, srow, k),
-                            _ => axpy(&mut drow[..w - 1], &srow[1..], k),
-                        }
-                    }
-                }
-            }
-        }
-        plane.iter_mut().for_each(|v| *v = v.max(0.0));
-    }
-    out
-}
-
 /// 1-D 'same' convolution with kernel `k` over a sequence of `t` frames, `cin` feature planes.
 fn conv1d(c: &Conv, x: &[f32], t: usize, k: usize, relu: bool) -> Vec<f32> {
     let mut out = vec![0f32; c.cout * t];
@@ -307,34 +232,6 @@ fn conv1d(c: &Conv, x: &[f32], t: usize, k: usize, relu: bool) -> Vec<f32> {
         }
         if relu {
             row.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-    }
-    out
-}
-
-#[inline]
-fn axpy(d: &mut [f32], s: &[f32], k: f32) {
-    for (a, b) in d.iter_mut().zip(s) {
-        *a += k * b;
-    }
-}
-
-/// Max-pool by `ph × pw` (floor), per plane.
-fn maxpool(x: &[f32], c: usize, h: usize, w: usize, ph: usize, pw: usize) -> Vec<f32> {
-    let (oh, ow) = (h / ph, w / pw);
-    let mut out = vec![0f32; c * oh * ow];
-    for ch in 0..c {
-        let src = &x[ch * h * w..(ch + 1) * h * w];
-        for y in 0..oh {
-            for xx in 0..ow {
-                let mut m = f32::NEG_INFINITY;
-                for dy in 0..ph {
-                    for dx in 0..pw {
-                        m = m.max(src[(y * ph + dy) * w + xx * pw + dx]);
-                    }
-                }
-                out[ch * oh * ow + y * ow + xx] = m;
-            }
         }
     }
     out

@@ -36,3 +36,8 @@ fn perturbed_pages_keep_most_of_the_score() {
     assert!(kept(key, base.key_fields) >= KEPT_KEY_FLOOR, "key fields kept {:.3}", kept(key, base.key_fields));
     assert!(kept(nbe, base.num_birth_expiry) >= KEPT_NBE_FLOOR, "doc+dates kept {:.3}", kept(nbe, base.num_birth_expiry));
 }
+
+/// Floors just under the measured values (docs/MRZ.md, perturbed table); raise them when the reader improves.
+const CONDITION_FLOOR: f64 = 0.85;
+const KEPT_KEY_FLOOR: f64 = 0.85;
+const KEPT_NBE_FLOOR: f64 = 0.88;
