@@ -37,7 +37,9 @@ fn perturbed_pages_keep_most_of_the_score() {
     assert!(kept(nbe, base.num_birth_expiry) >= KEPT_NBE_FLOOR, "doc+dates kept {:.3}", kept(nbe, base.num_birth_expiry));
 }
 
-/// Floors just under the measured values (docs/MRZ.md, perturbed table); raise them when the reader improves.
-const CONDITION_FLOOR: f64 = 0.85;
-const KEPT_KEY_FLOOR: f64 = 0.85;
-const KEPT_NBE_FLOOR: f64 = 0.88;
+/// Floors just under the measured values (docs/MRZ.md, perturbed table: worst condition blur σ 1.5
+/// with 26/44 doc + dates; means over the six conditions 82.1% and 86.0% of the unperturbed
+/// score); raise them when the reader improves.
+const CONDITION_FLOOR: f64 = 0.57;
+const KEPT_KEY_FLOOR: f64 = 0.80;
+const KEPT_NBE_FLOOR: f64 = 0.84;
