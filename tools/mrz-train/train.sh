@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-command, reproducible training of lib/kycgate-mrz/model/mrz_cnn.bin (fixed seeds; ~25 min on 2 cores).
+# One-command, reproducible training of lib/kycgate-mrz/model/mrz_cnn.bin (or, with `line`, mrz_ctc.bin) (fixed seeds; ~25 min on 2 cores).
 # Needs the OCR-B font (Debian: apt-get install fonts-ocr-b) and PyPI access for the pinned packages.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -16,4 +16,10 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q -r "$here/requirements.txt"
 fi
-exec "$venv/bin/python" "$here/train.py" "$@"
+# `train.sh line ...` trains the line recogniser (train_line.py), otherwise the cell classifier.
+script=train.py
+if [ "${1:-}" = line ]; then
+  script=train_line.py
+  shift
+fi
+exec "$venv/bin/python" "$here/$script" "$@"

@@ -1,23 +1,12 @@
 //! Prints the MRZ reader's accuracy table: `cargo run -p kycgate-mrz --example eval [EVAL_DIR/mrz]`.
 
-use std::path::PathBuf;
-
-use kycgate_mrz::eval::eval_mrz;
+use kycgate_mrz::eval::{eval_dir_from_args, eval_mrz, reader_from_env};
 use kycgate_mrz::parse::Today;
-use kycgate_mrz::read::MrzReader;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("KYCGATE_EVAL_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/eval"))
-            .join("mrz")
-    });
-    // MRZ_MODEL: evaluate a retrained weight file instead of the embedded one.
-    let reader = match std::env::var_os("MRZ_MODEL") {
-        Some(p) => MrzReader::with_model(&std::fs::read(p)?)?,
-        None => MrzReader::new()?,
-    };
+    let dir = eval_dir_from_args();
+    // MRZ_MODEL / MRZ_LINE_MODEL: evaluate retrained weight files instead of the embedded ones.
+    let reader = reader_from_env()?;
     let report = eval_mrz(&dir, &reader, Today::now())?;
     print!("{report}");
     if std::env::var_os("MRZ_EVAL_LIST_MISSES").is_some() {

@@ -2,16 +2,20 @@
 //!
 //! - [`parse`], [`checks`], [`decode`], [`nationality`]: layout rules, check digits, choosing among
 //!   recogniser alternatives, code → demonym. Pure functions.
-//! - [`locate`], [`segment`], [`ocr`], [`read`]: image → MRZ band → character grid → characters → [`parse::Mrz`].
-//! - [`eval`]: accuracy over a labelled image set.
+//! - [`locate`], [`line`], [`segment`], [`ocr`], [`read`]: image → MRZ band → each line read whole
+//!   (CNN + CTC), with the character grid and per-cell CNN as the second opinion → [`parse::Mrz`].
+//! - [`eval`], [`perturb`]: accuracy over a labelled image set, and degraded copies of its pages.
 
 pub mod checks;
 pub mod decode;
 pub mod nationality;
 pub mod parse;
+pub mod perturb;
 
 pub mod eval;
+pub mod line;
 pub mod locate;
+mod nn;
 pub mod ocr;
 pub mod read;
 pub mod segment;

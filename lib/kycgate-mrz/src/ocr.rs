@@ -1,6 +1,7 @@
 //! Character recogniser: cuts one fixed-geometry cell per MRZ position and classifies it with the project's own small CNN (trained by `tools/mrz-train`, weights embedded).
 
 use crate::locate::{Gray, TextLine};
+use crate::nn::{conv3x3_relu, maxpool, softmax, Conv, Weights};
 
 /// The 37 MRZ symbols, in the classifier's output order.
 pub const ALPHABET: &[u8; 37] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ<";
@@ -22,15 +23,8 @@ const MAGIC: &[u8; 8] = b"MRZCNN01";
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// Wrong magic or a size that does not match the architecture.
-    #[error("weight file is not an MRZCNN01 file of the expected size ({0})")]
+    #[error("weight file is not of the expected format and size ({0})")]
     BadFormat(&'static str),
-}
-
-struct Conv {
-    w: Vec<f32>,
-    b: Vec<f32>,
-    cin: usize,
-    cout: usize,
 }
 
 struct Dense {
@@ -49,26 +43,6 @@ pub struct CharClassifier {
     f2: Dense,
 }
 
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<Vec<f32>, ModelError> {
-        let end = self.pos + n * 4;
-        let bytes = self.data.get(self.pos..end).ok_or(ModelError::BadFormat("truncated"))?;
-        self.pos = end;
-        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-    }
-    fn conv(&mut self, cin: usize, cout: usize) -> Result<Conv, ModelError> {
-        Ok(Conv { w: self.take(cout * cin * 9)?, b: self.take(cout)?, cin, cout })
-    }
-    fn dense(&mut self, nin: usize, nout: usize) -> Result<Dense, ModelError> {
-        Ok(Dense { w: self.take(nin * nout)?, b: self.take(nout)?, nin, nout })
-    }
-}
-
 impl CharClassifier {
     /// The weights shipped in the crate.
     pub fn embedded() -> Result<Self, ModelError> {
@@ -77,97 +51,40 @@ impl CharClassifier {
 
     /// Parses an `MRZCNN01` weight file (layout documented in tools/mrz-train/train.py).
     pub fn from_bytes(data: &[u8]) -> Result<Self, ModelError> {
-        if data.get(..8) != Some(&MAGIC[..]) {
-            return Err(ModelError::BadFormat("magic"));
-        }
-        let count = data.get(8..12).ok_or(ModelError::BadFormat("header"))?;
-        let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
-        let mut r = Reader { data, pos: 12 };
+        let (mut r, count) = Weights::open(data, MAGIC)?;
+        let dense = |r: &mut Weights, nin: usize, nout: usize| -> Result<Dense, ModelError> {
+            Ok(Dense { w: r.take(nin * nout)?, b: r.take(nout)?, nin, nout })
+        };
         let flat = (CELL_H / 4) * (CELL_W / 4) * 64;
         let m = Self {
-            c1: r.conv(1, 16)?,
-            c2: r.conv(16, 32)?,
-            c3: r.conv(32, 64)?,
-            f1: r.dense(flat, 128)?,
-            f2: r.dense(128, ALPHABET.len())?,
+            c1: r.conv(1, 16, 9)?,
+            c2: r.conv(16, 32, 9)?,
+            c3: r.conv(32, 64, 9)?,
+            f1: dense(&mut r, flat, 128)?,
+            f2: dense(&mut r, 128, ALPHABET.len())?,
         };
-        if r.pos != data.len() || count * 4 + 12 != data.len() {
-            return Err(ModelError::BadFormat("length"));
-        }
+        r.finish(count)?;
         Ok(m)
     }
 
     /// Class probabilities for one normalised cell (`CELL_H × CELL_W`, ink = 1).
     pub fn probs(&self, cell: &[f32]) -> [f32; 37] {
         let (h, w) = (CELL_H, CELL_W);
-        let x = relu_conv(&self.c1, cell, h, w);
-        let x = maxpool(&x, self.c1.cout, h, w);
+        let x = conv3x3_relu(&self.c1, cell, h, w);
+        let x = maxpool(&x, self.c1.cout, h, w, 2, 2);
         let (h, w) = (h / 2, w / 2);
-        let x = relu_conv(&self.c2, &x, h, w);
-        let x = maxpool(&x, self.c2.cout, h, w);
+        let x = conv3x3_relu(&self.c2, &x, h, w);
+        let x = maxpool(&x, self.c2.cout, h, w, 2, 2);
         let (h, w) = (h / 2, w / 2);
-        let x = relu_conv(&self.c3, &x, h, w);
+        let x = conv3x3_relu(&self.c3, &x, h, w);
         let mut hid = dense(&self.f1, &x);
         hid.iter_mut().for_each(|v| *v = v.max(0.0));
         let logits = dense(&self.f2, &hid);
-        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut out = [0f32; 37];
-        let mut sum = 0.0;
-        for (o, l) in out.iter_mut().zip(&logits) {
-            *o = (l - m).exp();
-            sum += *o;
-        }
-        out.iter_mut().for_each(|v| *v /= sum);
+        out.iter_mut().zip(&logits).for_each(|(o, l)| *o = *l);
+        softmax(&mut out);
         out
     }
-}
-
-fn relu_conv(c: &Conv, x: &[f32], h: usize, w: usize) -> Vec<f32> {
-    let mut out = vec![0f32; c.cout * h * w];
-    for o in 0..c.cout {
-        let plane = &mut out[o * h * w..(o + 1) * h * w];
-        plane.iter_mut().for_each(|v| *v = c.b[o]);
-        for i in 0..c.cin {
-            let src = &x[i * h * w..(i + 1) * h * w];
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    let k = c.w[((o * c.cin + i) * 3 + ky) * 3 + kx];
-                    for y in 0..h {
-                        let sy = y as isize + ky as isize - 1;
-                        if sy < 0 || sy >= h as isize {
-                            continue;
-                        }
-                        let srow = &src[sy as usize * w..(sy as usize + 1) * w];
-                        let drow = &mut plane[y * w..(y + 1) * w];
-                        let (xa, xb) = if kx == 0 { (1, w) } else if kx == 2 { (0, w - 1) } else { (0, w) };
-                        for xx in xa..xb {
-                            drow[xx] += k * srow[xx + kx - 1];
-                        }
-                    }
-                }
-            }
-        }
-        plane.iter_mut().for_each(|v| *v = v.max(0.0));
-    }
-    out
-}
-
-fn maxpool(x: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
-    let (oh, ow) = (h / 2, w / 2);
-    let mut out = vec![0f32; c * oh * ow];
-    for ch in 0..c {
-        for y in 0..oh {
-            for xx in 0..ow {
-                let base = ch * h * w;
-                let a = x[base + 2 * y * w + 2 * xx];
-                let b = x[base + 2 * y * w + 2 * xx + 1];
-                let cc = x[base + (2 * y + 1) * w + 2 * xx];
-                let d = x[base + (2 * y + 1) * w + 2 * xx + 1];
-                out[ch * oh * ow + y * ow + xx] = a.max(b).max(cc).max(d);
-            }
-        }
-    }
-    out
 }
 
 fn dense(d: &Dense, x: &[f32]) -> Vec<f32> {

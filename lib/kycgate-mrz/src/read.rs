@@ -3,6 +3,7 @@
 use image::{imageops, GrayImage, RgbImage};
 
 use crate::decode::{self, Candidates};
+use crate::line::{window_for_line, LineRead, LineRecognizer};
 use crate::locate::{find_bands, Gray, TextLine};
 use crate::ocr::{read_line_sheared, CharClassifier, ModelError};
 use crate::segment::fit_grid;
@@ -35,9 +36,12 @@ pub struct MrzRead {
     pub band: [u32; 4],
 }
 
-/// Reads MRZs from photos with the embedded character model; cheap to share across threads.
+/// Reads MRZs from photos with the embedded line and character models; cheap to share across threads.
 pub struct MrzReader {
     clf: CharClassifier,
+    lines: LineRecognizer,
+    /// Whether whole-line reads take part ([`MrzReader::cells_only`] turns them off).
+    use_lines: bool,
 }
 
 /// Bands tried per rotation, most plausible first.
@@ -63,17 +67,56 @@ const MAX_WORK_SIDE: f32 = 2000.0;
 impl MrzReader {
     /// Loads the embedded weights.
     pub fn new() -> Result<Self, ReadError> {
-        Ok(Self { clf: CharClassifier::embedded()? })
+        Ok(Self { clf: CharClassifier::embedded()?, lines: LineRecognizer::embedded()?, use_lines: true })
     }
 
-    /// Uses another `MRZCNN01` weight file (a retrained model under evaluation).
+    /// Uses another `MRZCNN01` character weight file (a retrained model under evaluation).
     pub fn with_model(bytes: &[u8]) -> Result<Self, ReadError> {
-        Ok(Self { clf: CharClassifier::from_bytes(bytes)? })
+        Ok(Self { clf: CharClassifier::from_bytes(bytes)?, lines: LineRecognizer::embedded()?, use_lines: true })
+    }
+
+    /// Uses other weight files: `cell` (`MRZCNN01`) and/or `line` (`MRZCTC01`); `None` keeps the embedded one.
+    pub fn with_models(cell: Option<&[u8]>, line: Option<&[u8]>) -> Result<Self, ReadError> {
+        Ok(Self {
+            clf: cell.map_or_else(CharClassifier::embedded, CharClassifier::from_bytes)?,
+            lines: line.map_or_else(LineRecognizer::embedded, LineRecognizer::from_bytes)?,
+            use_lines: true,
+        })
+    }
+
+    /// The earlier reader: character grid and per-cell CNN only, for before/after comparisons.
+    pub fn cells_only(mut self) -> Self {
+        self.use_lines = false;
+        self
     }
 
     /// The character recogniser, for line-level evaluation.
     pub fn classifier(&self) -> &CharClassifier {
         &self.clf
+    }
+
+    /// The line recogniser, for line-level evaluation.
+    pub fn line_recognizer(&self) -> &LineRecognizer {
+        &self.lines
+    }
+
+    /// Reads a located line whole with the line recogniser.
+    pub fn read_line_ctc(&self, g: &Gray, line: &TextLine) -> LineRead {
+        self.lines.read(&window_for_line(g, line))
+    }
+
+    /// The band read by the line recogniser, as decoder candidates: `None` when a line's best path
+    /// has the wrong length (the cell reading then stands alone).
+    fn read_band_ctc(&self, g: &Gray, band: &[TextLine]) -> Option<Vec<Candidates>> {
+        if !self.use_lines {
+            return None;
+        }
+        band.iter()
+            .map(|l| {
+                let r = self.read_line_ctc(g, l);
+                (r.alts.len() == l.len).then_some(r.alts)
+            })
+            .collect()
     }
 
     /// Reads a line on the blob-chain grid and on the profile-fitted grid and keeps the reading the
@@ -148,25 +191,39 @@ impl MrzReader {
             };
             let g = if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g };
             for band in find_bands(&g).into_iter().take(MAX_BANDS) {
+                let bbox = band_in_input(band.bbox, scale, rot, w0, h0);
+                // The line recogniser first: a whole-line read that satisfies every check digit is final.
+                let ctc = self.read_band_ctc(&g, &band.lines);
+                let ctc_read = ctc.as_ref().and_then(|c| decode::decode(c, today).map(|d| (d, mean_top(c))));
+                if let Some((d, _)) = ctc_read.as_ref().filter(|(d, _)| d.mrz.checks.failed() == 0) {
+                    return Ok(MrzRead { mrz: d.mrz.clone(), confidence: d.confidence, rotation_deg: rot, band: bbox });
+                }
                 let lines: Vec<Candidates> = band.lines.iter().map(|l| self.read_line_best(&g, l)).collect();
-                let mean_top = mean_top(&lines);
-                if mean_top < MRZ_LIKE_CONFIDENCE {
+                let cell_top = mean_top(&lines);
+                // Text the cell reader finds unlike MRZ print is not an MRZ, whatever a line read makes of it.
+                if cell_top < MRZ_LIKE_CONFIDENCE {
                     continue;
                 }
                 found_band = true;
-                let Some(d) = decode::decode(&lines, today) else { continue };
-                let bbox = band_in_input(band.bbox, scale, rot, w0, h0);
-                let failed = d.mrz.checks.failed();
-                let read = MrzRead { mrz: d.mrz, confidence: d.confidence, rotation_deg: rot, band: bbox };
-                if failed == 0 {
-                    return Ok(read);
-                }
-                // Keep the reading that fails the fewest check digits (specimens can print wrong ones).
-                let better = best.as_ref().is_none_or(|b| {
-                    failed < b.failed || (failed == b.failed && read.confidence > b.read.confidence)
-                });
-                if better {
-                    best = Some(Best { failed, sure: mean_top >= SURE_READ, read, retry: (g.clone(), band.lines, lines) });
+                let cell_read = decode::decode(&lines, today).map(|d| (d, cell_top));
+                for (d, top) in [cell_read, ctc_read].into_iter().flatten() {
+                    let failed = d.mrz.checks.failed();
+                    let read = MrzRead { mrz: d.mrz, confidence: d.confidence, rotation_deg: rot, band: bbox };
+                    if failed == 0 {
+                        return Ok(read);
+                    }
+                    // Keep the reading that fails the fewest check digits (specimens can print wrong ones),
+                    // a sure one counting as failing fewer: a clean read of a badly printed specimen
+                    // beats a smudge that happens to miss fewer digits.
+                    let sure = top >= SURE_READ;
+                    let better = best.as_ref().is_none_or(|b| {
+                        let (mine, theirs) = (doubt(failed, sure), doubt(b.failed, b.sure));
+                        mine < theirs || (mine == theirs && read.confidence > b.read.confidence)
+                    });
+                    if better {
+                        let retry = (g.clone(), band.lines.clone(), lines.clone());
+                        best = Some(Best { failed, sure, read, retry });
+                    }
                 }
             }
         }
@@ -201,6 +258,14 @@ struct Best {
     /// Working image, band lines and their readings.
     retry: (Gray, Vec<TextLine>, Vec<Candidates>),
 }
+
+/// Ranks readings: failed check digits, less [`SURE_CREDIT`] for a sure read (in half digits).
+fn doubt(failed: usize, sure: bool) -> usize {
+    2 * failed - if sure { SURE_CREDIT.min(2 * failed) } else { 0 }
+}
+
+/// A sure read may fail this many more half check digits than an unsure one and still be preferred.
+const SURE_CREDIT: usize = 3;
 
 /// Mean top-1 probability over every position of a band.
 fn mean_top(lines: &[Candidates]) -> f32 {

@@ -39,6 +39,20 @@ fn reads_icao_td3_specimen_exactly() {
 }
 
 #[test]
+fn specimen_printed_with_bad_check_digits_is_read_and_flagged_invalid() {
+    let read = match reader().read(&open("argmrz__id_cards__Malta_BAD.png"), common::today()) {
+        Ok(r) => r,
+        Err(e) => panic!("a sure read must come back with its fields: {e}"),
+    };
+    assert_eq!(
+        read.mrz.lines,
+        vec!["IDMLT9999999<<3<9999999M<999<<", "7309258F0810245MLT0310240<<<<5", "SPITERI<MANDY<<<<<<<<<<<<<<<<<"]
+    );
+    assert!(!read.mrz.valid, "the printed check digits fail");
+    assert!(read.mrz.checks.failed() > 2);
+}
+
+#[test]
 fn page_without_mrz_is_not_found() {
     let got = reader().read(&open("fastmrz__nomrz.jpg"), common::today());
     assert!(matches!(got, Err(ReadError::NotFound)), "expected NotFound, got {got:?}");
@@ -56,13 +70,15 @@ fn accuracy_floors_on_gt_set() {
     assert!(frac(rep.whole_exact, rep.positives) >= WHOLE_EXACT_FLOOR, "whole-MRZ exact below floor");
     assert!(frac(rep.num_birth_expiry, rep.positives) >= NUM_BIRTH_EXPIRY_FLOOR, "doc+birth+expiry below floor");
     assert_eq!(rep.negatives_rejected, rep.negatives, "a page without MRZ was read");
-    assert!(frac(rep.clean_lines_exact, rep.clean_lines) >= CLEAN_LINE_FLOOR, "line-level accuracy below floor");
-    assert!(frac(rep.lines_exact, rep.lines) >= LINE_FLOOR, "line-level accuracy (all crops) below floor");
+    assert!(rep.lines >= 400, "validation part of lines_doubango shrank: {} lines", rep.lines);
+    assert!(frac(rep.lines_exact, rep.lines) >= VAL_LINE_FLOOR, "line recogniser below floor on validation lines");
+    assert!(frac(rep.clean_lines_exact, rep.clean_lines) >= VAL_CLEAN_LINE_FLOOR, "clean validation lines below floor");
+    assert!(rep.lines_exact > rep.cell_lines_exact, "line recogniser no better than the cell reader");
 }
 
-/// Floors just under the measured values (41/44, 43/44, 117/257 and 651/1688 lines, docs/MRZ.md);
-/// raise them when the reader improves.
+/// Floors just under the measured values (41/44, 43/44 pages; 343/438 and 55/66 validation lines of
+/// the by-document split, docs/MRZ.md); raise them when the reader improves.
 const WHOLE_EXACT_FLOOR: f64 = 0.93;
 const NUM_BIRTH_EXPIRY_FLOOR: f64 = 0.97;
-const CLEAN_LINE_FLOOR: f64 = 0.45;
-const LINE_FLOOR: f64 = 0.38;
+const VAL_LINE_FLOOR: f64 = 0.77;
+const VAL_CLEAN_LINE_FLOOR: f64 = 0.81;
