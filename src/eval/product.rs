@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use bytes::Bytes;
-use kycgate_vision::eval::{field, pad_groups, read_csv, FaceSource, LivenessSample, PadStats};
+use kycgate_vision::eval::{field, pad_groups, pad_table, read_csv, FaceSource, LivenessSample, PadStats};
 
 use super::EvalError;
 use crate::config::ImageLimits;
@@ -487,28 +487,10 @@ pub fn pairs_table(rows: &[PairStats], model_accuracy: &HashMap<String, f64>) ->
     out
 }
 
-pub fn pad_table(groups: &[PadStats]) -> String {
-    let mut out =
-        String::from("| group | bona fide | attacks | refused | APCER | BPCER | ACER |\n|---|---|---|---|---|---|---|\n");
-    for g in groups {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            g.name,
-            g.bona_fide,
-            g.attacks,
-            g.no_face,
-            pct(g.apcer),
-            pct(g.bpcer),
-            pct(g.acer())
-        ));
-    }
-    out
-}
-
 impl std::fmt::Display for FullFrameReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "Liveness on full frames through the product path (spoof_fullframe, live >= {:.3})", self.threshold)?;
-        write!(f, "{}", pad_table(&self.groups()))?;
+        write!(f, "{}", pad_table(&self.groups(), "refused"))?;
         writeln!(
             f,
             "refused: bona fide {}; attacks {}",

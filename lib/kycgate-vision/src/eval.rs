@@ -449,6 +449,17 @@ fn pad_stats(name: &str, samples: &[&LivenessSample], threshold: f32) -> PadStat
     }
 }
 
+/// A Markdown table of PAD groups; `unscored` names the column of samples without a score.
+pub fn pad_table(groups: &[PadStats], unscored: &str) -> String {
+    let pct = |v: f64| if v.is_nan() { "-".to_string() } else { format!("{:.2}%", v * 100.0) };
+    let mut out = format!("| group | bona fide | attacks | {unscored} | APCER | BPCER | ACER |\n|---|---|---|---|---|---|---|\n");
+    for g in groups {
+        let row = [g.bona_fide.to_string(), g.attacks.to_string(), g.no_face.to_string(), pct(g.apcer), pct(g.bpcer), pct(g.acer())];
+        out.push_str(&format!("| {} | {} |\n", g.name, row.join(" | ")));
+    }
+    out
+}
+
 /// Overall, then per capture kind, then per attack type, at `threshold`.
 pub fn pad_groups(samples: &[LivenessSample], threshold: f32) -> Vec<PadStats> {
     let all: Vec<&LivenessSample> = samples.iter().collect();
@@ -543,22 +554,7 @@ impl fmt::Display for LivenessReport {
             self.best_threshold.1 * 100.0,
             self.score_ms
         )?;
-        writeln!(f, "| group | bona fide | attacks | no face | APCER | BPCER | ACER |")?;
-        writeln!(f, "|---|---|---|---|---|---|---|")?;
-        let pct = |v: f64| if v.is_nan() { "-".to_string() } else { format!("{:.2}%", v * 100.0) };
-        for g in &self.groups {
-            writeln!(
-                f,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                g.name,
-                g.bona_fide,
-                g.attacks,
-                g.no_face,
-                pct(g.apcer),
-                pct(g.bpcer),
-                pct(g.acer())
-            )?;
-        }
+        write!(f, "{}", pad_table(&self.groups, "no face"))?;
         let mut fr: Vec<f32> = self
             .samples
             .iter()
