@@ -146,9 +146,10 @@ pub fn models_list(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `kycgate eval`: runs the local provider's models over a labelled set and prints the tables.
+/// `kycgate eval`: runs the local provider over a labelled set, through the API's own sub-calls
+/// and model by model, and prints the tables.
 pub async fn eval(config: &Config, dir: &Path, floors: Option<&Path>) -> anyhow::Result<()> {
-    use crate::local::eval::{self as harness, Floors};
+    use crate::eval::{self as harness, Floors, Subject};
     use crate::providers::spec::{self, ProviderSpec};
     // The thresholds in force are the deployed ones: providers/local.toml, else the embedded file.
     let local_file = config.providers.dir.join("local.toml");
@@ -161,8 +162,11 @@ pub async fn eval(config: &Config, dir: &Path, floors: Option<&Path>) -> anyhow:
     let settings = crate::local::LocalSettings::from_spec(&local).context("[settings] of the local provider")?;
     let store = crate::local::model_store(&config.models)?;
     let floors = floors.map(Floors::load).transpose()?;
-    let dir = dir.to_path_buf();
-    let report = tokio::task::spawn_blocking(move || harness::run(&dir, &store, &settings)).await??;
+    let subject = Subject { spec: &local, settings: &settings, store: &store, config };
+    let report = harness::run(dir, &subject).await?;
+    if let Some(out) = std::env::var_os("KYCGATE_EVAL_PAIRS_TSV") {
+        std::fs::write(&out, report.pairs_tsv()).with_context(|| format!("writing {}", Path::new(&out).display()))?;
+    }
     println!("{report}");
     println!("{}", report.summary(floors.as_ref()));
     if let Some(floors) = &floors {

@@ -9,6 +9,7 @@
 //! - [`local`]: the built-in on-device provider (MRZ, faces, liveness) and its model files.
 //! - [`worker`]: claims tasks, runs the pipeline with a lease heartbeat, stores results.
 //! - [`app`], [`config`], [`cli`]: wiring, configuration, one-shot commands.
+//! - [`eval`]: `kycgate eval`, the local provider measured through the API's own sub-calls.
 //! - [`simulate`]: the vendor simulator (`kycgate simulate`) serving recorded vendor answers.
 //! - [`images`]: upload validation shared by the API and `verify`.
 //! - [`telemetry`]: logging/tracing set-up; nothing personal is ever recorded.
@@ -17,6 +18,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod eval;
 pub mod images;
 pub mod local;
 pub mod pipeline;

@@ -7,7 +7,6 @@
 //! a crash. Inference is CPU-bound and runs on the blocking pool.
 
 pub mod dlib;
-pub mod eval;
 pub mod models;
 
 use std::sync::Arc;
@@ -17,8 +16,8 @@ use image::RgbImage;
 use kycgate_mrz::parse::{Mrz, MrzDate, Today};
 use kycgate_mrz::read::{MrzReader, ReadError};
 use kycgate_vision::{
-    assess, crop_portrait, decode_image, encode_jpeg, DecodeLimits, EmbeddingModel, Face, FaceDetector,
-    FaceEmbedder, LivenessModel, QualityIssue, QualityRules,
+    assess, crop_portrait, decode_image, encode_jpeg, main_face, subject, CrowdRule, DecodeLimits, EmbeddingModel, Face,
+    FaceDetector, FaceEmbedder, LivenessModel, QualityIssue, QualityRules,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -45,12 +44,15 @@ pub struct LocalSettings {
     pub liveness_threshold: Option<f64>,
     /// Smallest selfie face side in px (FACE_TOO_SMALL below).
     pub min_face_px: f32,
-    /// Largest |yaw| / |pitch| in degrees (FACE_ANGLE_TOO_LARGE above).
-    pub max_angle_deg: f32,
+    /// Largest |yaw| in degrees (FACE_ANGLE_TOO_LARGE above); 50 = nose tip past the far eye.
+    pub max_yaw_deg: f32,
+    /// Largest |pitch| in degrees (FACE_ANGLE_TOO_LARGE above).
+    pub max_pitch_deg: f32,
     /// Face box covering more than this fraction of the frame is FACE_TOO_CLOSE.
     pub max_frame_fraction: f32,
-    /// A second face at least this fraction of the largest one's area makes a selfie ambiguous.
-    pub second_face_ratio: f32,
+    /// A second face makes a selfie ambiguous (MULTIPLE_FACES) when its prominence (size,
+    /// discounted by distance from the frame centre) is at least this fraction of the main one's.
+    pub max_second_face_prominence: f32,
     /// Portrait crop margin around the face box (fraction of its size).
     pub portrait_margin: f32,
 }
@@ -63,9 +65,10 @@ impl Default for LocalSettings {
             liveness_model: "minifasnet".into(),
             liveness_threshold: None,
             min_face_px: 48.0,
-            max_angle_deg: 25.0,
+            max_yaw_deg: QualityRules::default().max_yaw_deg,
+            max_pitch_deg: QualityRules::default().max_pitch_deg,
             max_frame_fraction: 0.95,
-            second_face_ratio: 0.5,
+            max_second_face_prominence: CrowdRule::default().max_second_prominence,
             portrait_margin: 0.35,
         }
     }
@@ -277,10 +280,14 @@ impl Engine {
     fn quality_rules(&self) -> QualityRules {
         QualityRules {
             min_face_px: self.settings.min_face_px,
-            max_yaw_deg: self.settings.max_angle_deg,
-            max_pitch_deg: self.settings.max_angle_deg,
+            max_yaw_deg: self.settings.max_yaw_deg,
+            max_pitch_deg: self.settings.max_pitch_deg,
             max_frame_fraction: Some(self.settings.max_frame_fraction),
         }
+    }
+
+    fn crowd_rule(&self) -> CrowdRule {
+        CrowdRule { max_second_prominence: self.settings.max_second_face_prominence }
     }
 
     fn detector(&self) -> Result<&FaceDetector, ProviderError> {
@@ -319,30 +326,34 @@ impl Engine {
     /// shrunk, so the minimum face size still refers to the photo as taken.
     fn selfie_face(&self, img: &RgbImage, scale: f32) -> Result<Result<Face, Rejection>, ProviderError> {
         let faces = self.detector()?.detect(img).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        let Some(face) = faces.first().cloned() else {
-            return Ok(Err(Rejection::new(IssueCode::FaceNotFound)));
-        };
-        if faces.get(1).is_some_and(|f| f.area() >= self.settings.second_face_ratio * face.area()) {
-            return Ok(Err(Rejection::new(IssueCode::MultipleFaces)));
-        }
         let mut rules = self.quality_rules();
         rules.min_face_px *= scale;
-        if let Err(issue) = assess(&face, img.dimensions(), &rules) {
-            let code = match issue {
+        let gated = main_face(&faces, img.dimensions(), &self.crowd_rule())
+            .and_then(|face| face.map(|f| assess(f, img.dimensions(), &rules).map(|()| *f)).transpose());
+        Ok(match gated {
+            Ok(Some(face)) => Ok(face),
+            Ok(None) => Err(Rejection::new(IssueCode::FaceNotFound)),
+            Err(issue) => Err(Rejection::new(match issue {
                 QualityIssue::TooSmall => IssueCode::FaceTooSmall,
                 QualityIssue::AngleTooLarge => IssueCode::FaceAngleTooLarge,
                 QualityIssue::TooClose => IssueCode::FaceTooClose,
-            };
-            return Ok(Err(Rejection::new(code)));
-        }
-        Ok(Ok(face))
+                QualityIssue::MultipleFaces => IssueCode::MultipleFaces,
+            })),
+        })
     }
 
-    /// The largest face on a document page or registered image (no selfie gates: portraits on
-    /// documents are small).
+    /// The largest face on a document page (no selfie gates: portraits on documents are small,
+    /// and the main portrait is larger than its ghost image wherever it sits on the page).
     fn any_face(&self, img: &RgbImage) -> Result<Option<Face>, ProviderError> {
         let faces = self.detector()?.detect(img).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         Ok(faces.into_iter().next())
+    }
+
+    /// The face of a compare reference (a registered photo or a portrait crop): the photo's
+    /// subject as the selfie gate picks it, without refusing it.
+    fn reference_face(&self, img: &RgbImage) -> Result<Option<Face>, ProviderError> {
+        let faces = self.detector()?.detect(img).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        Ok(subject(&faces, img.dimensions()).copied())
     }
 
     fn answer(&self, verdict: Verdict, raw: serde_json::Value) -> Answer {
@@ -385,7 +396,7 @@ impl Engine {
             Ok(i) => i,
             Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
         };
-        let Some(rface) = self.any_face(&rimg)? else {
+        let Some(rface) = self.reference_face(&rimg)? else {
             return Ok(self.answer(
                 Verdict::Rejected(Rejection {
                     code: IssueCode::FaceNotFound,

@@ -50,7 +50,7 @@ pub enum EvalError {
 // === CSV and image helpers ===
 
 /// Parses a CSV with a header row into maps (handles double-quoted fields with commas and doubled quotes).
-fn read_csv(path: &Path) -> Result<Vec<HashMap<String, String>>, EvalError> {
+pub fn read_csv(path: &Path) -> Result<Vec<HashMap<String, String>>, EvalError> {
     let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io { path: path.into(), source })?;
     let mut rows = text.lines().filter(|l| !l.trim().is_empty()).map(split_csv_line);
     let header = rows.next().ok_or_else(|| EvalError::Labels { path: path.into(), detail: "empty".into() })?;
@@ -77,7 +77,8 @@ fn split_csv_line(line: &str) -> Vec<String> {
     out
 }
 
-fn field<'a>(row: &'a HashMap<String, String>, name: &str, path: &Path) -> Result<&'a str, EvalError> {
+/// One column of a `read_csv` row; a missing column is a label-file error naming `path`.
+pub fn field<'a>(row: &'a HashMap<String, String>, name: &str, path: &Path) -> Result<&'a str, EvalError> {
     row.get(name)
         .map(String::as_str)
         .ok_or_else(|| EvalError::Labels { path: path.into(), detail: format!("missing column {name}") })
@@ -88,7 +89,8 @@ fn load_image(path: &Path) -> Result<RgbImage, EvalError> {
     decode_image(&bytes, &DecodeLimits::default()).map_err(|source| EvalError::Decode { path: path.into(), source })
 }
 
-fn median(values: &[f64]) -> f64 {
+/// Median (upper middle for even counts); NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -129,8 +131,8 @@ pub fn tar_at_far(genuine: &[f32], impostor: &[f32], far: f64) -> f64 {
     genuine.iter().filter(|&&g| g > cut).count() as f64 / genuine.len() as f64
 }
 
-/// Threshold (midpoint between adjacent scores) maximising `accuracy(threshold)`, for reporting only.
-fn best_threshold(scores: &[f32], accuracy: impl Fn(f32) -> f64) -> (f32, f64) {
+/// Threshold (midpoint between adjacent scores) maximising `accuracy(threshold)`; the first (lowest) wins ties.
+pub fn best_threshold(scores: &[f32], accuracy: impl Fn(f32) -> f64) -> (f32, f64) {
     let mut s: Vec<f32> = scores.iter().copied().filter(|v| v.is_finite()).collect();
     s.sort_by(f32::total_cmp);
     s.dedup();
@@ -447,7 +449,19 @@ fn pad_stats(name: &str, samples: &[&LivenessSample], threshold: f32) -> PadStat
     }
 }
 
-fn pad_groups(samples: &[LivenessSample], threshold: f32) -> Vec<PadStats> {
+/// A Markdown table of PAD groups; `unscored` names the column of samples without a score.
+pub fn pad_table(groups: &[PadStats], unscored: &str) -> String {
+    let pct = |v: f64| if v.is_nan() { "-".to_string() } else { format!("{:.2}%", v * 100.0) };
+    let mut out = format!("| group | bona fide | attacks | {unscored} | APCER | BPCER | ACER |\n|---|---|---|---|---|---|---|\n");
+    for g in groups {
+        let row = [g.bona_fide.to_string(), g.attacks.to_string(), g.no_face.to_string(), pct(g.apcer), pct(g.bpcer), pct(g.acer())];
+        out.push_str(&format!("| {} | {} |\n", g.name, row.join(" | ")));
+    }
+    out
+}
+
+/// Overall, then per capture kind, then per attack type, at `threshold`.
+pub fn pad_groups(samples: &[LivenessSample], threshold: f32) -> Vec<PadStats> {
     let all: Vec<&LivenessSample> = samples.iter().collect();
     let mut groups = vec![pad_stats("overall", &all, threshold)];
     let mut by_capture: BTreeMap<&str, Vec<&LivenessSample>> = BTreeMap::new();
@@ -540,22 +554,7 @@ impl fmt::Display for LivenessReport {
             self.best_threshold.1 * 100.0,
             self.score_ms
         )?;
-        writeln!(f, "| group | bona fide | attacks | no face | APCER | BPCER | ACER |")?;
-        writeln!(f, "|---|---|---|---|---|---|---|")?;
-        let pct = |v: f64| if v.is_nan() { "-".to_string() } else { format!("{:.2}%", v * 100.0) };
-        for g in &self.groups {
-            writeln!(
-                f,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                g.name,
-                g.bona_fide,
-                g.attacks,
-                g.no_face,
-                pct(g.apcer),
-                pct(g.bpcer),
-                pct(g.acer())
-            )?;
-        }
+        write!(f, "{}", pad_table(&self.groups, "no face"))?;
         let mut fr: Vec<f32> = self
             .samples
             .iter()

@@ -21,7 +21,7 @@ pub use embed::{Comparison, DEFAULT_EMBEDDING_MODEL, Embedding, EmbeddingModel, 
 pub use error::VisionError;
 pub use liveness::{LivenessKind, DEFAULT_LIVENESS, LivenessModel};
 pub use portrait::crop_portrait;
-pub use quality::{assess, pose, Pose, QualityIssue, QualityRules};
+pub use quality::{assess, main_face, pose, prominence, subject, CrowdRule, Pose, QualityIssue, QualityRules};
 
 #[cfg(test)]
 mod tests {

@@ -90,10 +90,17 @@ impl LivenessModel {
 
     /// Probability-like liveness score in 0..1 (higher = live), averaged over the ensemble.
     pub fn score(&self, img: &RgbImage, face: &Face) -> Result<f32, VisionError> {
+        let scores = self.branch_scores(img, face)?;
+        Ok(scores.iter().sum::<f32>() / scores.len() as f32)
+    }
+
+    /// Each network's live probability, in load order (MiniFASNet: V2 on the 2.7x crop, then
+    /// V1SE on the 4.0x crop), for measuring other ways of combining them.
+    pub fn branch_scores(&self, img: &RgbImage, face: &Face) -> Result<Vec<f32>, VisionError> {
         if img.width() == 0 || img.height() == 0 || face.bbox[2] < 1.0 || face.bbox[3] < 1.0 {
             return Err(VisionError::BadInput("empty image or face box"));
         }
-        let mut total = 0.0;
+        let mut scores = Vec::with_capacity(self.branches.len());
         for b in &self.branches {
             let side = b.net.shape()[2];
             let region = crop_box(face.bbox, img.width(), img.height(), b.crop_scale);
@@ -106,9 +113,9 @@ impl LivenessModel {
                 }
                 None => return Err(VisionError::BadOutput { model: b.net.name(), detail: "no output".into() }),
             };
-            total += softmax(logits)[b.live_class];
+            scores.push(softmax(logits)[b.live_class]);
         }
-        Ok(total / self.branches.len() as f32)
+        Ok(scores)
     }
 }
 
