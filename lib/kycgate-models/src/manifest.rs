@@ -338,26 +338,15 @@ mod tests {
             )
         };
         assert!(ModelManifest::from_toml_str(&base("", "{ kind = \"dir\" }")).is_ok());
-        assert!(ModelManifest::from_toml_str(&base(
-            "",
-            "{ kind = \"pip\", package = \"x>=1\", member = \"m\" }"
-        ))
-        .is_err());
-        assert!(ModelManifest::from_toml_str(&base(
-            "",
-            "{ kind = \"npm\", package = \"x@latest\", member = \"m\" }"
-        ))
-        .is_err());
-        assert!(ModelManifest::from_toml_str(&base(
-            "",
-            "{ kind = \"url\", url = \"http://x/m\" }"
-        ))
-        .is_err());
-        assert!(ModelManifest::from_toml_str(&base(
-            "",
-            "{ kind = \"convert\", from = \"m\", converter = \"dlib\" }"
-        ))
-        .is_err());
+        for refused in [
+            "{ kind = \"pip\", package = \"x>=1\", member = \"m\" }",
+            "{ kind = \"npm\", package = \"x@latest\", member = \"m\" }",
+            "{ kind = \"url\", url = \"http://x/m\" }",
+            "{ kind = \"convert\", from = \"m\", converter = \"dlib\" }",
+            "{ kind = \"convert\", from = \"other\", converter = \"onnxruntime\" }",
+        ] {
+            assert!(ModelManifest::from_toml_str(&base("", refused)).is_err(), "{refused}");
+        }
         assert!(ModelManifest::from_toml_str(&base("", "{ kind = \"ftp\" }")).is_err());
         assert!(ModelManifest::from_toml_str(&base("oops = 1\n", "{ kind = \"dir\" }")).is_err());
         let bad_digest = base("", "{ kind = \"dir\" }").replace(&"a".repeat(64), "xyz");

