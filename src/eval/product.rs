@@ -13,7 +13,7 @@ use super::EvalError;
 use crate::config::ImageLimits;
 use crate::images;
 use crate::local::LocalProvider;
-use crate::pipeline::PortraitCropper;
+use crate::providers::PortraitCropper;
 use crate::providers::{Image, IssueCode, Provider, SubCall, Verdict};
 
 /// Why the product gave no decision for an image or a pair.

@@ -1,13 +1,14 @@
 //! The built-in `local` provider: on-device MRZ reading, portrait crop, face compare and
 //! passive liveness, so a fresh clone does real work with no vendor account.
 //!
-//! Models are resolved (and, when allowed, fetched) once at start-up through [`models`]. A
-//! model that cannot be had disables only the sub-call that needs it: the provider reports
-//! `MODEL_UNAVAILABLE` through `unavailable_reason` (so `/readyz` and routing skip it), never
-//! a crash. Inference is CPU-bound and runs on the blocking pool.
+//! Models are resolved (and, when allowed, fetched) once at start-up through [`models`] (the
+//! `kycgate-models` crate). A model that cannot be had disables only the sub-call that needs it:
+//! the provider reports `MODEL_UNAVAILABLE` through `unavailable_reason` (so `/readyz` and routing
+//! skip it), never a crash. What clients and `/readyz` see is a fixed sentence naming the check;
+//! the detail (paths, per-source failures) goes to the operator's log only. Inference is
+//! CPU-bound and runs on the blocking pool.
 
-pub mod dlib;
-pub mod models;
+pub use kycgate_models as models;
 
 use std::sync::Arc;
 
@@ -118,7 +119,32 @@ impl LocalSettings {
 }
 
 /// A loaded model, or why it is not there.
-type Loaded<T> = Result<T, String>;
+type Loaded<T> = Result<T, Missing>;
+
+/// A model the provider could not load. `detail` (which may name files and directories) is for
+/// the log; what leaves the process is [`Missing::public`].
+#[derive(Debug, Clone)]
+struct Missing {
+    /// What is missing, in words a client may read ("liveness model").
+    what: &'static str,
+    /// Why, for operators.
+    detail: String,
+}
+
+impl Missing {
+    fn new(what: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self { what, detail: detail.to_string() }
+    }
+
+    /// The stable code and a short sentence, free of paths and other internals.
+    fn public(&self) -> String {
+        format!("{}: the {} is not installed on this server", IssueCode::ModelUnavailable.as_str(), self.what)
+    }
+
+    fn to_provider_error(&self) -> ProviderError {
+        ProviderError::Unavailable(self.public())
+    }
+}
 
 /// The on-device provider: a cheap handle to the loaded models.
 #[derive(Clone)]
@@ -138,6 +164,12 @@ struct Engine {
     mrz: Loaded<MrzReader>,
     selfies: SelfieCache,
 }
+
+/// What each loadable part is called where a client can read it.
+const DETECTOR: &str = "face detection model";
+const EMBEDDER: &str = "face recognition model";
+const LIVENESS: &str = "liveness model";
+const MRZ: &str = "MRZ reader";
 
 /// Longest side a selfie is analysed at: faces stay far above the models' inputs (80–112 px),
 /// and a 12 MP phone photo is not run through every step at full size.
@@ -190,11 +222,11 @@ pub fn model_store(cfg: &ModelsConfig) -> Result<ModelStore, models::ManifestErr
     Ok(store)
 }
 
-/// Resolves `name` locally, fetching it when allowed.
+/// Resolves `name` locally, fetching it when allowed; the error is the operator's detail.
 async fn obtain(store: &ModelStore, name: &str, fetch: bool) -> Result<std::path::PathBuf, String> {
     match store.resolve(name) {
         Ok(p) => Ok(p),
-        Err(_) if fetch => store.fetch(name).await.map_err(|e| e.to_string()),
+        Err(_) if fetch => store.fetch(name).await.map(|f| f.path).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -218,18 +250,18 @@ impl Engine {
         let store = match model_store(models_cfg) {
             Ok(s) => s,
             Err(e) => {
-                let why = format!("model manifest: {e}");
-                return Self::without_models(name, spec, settings, why);
+                tracing::warn!(reason = %e, "Model manifest unusable; the checks needing models are disabled");
+                return Self::without_models(name, spec, settings, &format!("model manifest: {e}"));
             }
         };
         let fetch = models_cfg.fetch;
         let detector = match obtain(&store, "yunet", fetch).await {
-            Ok(p) => FaceDetector::load(&p).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
+            Ok(p) => FaceDetector::load(&p).map_err(|e| Missing::new(DETECTOR, e)),
+            Err(e) => Err(Missing::new(DETECTOR, e)),
         };
         let embedder = match obtain(&store, settings.embedder_model_name(), fetch).await {
-            Ok(p) => FaceEmbedder::load(settings.embedding_model, &p).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
+            Ok(p) => FaceEmbedder::load(settings.embedding_model, &p).map_err(|e| Missing::new(EMBEDDER, e)),
+            Err(e) => Err(Missing::new(EMBEDDER, e)),
         };
         let mut liveness_files = Vec::new();
         for name in settings.liveness_model_names() {
@@ -238,17 +270,14 @@ impl Engine {
         let liveness = liveness_files
             .into_iter()
             .collect::<Result<Vec<_>, String>>()
-            .and_then(|paths| settings.load_liveness(&paths).map_err(|e| e.to_string()));
-        let mrz = MrzReader::new().map_err(|e| e.to_string());
-        for (what, r) in [
-            ("face detector", detector.as_ref().err()),
-            ("face embedder", embedder.as_ref().err()),
-            ("liveness model", liveness.as_ref().err()),
-            ("MRZ reader", mrz.as_ref().err()),
-        ] {
-            if let Some(why) = r {
-                tracing::warn!(model = what, reason = %why, "Local model unavailable; the checks needing it are disabled");
-            }
+            .and_then(|paths| settings.load_liveness(&paths).map_err(|e| e.to_string()))
+            .map_err(|e| Missing::new(LIVENESS, e));
+        let mrz = MrzReader::new().map_err(|e| Missing::new(MRZ, e));
+        for missing in [detector.as_ref().err(), embedder.as_ref().err(), liveness.as_ref().err(), mrz.as_ref().err()]
+            .into_iter()
+            .flatten()
+        {
+            tracing::warn!(model = missing.what, reason = %missing.detail, "Local model unavailable; the checks needing it are disabled");
         }
         Self {
             name: name.to_string(),
@@ -263,16 +292,16 @@ impl Engine {
         }
     }
 
-    fn without_models(name: &str, spec: &LocalSpec, settings: LocalSettings, why: String) -> Self {
+    fn without_models(name: &str, spec: &LocalSpec, settings: LocalSettings, why: &str) -> Self {
         Self {
             name: name.to_string(),
             serves: spec.serves.clone(),
             settings,
             limits: DecodeLimits::default(),
-            detector: Err(why.clone()),
-            embedder: Err(why.clone()),
-            liveness: Err(why.clone()),
-            mrz: MrzReader::new().map_err(|e| e.to_string()),
+            detector: Err(Missing::new(DETECTOR, why)),
+            embedder: Err(Missing::new(EMBEDDER, why)),
+            liveness: Err(Missing::new(LIVENESS, why)),
+            mrz: MrzReader::new().map_err(|e| Missing::new(MRZ, e)),
             selfies: SelfieCache::new(),
         }
     }
@@ -291,7 +320,7 @@ impl Engine {
     }
 
     fn detector(&self) -> Result<&FaceDetector, ProviderError> {
-        self.detector.as_ref().map_err(|e| ProviderError::Unavailable(format!("face detector: {e}")))
+        self.detector.as_ref().map_err(Missing::to_provider_error)
     }
 
     fn decode(&self, img: &Image) -> Result<RgbImage, Rejection> {
@@ -318,6 +347,8 @@ impl Engine {
         match self.selfie_face(&img, scale) {
             Ok(Ok(face)) => Ok(Ok((Arc::new(img), face))),
             Ok(Err(r)) => Ok(Err(r)),
+            // Keep the message, not the wrapper: `selfie` wraps it in `Unavailable` again.
+            Err(ProviderError::Unavailable(why)) => Err(why),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -367,7 +398,7 @@ impl Engine {
     }
 
     fn run_liveness(&self, image: &Image) -> Result<Answer, ProviderError> {
-        let model = self.liveness.as_ref().map_err(|e| ProviderError::Unavailable(format!("liveness model: {e}")))?;
+        let model = self.liveness.as_ref().map_err(Missing::to_provider_error)?;
         let (img, face) = match self.selfie(image)? {
             Ok(f) => f,
             Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
@@ -387,7 +418,7 @@ impl Engine {
     }
 
     fn run_compare(&self, probe: &Image, reference: &Image) -> Result<Answer, ProviderError> {
-        let embedder = self.embedder.as_ref().map_err(|e| ProviderError::Unavailable(format!("face embedder: {e}")))?;
+        let embedder = self.embedder.as_ref().map_err(Missing::to_provider_error)?;
         let (pimg, pface) = match self.selfie(probe)? {
             Ok(f) => f,
             Err(r) => return Ok(self.answer(Verdict::Rejected(r), json!({}))),
@@ -421,7 +452,7 @@ impl Engine {
     }
 
     fn run_ocr(&self, pages: &[Image]) -> Result<Answer, ProviderError> {
-        let reader = self.mrz.as_ref().map_err(|e| ProviderError::Unavailable(format!("MRZ reader: {e}")))?;
+        let reader = self.mrz.as_ref().map_err(Missing::to_provider_error)?;
         let mut decoded = Vec::with_capacity(pages.len());
         for p in pages {
             match self.decode(p) {
@@ -537,7 +568,7 @@ impl Provider for LocalProvider {
             SubCallKind::FaceCompare => this.detector.as_ref().err().or(this.embedder.as_ref().err()),
             SubCallKind::DocumentOcr => this.mrz.as_ref().err(),
         };
-        missing.map(|why| format!("{}: {why}", IssueCode::ModelUnavailable.as_str()))
+        missing.map(Missing::public)
     }
 }
 

@@ -5,7 +5,7 @@ use chrono::{Datelike, NaiveDate};
 use serde_json::{json, Map, Value};
 
 use crate::providers::{CompareAnswer, DocumentFields, IssueCode, LivenessAnswer, PartialDate, Rejection, Verdict};
-use crate::routing::Routed;
+use crate::routing::{AttemptOutcome, Routed};
 
 /// Collected `issues`: section → code → message.
 #[derive(Debug, Default)]
@@ -69,6 +69,26 @@ fn provider_of(r: &Routed) -> Option<&str> {
     r.answer.as_ref().map(|a| a.provider.as_str())
 }
 
+/// Every provider was passed over because a model it needs is not installed: the check was not
+/// performed, which is not a negative verdict.
+fn not_performed(r: &Routed) -> bool {
+    let code = IssueCode::ModelUnavailable.as_str();
+    !r.attempts.is_empty()
+        && r.attempts.iter().all(|a| a.outcome == AttemptOutcome::Skipped && a.reason.as_deref().is_some_and(|w| w.starts_with(code)))
+}
+
+/// The section of a check no provider answered: `MODEL_UNAVAILABLE` with `result: null` when it
+/// could not be performed for want of a model, else `PROVIDER_FAILED`.
+fn failed_section(r: &Routed, section: &str, why: String, issues: &mut Issues) -> Value {
+    if not_performed(r) {
+        let code = IssueCode::ModelUnavailable;
+        issues.add(section, code.as_str(), code.default_message());
+        return json!({ "result": null, "error": code.default_message(), "error_code": code.as_str() });
+    }
+    issues.add(section, IssueCode::ProviderFailed.as_str(), IssueCode::ProviderFailed.default_message());
+    json!({ "result": false, "error": why, "error_code": IssueCode::ProviderFailed.as_str() })
+}
+
 /// Progeny's `liveness` object: `{"result", "data": {"score", "quality", "probability"}}`, or
 /// `{"result": false, "error", "error_code"}` on an input problem.
 pub fn liveness_section(r: &Routed, issues: &mut Issues) -> (Value, bool) {
@@ -89,13 +109,7 @@ pub fn liveness_section(r: &Routed, issues: &mut Issues) -> (Value, bool) {
             issues.add_rejection("liveness", rej);
             (json!({ "result": false, "error": rej.message, "error_code": rej.code.as_str() }), false)
         }
-        Outcome::Failed(why) => {
-            issues.add("liveness", IssueCode::ProviderFailed.as_str(), IssueCode::ProviderFailed.default_message());
-            (
-                json!({ "result": false, "error": why, "error_code": IssueCode::ProviderFailed.as_str() }),
-                false,
-            )
-        }
+        Outcome::Failed(why) => (failed_section(r, "liveness", why, issues), false),
     }
 }
 
@@ -118,10 +132,7 @@ pub fn compare_section(r: &Routed, section: &str, issues: &mut Issues) -> (Value
             issues.add_rejection(section, rej);
             (json!({ "result": false, "error": rej.message, "error_code": rej.code.as_str() }), false)
         }
-        Outcome::Failed(why) => {
-            issues.add(section, IssueCode::ProviderFailed.as_str(), IssueCode::ProviderFailed.default_message());
-            (json!({ "result": false, "error": why, "error_code": IssueCode::ProviderFailed.as_str() }), false)
-        }
+        Outcome::Failed(why) => (failed_section(r, section, why, issues), false),
     }
 }
 

@@ -23,6 +23,8 @@ use std::collections::HashMap;
 use prost::Message as _;
 use tract_onnx::pb;
 
+use super::onnx::{int_attr, ints_attr, value_info, Graph};
+
 /// Name of the graph input.
 pub const INPUT_NAME: &str = "input";
 /// Name of the graph output.
@@ -606,305 +608,232 @@ struct Value {
     shape: [i64; 3],
 }
 
-#[derive(Default)]
-struct Graph {
-    nodes: Vec<pb::NodeProto>,
-    inits: Vec<pb::TensorProto>,
-    counter: usize,
-}
-
-fn ints_attr(name: &str, ints: Vec<i64>) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::Ints as i32,
-        ints,
-        ..Default::default()
-    }
-}
-
-fn int_attr(name: &str, i: i64) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::Int as i32,
-        i,
-        ..Default::default()
-    }
-}
-
-impl Graph {
-    fn fresh(&mut self, prefix: &str) -> String {
-        self.counter += 1;
-        format!("{prefix}{}", self.counter)
-    }
-
-    fn init_f32(&mut self, dims: Vec<i64>, data: &[f32]) -> String {
-        let name = self.fresh("w");
-        self.inits.push(pb::TensorProto {
-            name: name.clone(),
-            dims,
-            data_type: pb::tensor_proto::DataType::Float as i32,
-            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        });
-        name
-    }
-
-    fn init_i64(&mut self, data: &[i64]) -> String {
-        let name = self.fresh("w");
-        self.inits.push(pb::TensorProto {
-            name: name.clone(),
-            dims: vec![data.len() as i64],
-            data_type: pb::tensor_proto::DataType::Int64 as i32,
-            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        });
-        name
-    }
-
-    fn node(
-        &mut self,
-        op: &str,
-        inputs: Vec<String>,
-        attrs: Vec<pb::AttributeProto>,
-        output: Option<&str>,
-    ) -> String {
-        let out = output.map(str::to_owned).unwrap_or_else(|| self.fresh("t"));
-        let name = format!("{op}_{}", self.nodes.len());
-        self.nodes.push(pb::NodeProto {
-            input: inputs,
-            output: vec![out.clone()],
-            name,
-            op_type: op.into(),
-            attribute: attrs,
-            ..Default::default()
-        });
-        out
-    }
-
-    /// Zero-pads `v` at the end of each axis up to `shape`: dlib's `add_prev` adds tensors of
-    /// different sizes by treating the missing part of the smaller one as zeros.
-    fn pad_to(&mut self, v: Value, shape: [i64; 3]) -> Value {
-        if v.shape == shape {
-            return v;
-        }
-        let ends = [
-            shape[0] - v.shape[0],
-            shape[1] - v.shape[1],
-            shape[2] - v.shape[2],
-        ];
-        let pads = self.init_i64(&[0, 0, 0, 0, 0, ends[0], ends[1], ends[2]]);
-        let name = self.node("Pad", vec![v.name, pads], vec![], None);
-        Value { name, shape }
-    }
-}
-
 fn pooled(len: i64, window: i64, stride: i64, pad: i64) -> i64 {
     1 + (len + 2 * pad - window) / stride
 }
 
-fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value as Dim, Dimension};
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: pb::tensor_proto::DataType::Float as i32,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(Dim::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
+/// Zero-pads `v` at the end of each axis up to `shape`: dlib's `add_prev` adds tensors of
+/// different sizes by treating the missing part of the smaller one as zeros.
+fn pad_to(g: &mut Graph, v: Value, shape: [i64; 3]) -> Value {
+    if v.shape == shape {
+        return v;
     }
+    let ends = [
+        shape[0] - v.shape[0],
+        shape[1] - v.shape[1],
+        shape[2] - v.shape[2],
+    ];
+    let pads = g.init_i64(&[0, 0, 0, 0, 0, ends[0], ends[1], ends[2]]);
+    let name = g.node("Pad", vec![v.name, pads], vec![], None);
+    Value { name, shape }
 }
 
-fn build(input: InputLayer, layers: Vec<(Layer, Params)>) -> Result<pb::ModelProto> {
-    let mut g = Graph::default();
+/// `input_rgb_image_sized::to_tensor`: (pixel - mean) / 256, planes R, G, B.
+fn input_stage(g: &mut Graph, input: &InputLayer) -> Value {
     let size = CHIP_SIZE as i64;
-    // input_rgb_image_sized::to_tensor: (pixel - mean) / 256, planes R, G, B.
     let mean = g.init_f32(vec![1, 3, 1, 1], &input.mean);
     let centred = g.node("Sub", vec![INPUT_NAME.into(), mean], vec![], None);
     let scale = g.init_f32(vec![1, 1, 1, 1], &[1.0 / 256.0]);
     let scaled = g.node("Mul", vec![centred, scale], vec![], None);
-    let mut x = Value {
+    Value {
         name: scaled,
         shape: [3, size, size],
-    };
-    let mut tags: HashMap<u8, Value> = HashMap::new();
-    let mut output_len = None;
-    for (idx, (layer, params)) in layers.into_iter().enumerate() {
-        x = match (layer, params) {
-            (
-                Layer::Con { .. },
-                Params::Con {
-                    weights,
-                    bias,
-                    dims,
-                    stride,
-                    pad,
-                },
-            ) => {
-                if dims[1] != x.shape[0] {
-                    return Err(shape_err(
-                        idx,
-                        format!("con expects {} input channels, has {}", dims[1], x.shape[0]),
-                    ));
-                }
-                let w = g.init_f32(dims.to_vec(), &weights);
-                let b = g.init_f32(vec![dims[0]], &bias);
-                let attrs = vec![
-                    ints_attr("kernel_shape", vec![dims[2], dims[3]]),
-                    ints_attr("pads", vec![pad[0], pad[1], pad[0], pad[1]]),
-                    ints_attr("strides", stride.to_vec()),
-                ];
-                let name = g.node("Conv", vec![x.name, w, b], attrs, None);
-                Value {
-                    name,
-                    shape: [
-                        dims[0],
-                        pooled(x.shape[1], dims[2], stride[0], pad[0]),
-                        pooled(x.shape[2], dims[3], stride[1], pad[1]),
-                    ],
-                }
-            }
-            (Layer::Affine, Params::Affine { gamma, beta }) => {
-                let c = gamma.len() as i64;
-                if c != x.shape[0] {
-                    return Err(shape_err(
-                        idx,
-                        format!("affine has {c} channels, input {}", x.shape[0]),
-                    ));
-                }
-                let gm = g.init_f32(vec![1, c, 1, 1], &gamma);
-                let bt = g.init_f32(vec![1, c, 1, 1], &beta);
-                let m = g.node("Mul", vec![x.name, gm], vec![], None);
-                let name = g.node("Add", vec![m, bt], vec![], None);
-                Value {
-                    name,
-                    shape: x.shape,
-                }
-            }
-            (Layer::Relu, _) => {
-                let name = g.node("Relu", vec![x.name], vec![], None);
-                Value {
-                    name,
-                    shape: x.shape,
-                }
-            }
-            (Layer::MaxPool { .. } | Layer::AvgPool { .. }, Params::Pool { size, stride, pad }) => {
-                let op = if matches!(layer, Layer::MaxPool { .. }) {
-                    "MaxPool"
-                } else {
-                    "AveragePool"
-                };
-                let mut attrs = vec![
-                    ints_attr("kernel_shape", size.to_vec()),
-                    ints_attr("strides", stride.to_vec()),
-                ];
-                if pad != [0, 0] {
-                    // dlib averages over in-bounds elements only: ONNX's count_include_pad = 0.
-                    attrs.push(ints_attr("pads", vec![pad[0], pad[1], pad[0], pad[1]]));
-                }
-                let name = g.node(op, vec![x.name], attrs, None);
-                Value {
-                    name,
-                    shape: [
-                        x.shape[0],
-                        pooled(x.shape[1], size[0], stride[0], pad[0]),
-                        pooled(x.shape[2], size[1], stride[1], pad[1]),
-                    ],
-                }
-            }
-            (Layer::AvgPoolEverything, _) => {
-                let name = g.node("GlobalAveragePool", vec![x.name], vec![], None);
-                Value {
-                    name,
-                    shape: [x.shape[0], 1, 1],
-                }
-            }
-            (Layer::Tag(t), _) => {
-                tags.insert(t, x.clone());
-                x
-            }
-            (Layer::Skip(t), _) => tags
-                .get(&t)
-                .cloned()
-                .ok_or_else(|| shape_err(idx, format!("skip{t} before tag{t}")))?,
-            (Layer::AddPrev(t), _) => {
-                let other = tags
-                    .get(&t)
-                    .cloned()
-                    .ok_or_else(|| shape_err(idx, format!("add_prev{t} before tag{t}")))?;
-                let shape = [
-                    x.shape[0].max(other.shape[0]),
-                    x.shape[1].max(other.shape[1]),
-                    x.shape[2].max(other.shape[2]),
-                ];
-                let a = g.pad_to(x, shape);
-                let b = g.pad_to(other, shape);
-                let name = g.node("Add", vec![a.name, b.name], vec![], None);
-                Value { name, shape }
-            }
-            (
-                Layer::Fc { .. },
-                Params::Fc {
-                    weights,
-                    inputs,
-                    outputs,
-                },
-            ) => {
-                let flat_len = x.shape.iter().product::<i64>();
-                if flat_len != inputs {
-                    return Err(shape_err(
-                        idx,
-                        format!("fc expects {inputs} inputs, has {flat_len}"),
-                    ));
-                }
-                // dlib's fc: output = flatten(input) (k, r, c order) x W, W is [inputs, outputs].
-                let flat = g.node("Flatten", vec![x.name], vec![int_attr("axis", 1)], None);
-                let w = g.init_f32(vec![inputs, outputs], &weights);
-                output_len = Some(outputs);
-                let name = g.node("MatMul", vec![flat, w], vec![], Some(OUTPUT_NAME));
-                Value {
-                    name,
-                    shape: [outputs, 1, 1],
-                }
-            }
-            (layer, _) => return Err(shape_err(idx, format!("parameters do not match {layer:?}"))),
-        };
     }
-    let Some(outputs) = output_len.filter(|_| x.name == OUTPUT_NAME) else {
-        return Err(shape_err(0, "network does not end in the fc layer"));
-    };
-    let graph = pb::GraphProto {
-        node: g.nodes,
-        name: "dlib_face_recognition_resnet_model_v1".into(),
-        initializer: g.inits,
-        doc_string: "dlib face recognition ResNet v1 (Davis King, public domain), converted from its .dat. \
-                     Input: RGB 0..255 150x150 dlib face chip. Output: 128-d embedding, same person if \
-                     euclidean distance < 0.6."
-            .into(),
-        input: vec![value_info(INPUT_NAME, &[1, 3, size, size])],
-        output: vec![value_info(OUTPUT_NAME, &[1, outputs])],
-        ..Default::default()
-    };
-    Ok(pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        producer_name: CONVERTER_VERSION.into(),
-        graph: Some(graph),
-        ..Default::default()
+}
+
+/// dlib `con`: convolution with bias, symmetric padding.
+fn con(
+    g: &mut Graph,
+    idx: usize,
+    x: Value,
+    (weights, bias, dims, stride, pad): (&[f32], &[f32], [i64; 4], [i64; 2], [i64; 2]),
+) -> Result<Value> {
+    if dims[1] != x.shape[0] {
+        return Err(shape_err(
+            idx,
+            format!("con expects {} input channels, has {}", dims[1], x.shape[0]),
+        ));
+    }
+    let w = g.init_f32(dims.to_vec(), weights);
+    let b = g.init_f32(vec![dims[0]], bias);
+    let attrs = vec![
+        ints_attr("kernel_shape", vec![dims[2], dims[3]]),
+        ints_attr("pads", vec![pad[0], pad[1], pad[0], pad[1]]),
+        ints_attr("strides", stride.to_vec()),
+    ];
+    let name = g.node("Conv", vec![x.name, w, b], attrs, None);
+    Ok(Value {
+        name,
+        shape: [
+            dims[0],
+            pooled(x.shape[1], dims[2], stride[0], pad[0]),
+            pooled(x.shape[2], dims[3], stride[1], pad[1]),
+        ],
     })
+}
+
+/// dlib `affine` (batch norm frozen into a per-channel scale and shift).
+fn affine(g: &mut Graph, idx: usize, x: Value, gamma: &[f32], beta: &[f32]) -> Result<Value> {
+    let c = gamma.len() as i64;
+    if c != x.shape[0] {
+        return Err(shape_err(
+            idx,
+            format!("affine has {c} channels, input {}", x.shape[0]),
+        ));
+    }
+    let gm = g.init_f32(vec![1, c, 1, 1], gamma);
+    let bt = g.init_f32(vec![1, c, 1, 1], beta);
+    let m = g.node("Mul", vec![x.name, gm], vec![], None);
+    let name = g.node("Add", vec![m, bt], vec![], None);
+    Ok(Value {
+        name,
+        shape: x.shape,
+    })
+}
+
+/// dlib `max_pool` / `avg_pool` with an explicit window.
+fn pool(g: &mut Graph, op: &str, x: Value, size: [i64; 2], stride: [i64; 2], pad: [i64; 2]) -> Value {
+    let mut attrs = vec![
+        ints_attr("kernel_shape", size.to_vec()),
+        ints_attr("strides", stride.to_vec()),
+    ];
+    if pad != [0, 0] {
+        // dlib averages over in-bounds elements only: ONNX's count_include_pad = 0.
+        attrs.push(ints_attr("pads", vec![pad[0], pad[1], pad[0], pad[1]]));
+    }
+    let name = g.node(op, vec![x.name], attrs, None);
+    Value {
+        name,
+        shape: [
+            x.shape[0],
+            pooled(x.shape[1], size[0], stride[0], pad[0]),
+            pooled(x.shape[2], size[1], stride[1], pad[1]),
+        ],
+    }
+}
+
+/// dlib `add_prev<tag>`: sum with the tagged value, zero-padding the smaller one.
+fn add_prev(g: &mut Graph, x: Value, other: Value) -> Value {
+    let shape = [
+        x.shape[0].max(other.shape[0]),
+        x.shape[1].max(other.shape[1]),
+        x.shape[2].max(other.shape[2]),
+    ];
+    let a = pad_to(g, x, shape);
+    let b = pad_to(g, other, shape);
+    let name = g.node("Add", vec![a.name, b.name], vec![], None);
+    Value { name, shape }
+}
+
+/// dlib's `fc_no_bias`: output = flatten(input) (k, r, c order) x W, W is [inputs, outputs]; its
+/// output is the graph output.
+fn fc(g: &mut Graph, idx: usize, x: Value, weights: &[f32], inputs: i64, outputs: i64) -> Result<Value> {
+    let flat_len = x.shape.iter().product::<i64>();
+    if flat_len != inputs {
+        return Err(shape_err(
+            idx,
+            format!("fc expects {inputs} inputs, has {flat_len}"),
+        ));
+    }
+    let flat = g.node("Flatten", vec![x.name], vec![int_attr("axis", 1)], None);
+    let w = g.init_f32(vec![inputs, outputs], weights);
+    let name = g.node("MatMul", vec![flat, w], vec![], Some(OUTPUT_NAME));
+    Ok(Value {
+        name,
+        shape: [outputs, 1, 1],
+    })
+}
+
+/// Looks a tag up for `skip` / `add_prev`.
+fn tagged(tags: &HashMap<u8, Value>, idx: usize, t: u8, what: &str) -> Result<Value> {
+    tags.get(&t)
+        .cloned()
+        .ok_or_else(|| shape_err(idx, format!("{what}{t} before tag{t}")))
+}
+
+/// One layer applied to `x`.
+fn layer_step(
+    g: &mut Graph,
+    tags: &mut HashMap<u8, Value>,
+    idx: usize,
+    x: Value,
+    layer: Layer,
+    params: &Params,
+) -> Result<Value> {
+    Ok(match (layer, params) {
+        (
+            Layer::Con { .. },
+            Params::Con {
+                weights,
+                bias,
+                dims,
+                stride,
+                pad,
+            },
+        ) => con(g, idx, x, (weights, bias, *dims, *stride, *pad))?,
+        (Layer::Affine, Params::Affine { gamma, beta }) => affine(g, idx, x, gamma, beta)?,
+        (Layer::Relu, _) => {
+            let name = g.node("Relu", vec![x.name], vec![], None);
+            Value {
+                name,
+                shape: x.shape,
+            }
+        }
+        (Layer::MaxPool { .. }, Params::Pool { size, stride, pad }) => {
+            pool(g, "MaxPool", x, *size, *stride, *pad)
+        }
+        (Layer::AvgPool { .. }, Params::Pool { size, stride, pad }) => {
+            pool(g, "AveragePool", x, *size, *stride, *pad)
+        }
+        (Layer::AvgPoolEverything, _) => {
+            let name = g.node("GlobalAveragePool", vec![x.name], vec![], None);
+            Value {
+                name,
+                shape: [x.shape[0], 1, 1],
+            }
+        }
+        (Layer::Tag(t), _) => {
+            tags.insert(t, x.clone());
+            x
+        }
+        (Layer::Skip(t), _) => tagged(tags, idx, t, "skip")?,
+        (Layer::AddPrev(t), _) => {
+            let other = tagged(tags, idx, t, "add_prev")?;
+            add_prev(g, x, other)
+        }
+        (
+            Layer::Fc { .. },
+            Params::Fc {
+                weights,
+                inputs,
+                outputs,
+            },
+        ) => fc(g, idx, x, weights, *inputs, *outputs)?,
+        (layer, _) => return Err(shape_err(idx, format!("parameters do not match {layer:?}"))),
+    })
+}
+
+/// The whole network: input stage, every layer in order, then the model wrapper.
+fn build(input: InputLayer, layers: Vec<(Layer, Params)>) -> Result<pb::ModelProto> {
+    let mut g = Graph::default();
+    let mut x = input_stage(&mut g, &input);
+    let mut tags: HashMap<u8, Value> = HashMap::new();
+    for (idx, (layer, params)) in layers.iter().enumerate() {
+        x = layer_step(&mut g, &mut tags, idx, x, *layer, params)?;
+    }
+    if x.name != OUTPUT_NAME {
+        return Err(shape_err(0, "network does not end in the fc layer"));
+    }
+    let size = CHIP_SIZE as i64;
+    Ok(g.into_model(
+        "dlib_face_recognition_resnet_model_v1",
+        "dlib face recognition ResNet v1 (Davis King, public domain), converted from its .dat. \
+         Input: RGB 0..255 150x150 dlib face chip. Output: 128-d embedding, same person if \
+         euclidean distance < 0.6.",
+        CONVERTER_VERSION,
+        value_info(INPUT_NAME, &[1, 3, size, size]),
+        value_info(OUTPUT_NAME, &[1, x.shape[0]]),
+    ))
 }
 
 /// Converts the bytes of `dlib_face_recognition_resnet_model_v1.dat` into ONNX model bytes.
