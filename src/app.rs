@@ -69,8 +69,10 @@ impl Gateway {
         }
         let store = open_store(&config.store).await?;
         let (providers, local) = build_providers(&config).await?;
+        let shared_limits = shared_limits(&config.store).await;
         let router: Arc<dyn SubCallRouter> = Arc::new(
-            routing::build(&config.routing, &providers).map_err(|e| AppError::Routing(e.to_string()))?,
+            routing::build_with(&config.routing, &providers, shared_limits)
+                .map_err(|e| AppError::Routing(e.to_string()))?,
         );
         let cropper = local.map(|l| l as Arc<dyn PortraitCropper>);
         let pipeline = Arc::new(Pipeline::new(router.clone(), store.clone(), cropper));
@@ -178,6 +180,20 @@ async fn open_store(config: &StoreConfig) -> Result<SharedStore, AppError> {
         StoreUrl::Memory => Arc::new(MemoryStore::new(ttls)),
         StoreUrl::Redis(url) => Arc::new(RedisStore::connect(url, &config.namespace, ttls).await?),
     })
+}
+
+/// With the Redis store, provider rate limits and daily budgets are shared by every instance
+/// through the same Redis. The store has just connected, so a failure here is unlikely; if it
+/// happens the gates stay per instance and the log says so.
+async fn shared_limits(config: &StoreConfig) -> Option<Arc<routing::SharedLimits>> {
+    let StoreUrl::Redis(url) = &config.url else { return None };
+    match routing::SharedLimits::connect(url, &config.namespace).await {
+        Ok(limits) => Some(limits),
+        Err(e) => {
+            tracing::warn!(error = %e, "Shared rate limits unavailable: each instance keeps its own");
+            None
+        }
+    }
 }
 
 /// How often the queue gauges are refreshed in the background.

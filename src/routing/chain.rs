@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use super::breaker::{BreakerHandle, CircuitState};
 use super::config::{ConsensusPolicy, HedgeConfig, RoutingConfig};
 use super::consensus;
-use super::gates::Gates;
+use super::gates::{Gates, SharedLimits};
 use super::policy::{hedge_delay, LatencyWindow, OrderPolicy, RouteContext};
 use super::service::{AttemptLog, RouteRequest};
 use super::stack::{stack, ProviderStack};
@@ -66,8 +66,18 @@ pub struct ChainRouter {
     chains: BTreeMap<SubCallKind, Chain>,
 }
 
-/// Builds the router: one stack per (sub-call, provider) in the config.
+/// Builds the router: one stack per (sub-call, provider) in the config, each with gates of its own.
 pub fn build(config: &RoutingConfig, providers: &HashMap<String, SharedProvider>) -> Result<ChainRouter, RoutingError> {
+    build_with(config, providers, None)
+}
+
+/// As [`build`]; with `shared`, rate limits and daily budgets are kept in Redis for every
+/// instance together (see [`SharedLimits`]).
+pub fn build_with(
+    config: &RoutingConfig,
+    providers: &HashMap<String, SharedProvider>,
+    shared: Option<Arc<SharedLimits>>,
+) -> Result<ChainRouter, RoutingError> {
     let mut chains = BTreeMap::new();
     for kind in SubCallKind::ALL {
         let route = config.route(kind);
@@ -97,7 +107,10 @@ pub fn build(config: &RoutingConfig, providers: &HashMap<String, SharedProvider>
                 provider: provider.clone(),
                 service,
                 circuit,
-                gates: Arc::new(Gates::new(entry)),
+                gates: Arc::new(match &shared {
+                    Some(limits) => Gates::shared(entry, limits.clone(), format!("{kind}:{}", entry.provider)),
+                    None => Gates::new(entry),
+                }),
                 latency: Arc::new(LatencyWindow::default()),
             });
         }
@@ -185,14 +198,14 @@ async fn attempt(route: &Route, kind: SubCallKind, call: SubCall, log: &AttemptL
         skip(log, kind, route, reason);
         return Err(Miss::Skipped);
     }
-    if let Err(reason) = route.gates.admit() {
+    if let Err(reason) = route.gates.admit().await {
         skip(log, kind, route, reason);
         return Err(Miss::Skipped);
     }
     let made_before = log.count_for(name);
     let started = Instant::now();
     let result = route.service.clone().oneshot(RouteRequest { call, log: log.clone() }).await;
-    route.gates.charge(log.count_for(name).saturating_sub(made_before));
+    route.gates.charge(log.count_for(name).saturating_sub(made_before)).await;
     match result {
         Ok(a) => {
             route.latency.record(started.elapsed());

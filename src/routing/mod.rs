@@ -19,7 +19,8 @@ pub mod timeout;
 use serde::{Deserialize, Serialize};
 
 pub use breaker::{BreakerHandle, CircuitState};
-pub use chain::{build, ChainRouter, RoutingError};
+pub use chain::{build, build_with, ChainRouter, RoutingError};
+pub use gates::SharedLimits;
 pub use config::Fact;
 pub use policy::RouteContext;
 pub use stack::{stack, ProviderStack};

@@ -8,6 +8,7 @@
 mod support;
 
 mod api;
+mod chaos;
 mod hostile;
 mod instances;
 mod store_conformance;

@@ -198,6 +198,56 @@ chain = [
     gw.stop().await;
 }
 
+/// The same chain as above on two instances sharing one Redis: the budget and the bucket are
+/// the cluster's, not each instance's (with per-instance gates, `paid` would take all four).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_and_rate_limit_hold_across_instances_on_redis() {
+    let paid = liveness_vendor(Duration::ZERO).await;
+    let limited = liveness_vendor(Duration::ZERO).await;
+    let spare = liveness_vendor(Duration::ZERO).await;
+    let dir = providers(&[("paid", &paid), ("limited", &limited), ("spare", &spare)]);
+    let opts = Options {
+        store: redis_url(),
+        namespace: namespace("gates"),
+        providers_dir: dir.path().to_path_buf(),
+        extra_toml: r#"
+[routing.liveness]
+chain = [
+  { provider = "paid", cost_per_call = 0.5, daily_budget = 1.0 },
+  { provider = "limited", rate_limit = { per_second = 0.001, burst = 1 } },
+  { provider = "spare" },
+]
+"#
+        .into(),
+        ..Options::default()
+    };
+    let a = TestGateway::start(opts.clone()).await;
+    let b = TestGateway::start(opts.clone()).await;
+    let mut seen = Vec::new();
+    for gw in [&a, &b, &a, &b] {
+        let api = gw.client();
+        let id = api.submit_ok("face_liveness", vec![file("image", png(32))]).await;
+        let (task, _) = api.wait(&id, Duration::from_secs(60)).await;
+        seen.push(attempts(&task, "liveness"));
+    }
+    assert_eq!(seen[0], [pair("paid", "ok")]);
+    assert_eq!(seen[1], [pair("paid", "ok")]);
+    assert_eq!(seen[2], [pair("paid", "skipped"), pair("limited", "ok")]);
+    assert_eq!(seen[3], [pair("paid", "skipped"), pair("limited", "skipped"), pair("spare", "ok")]);
+    assert_eq!((hits(&paid).await, hits(&limited).await, hits(&spare).await), (2, 1, 1));
+    // The spend is in Redis under the namespace, for today, and expires by itself.
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let day = chrono::Utc::now().date_naive();
+    let key = format!("{}:gate:spent:liveness:paid:{day}", opts.namespace);
+    let spent: f64 = redis::cmd("GET").arg(&key).query_async(&mut conn).await.expect("GET spent");
+    assert!((spent - 1.0).abs() < 1e-9, "spent {spent}");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.expect("TTL");
+    assert!(ttl > 0, "ttl {ttl}");
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consensus_combines_compare_and_flags_an_ocr_disagreement() {
     let yes = compare_vendor("success.json").await;
