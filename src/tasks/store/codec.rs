@@ -12,6 +12,12 @@ use crate::tasks::{ServiceInput, ServiceKind, TaskInput};
 /// The header's format version; anything else is `Corrupt`.
 const VERSION: u8 = 2;
 
+/// The Redis input hash field holding the header (`submit.lua` writes the same name).
+pub(super) const HEADER_FIELD: &str = "header";
+
+/// The Redis input hash field of each image: this prefix and its role.
+pub(super) const IMAGE_FIELD_PREFIX: &str = "img:";
+
 /// Magic at the start of a spill file.
 const SPILL_MAGIC: &[u8; 4] = b"KYC2";
 
