@@ -11,4 +11,6 @@ mod api;
 mod hostile;
 mod instances;
 mod store_conformance;
+mod store_costs;
+mod store_limits;
 mod store_outage;

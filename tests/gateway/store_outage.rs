@@ -16,13 +16,13 @@ use tokio::time::{timeout, Instant};
 const PROMPT: Duration = Duration::from_secs(5);
 
 /// A private `redis-server` child process, killed when dropped (also on test failure).
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     port: u16,
 }
 
 impl Server {
-    fn start(port: u16) -> Self {
+    pub(crate) fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -32,12 +32,12 @@ impl Server {
         Self { child: Some(child), port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Polls PING until the server answers.
-    async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let client = redis::Client::open(self.url()).expect("url");
         loop {
@@ -85,7 +85,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
