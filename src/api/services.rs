@@ -160,7 +160,8 @@ fn fingerprint(service: ServiceKind, form: &Form) -> String {
     for (name, value) in &form.texts {
         field(b"t", name, value.as_bytes());
     }
-    hex::encode(h.finalize())
+    let digest: [u8; 32] = h.finalize().into();
+    hex::encode(digest)
 }
 
 /// The non-empty file parts `service` needs, by field name; missing, empty and non-file parts

@@ -100,7 +100,7 @@ pub(super) fn from_file(mut file: Bytes) -> Result<TaskInput, StoreError> {
         return Err(StoreError::Corrupt("not a spill file".into()));
     }
     file.advance(4);
-    let mut blob = |file: &mut Bytes| -> Result<Bytes, StoreError> {
+    let blob = |file: &mut Bytes| -> Result<Bytes, StoreError> {
         if file.remaining() < 4 {
             return Err(corrupt());
         }

@@ -58,7 +58,8 @@ impl Keys {
     /// <task id>`.
     pub(super) fn idempotency(&self, owner: &str, key: &str) -> String {
         use sha2::Digest as _;
-        let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+        let digest: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
+        let digest = hex::encode(digest);
         format!("{}:idem:{}:{digest}", self.ns, escape(owner))
     }
 

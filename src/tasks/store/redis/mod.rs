@@ -445,7 +445,7 @@ impl TaskStore for RedisStore {
             .arg(millis(opts.idempotency_ttl))
             .arg(&split.header);
         for (role, bytes) in &split.images {
-            call.arg(format!("{}{role}", codec::IMAGE_FIELD_PREFIX)).arg(bytes.as_ref());
+            call.arg(format!("{}{role}", codec::IMAGE_FIELD_PREFIX)).arg(&bytes[..]);
         }
         let verdict: Verdict = call.invoke_async(&mut self.conn()).await.map_err(store_error)?;
         let retry_after = opts.limits.retry_after;
