@@ -758,6 +758,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_thousand_queued_uploads_keep_ram_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let bound = 100 * 1024;
+        let opts = StoreOptions { memory_max_bytes: bound, spill_dir: Some(dir.path().join("s")), ..StoreOptions::default() };
+        let store = MemoryStore::open(ttls(3_600_000, 60_000), opts).unwrap();
+        let image = Bytes::from(vec![7u8; 10 * 1024]);
+        for _ in 0..1000 {
+            let inp = TaskInput { upload: ServiceInput::FaceLiveness { selfie: image.clone() }, ..input() };
+            store.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await.unwrap();
+        }
+        {
+            let st = store.shared.state.lock().await;
+            assert!(st.ram_bytes <= bound, "{} bytes of images in RAM", st.ram_bytes);
+            assert_eq!(st.inflight_bytes, 1000 * 10 * 1024);
+        }
+        assert_eq!(std::fs::read_dir(dir.path().join("s")).unwrap().count(), 990);
+        for _ in 0..1000 {
+            let c = store.claim("w1", Duration::ZERO).await.unwrap().unwrap();
+            assert_eq!(c.input.upload, ServiceInput::FaceLiveness { selfie: image.clone() });
+            store.complete("w1", &c, TaskOutcome::Passed { data: Default::default() }).await.unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path().join("s")).unwrap().count(), 0, "every spill file deleted");
+    }
+
+    #[tokio::test]
     async fn without_a_spill_dir_the_ram_bound_refuses() {
         let opts = StoreOptions { memory_max_bytes: 6, ..StoreOptions::default() };
         let store = MemoryStore::with_options(ttls(3_600_000, 60_000), opts);
