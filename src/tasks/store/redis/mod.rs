@@ -308,7 +308,7 @@ impl RedisStore {
             }
             None => FailureReason::InputExpired,
         };
-        match self.finish(worker, id, &entry, &failure.into()).await {
+        match self.finish(worker, id, &entry, &failure.into(), None).await {
             Ok(()) | Err(StoreError::NotFound | StoreError::LeaseLost | StoreError::IllegalTransition { .. }) => {
                 Ok(None)
             }
@@ -340,8 +340,16 @@ impl RedisStore {
         self.inner.keys.owner_inflight_prefix()
     }
 
-    /// Runs `complete.lua` for the delivery `receipt` of task `id`.
-    async fn finish(&self, worker: &str, id: TaskId, receipt: &str, outcome: &TaskOutcome) -> Result<(), StoreError> {
+    /// Runs `complete.lua` for the delivery `receipt` of task `id` (of `owner`, when known: it
+    /// saves the script reading it from the record).
+    async fn finish(
+        &self,
+        worker: &str,
+        id: TaskId,
+        receipt: &str,
+        outcome: &TaskOutcome,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         let keys = &self.inner.keys;
         let status = outcome.status();
         let outcome = serde_json::to_string(outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -362,6 +370,7 @@ impl RedisStore {
             .arg(now_ms())
             .arg(id.to_string())
             .arg(self.owner_prefix())
+            .arg(owner.map(|o| keys.owner_inflight(o)).unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -609,7 +618,7 @@ impl TaskStore for RedisStore {
     }
 
     async fn complete(&self, worker: &str, claimed: &Claimed, outcome: TaskOutcome) -> Result<(), StoreError> {
-        self.finish(worker, claimed.id, &claimed.receipt, &outcome).await
+        self.finish(worker, claimed.id, &claimed.receipt, &outcome, Some(&claimed.input.owner)).await
     }
 
     async fn put_media(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {

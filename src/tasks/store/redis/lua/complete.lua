@@ -4,10 +4,14 @@
 -- KEYS[1] record hash, KEYS[2] input hash, KEYS[3] work stream, KEYS[4] in-flight set,
 -- KEYS[5] in-flight bytes hash
 -- ARGV[1] group, ARGV[2] entry id, ARGV[3] worker, ARGV[4] final status (SUCCESS|FAILURE),
--- ARGV[5] outcome JSON (`TaskOutcome`), ARGV[6] now ms, ARGV[7] task id, ARGV[8] owner set prefix
+-- ARGV[5] outcome JSON (`TaskOutcome`), ARGV[6] now ms, ARGV[7] task id, ARGV[8] owner set prefix,
+-- ARGV[9] the owner's in-flight set ('' when the caller does not know the owner: read from the record)
 -- Returns {'OK'} | {'NOT_FOUND'} | {'ILLEGAL', current status} | {'LEASE_LOST'}
 
 local function owner_set()
+  if ARGV[9] ~= '' then
+    return ARGV[9]
+  end
   local owner = record_owner(KEYS[1])
   if owner then
     return ARGV[8] .. escape(owner)

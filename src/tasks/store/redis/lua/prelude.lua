@@ -19,12 +19,6 @@ local function can_become(from, to)
   return to ~= 'PENDING'
 end
 
--- The server's clock in ms (scripts replicate their effects, so reading it is allowed).
-local function server_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 -- Escapes the key separator like `keys::escape` in Rust.
 local function escape(part)
   return (string.gsub(string.gsub(part, '%%', '%%25'), ':', '%%3A'))
@@ -60,7 +54,7 @@ local function release(inflight, bytes, owner_set, id)
 end
 
 -- Forgets in-flight entries past their expiry (tasks that expired unfinished, e.g. queued on
--- a crashed instance), a bounded batch per call.
+-- a crashed instance), a bounded batch per call (`now` in ms).
 local function release_expired(inflight, bytes, now)
   local gone = redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 0, 64)
   for _, id in ipairs(gone) do
