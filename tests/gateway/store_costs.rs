@@ -17,11 +17,12 @@ use crate::store_outage::{free_port, Server};
 const N: u64 = 50;
 
 fn input() -> TaskInput {
+    with_images(Bytes::from_static(&[0xff, 0xd8, 0xff, 0x01]), Bytes::from_static(&[0xff, 0xd8, 0xff, 0x02]))
+}
+
+fn with_images(selfie: Bytes, passport: Bytes) -> TaskInput {
     TaskInput {
-        upload: ServiceInput::KycPassport {
-            selfie: Bytes::from_static(&[0xff, 0xd8, 0xff, 0x01]),
-            passport: Bytes::from_static(&[0xff, 0xd8, 0xff, 0x02]),
-        },
+        upload: ServiceInput::KycPassport { selfie, passport },
         owner: "alice".into(),
         extend_data: false,
         trace_context: None,
@@ -46,6 +47,13 @@ fn command_stats(conn: &mut redis::Connection) -> BTreeMap<String, u64> {
 /// Runs `N` tasks through submit → claim → start → complete with `held` other deliveries
 /// in flight (claimed, not finished); returns Redis commands per task and their breakdown.
 async fn per_task(server: &Server, held: usize) -> (f64, BTreeMap<String, u64>) {
+    let (calls, _, stats) = run(server, held, input).await;
+    (calls, stats)
+}
+
+/// The loop of `per_task` with inputs from `make`; returns commands per task, Redis CPU µs per
+/// task, and the command breakdown.
+async fn run(server: &Server, held: usize, make: impl Fn() -> TaskInput) -> (f64, f64, BTreeMap<String, u64>) {
     let ttls = Ttls { task: Duration::from_secs(600), face: Duration::from_secs(600), lease: Duration::from_secs(30) };
     let ns = crate::support::namespace("costs");
     let store = RedisStore::open(&server.url(), &ns, ttls, RedisOptions::default(), StoreOptions::default())
@@ -58,8 +66,9 @@ async fn per_task(server: &Server, held: usize) -> (f64, BTreeMap<String, u64>) 
     }
     let mut conn = redis::Client::open(server.url()).expect("url").get_connection().expect("connect");
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut conn).expect("RESETSTAT");
+    let cpu_before = server_cpu(&mut conn);
     for _ in 0..N {
-        let inp = input();
+        let inp = make();
         let id = TaskId::new();
         store.submit(TaskRecord::new(id, &inp, now_ms()), inp).await.expect("submit");
         let claimed = store.claim("w1", Duration::ZERO).await.expect("claim").expect("queued");
@@ -68,9 +77,19 @@ async fn per_task(server: &Server, held: usize) -> (f64, BTreeMap<String, u64>) 
         store.heartbeat("w1", &claimed).await.expect("heartbeat");
         store.complete("w1", &claimed, TaskOutcome::Passed { data: serde_json::Map::new() }).await.expect("complete");
     }
+    let usec = (server_cpu(&mut conn) - cpu_before) * 1e6;
     let stats = command_stats(&mut conn);
     let total: u64 = stats.values().sum();
-    (total as f64 / N as f64, stats)
+    (total as f64 / N as f64, usec / N as f64, stats)
+}
+
+/// The server process's CPU seconds (user + system) from `INFO cpu`.
+fn server_cpu(conn: &mut redis::Connection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query(conn).expect("INFO cpu");
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split_once(':').and_then(|(_, v)| v.trim().parse::<f64>().ok()))
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,4 +107,12 @@ async fn redis_commands_per_task_do_not_grow_with_tasks_in_flight() {
     // A reclaim sweep may fall inside one run: allow it, nothing per task.
     assert!(crowded <= alone + 1.0, "commands per task grew with tasks in flight: {alone:.2} -> {crowded:.2}");
     assert!(alone <= 40.0, "{alone:.2} commands per task: {breakdown:?}");
+
+    // With a real KYC upload (selfie + passport page): Redis CPU per task, for the record only
+    // (speed is not asserted here).
+    let selfie = Bytes::from(crate::support::eval_image("faces/deepface/img1.jpg"));
+    let passport = Bytes::from(crate::support::eval_image("documents/passporteye_100_pass-uto.jpg"));
+    let size = selfie.len() + passport.len();
+    let (_, usec, _) = run(&server, 0, || with_images(selfie.clone(), passport.clone())).await;
+    eprintln!("  Redis CPU per task with {size} bytes of images: {usec:.0} µs (INFO cpu, user + sys)");
 }
