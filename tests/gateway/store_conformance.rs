@@ -744,6 +744,8 @@ async fn redis_instances_share_the_owner_quota() {
         let err = store.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await.unwrap_err();
         assert!(matches!(err, StoreError::Full { scope: FullScope::Owner, .. }), "{err:?}");
     }
+    let staged: Vec<String> = redis::cmd("KEYS").arg(format!("{}:upload:*", backend.ns)).query(&mut backend.raw()).unwrap();
+    assert!(staged.is_empty(), "a refused submit left its images behind: {staged:?}");
     submit(&a, "bob").await;
     assert!(a.delete("alice", on_b).await.unwrap());
     submit(&b, "alice").await;

@@ -32,6 +32,12 @@ impl Keys {
         format!("{}:input:{id}", self.ns)
     }
 
+    /// A submit's images on their way in (a hash like [`Self::input`]), renamed to the input by
+    /// `submit.lua` in the same transaction, or deleted when the submit is refused.
+    pub(super) fn upload(&self, id: TaskId) -> String {
+        format!("{}:upload:{id}", self.ns)
+    }
+
     /// Unfinished tasks, scored by their expiry (ms): the queue bound, robust to a crashed
     /// instance (an entry past its score no longer counts).
     pub(super) fn inflight(&self) -> String {
@@ -133,6 +139,7 @@ mod tests {
         for key in [
             k.record(id),
             k.input(id),
+            k.upload(id),
             k.queue(),
             k.media("m"),
             k.face("o", "u"),

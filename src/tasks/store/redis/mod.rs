@@ -389,6 +389,10 @@ fn verdict_to_result(verdict: Verdict, to: TaskStatus) -> Result<(), StoreError>
     }
 }
 
+/// Lifetime of a submit's staging key: only ever seen if the submit's transaction is cut off
+/// after it (`submit.lua` renames or deletes it in the same transaction).
+const STAGING_TTL: Duration = Duration::from_secs(60);
+
 /// How many reclaimable entries one sweep lists (the rest wait for the next sweep).
 const RECLAIM_BATCH: usize = 256;
 
@@ -433,30 +437,50 @@ impl TaskStore for RedisStore {
         let meta = serde_json::to_string(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let split = codec::split(&input);
         let owner = &input.owner;
-        let mut call = self.inner.scripts.submit.prepare_invoke();
-        call.key(keys.record(record.id))
-            .key(keys.input(record.id))
-            .key(keys.queue())
-            .key(keys.inflight())
-            .key(keys.inflight_bytes())
-            .key(keys.owner_inflight(owner))
-            .key(idempotency.map_or_else(|| keys.idempotency(owner, ""), |i| keys.idempotency(owner, &i.key)))
+        let ttl = millis(opts.task_ttl(&self.inner.ttls, owner));
+        let staging = keys.upload(record.id);
+        // The images go in with a plain HSET (Redis keeps the received bytes; through the
+        // script they would be copied twice more) to a staging key that `submit.lua` renames
+        // to the input or deletes, all in one MULTI: still one atomic step.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("HSET").arg(&staging).arg(codec::HEADER_FIELD).arg(&split.header);
+        for (role, bytes) in &split.images {
+            pipe.arg(format!("{}{role}", codec::IMAGE_FIELD_PREFIX)).arg(&bytes[..]);
+        }
+        pipe.ignore();
+        pipe.cmd("PEXPIRE").arg(&staging).arg(millis(STAGING_TTL)).ignore();
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg(self.inner.scripts.submit.get_hash())
+            .arg(8)
+            .arg(keys.record(record.id))
+            .arg(keys.input(record.id))
+            .arg(keys.queue())
+            .arg(keys.inflight())
+            .arg(keys.inflight_bytes())
+            .arg(keys.owner_inflight(owner))
+            .arg(idempotency.map_or_else(|| keys.idempotency(owner, ""), |i| keys.idempotency(owner, &i.key)))
+            .arg(&staging)
             .arg(record.id.to_string())
             .arg(meta)
             .arg(owner)
             .arg(record.updated_ms)
-            .arg(millis(opts.task_ttl(&self.inner.ttls, owner)))
+            .arg(ttl)
             .arg(input.upload.image_bytes())
             .arg(opts.limits.max_tasks)
             .arg(opts.limits.max_bytes)
             .arg(opts.limits.max_per_owner)
             .arg(idempotency.map_or("", |i| i.fingerprint.as_str()))
-            .arg(millis(opts.idempotency_ttl))
-            .arg(&split.header);
-        for (role, bytes) in &split.images {
-            call.arg(format!("{}{role}", codec::IMAGE_FIELD_PREFIX)).arg(&bytes[..]);
+            .arg(millis(opts.idempotency_ttl));
+        pipe.add_command(eval);
+        let mut conn = self.conn();
+        let mut reply: Result<(Verdict,), RedisError> = pipe.query_async(&mut conn).await;
+        if reply.as_ref().is_err_and(|e| e.kind() == ErrorKind::NoScriptError) {
+            // First use on this server (or after a restart): load the script, then once more.
+            self.inner.scripts.submit.prepare_invoke().load_async(&mut conn).await.map_err(store_error)?;
+            reply = pipe.query_async(&mut conn).await;
         }
-        let verdict: Verdict = call.invoke_async(&mut self.conn()).await.map_err(store_error)?;
+        let (verdict,) = reply.map_err(store_error)?;
         let retry_after = opts.limits.retry_after;
         match verdict {
             Verdict::Ok(_) => Ok(Submitted::Created),

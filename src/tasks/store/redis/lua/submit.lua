@@ -1,29 +1,36 @@
 -- Queues a new task in one step (a crash never leaves a record without queued work): checks
--- the idempotency key and the queue bounds, then writes the Pending record, the input (a hash:
--- JSON header plus raw image bytes) with the task TTL, appends it to the work stream and
--- counts it in flight. Nothing is written unless it all is.
+-- the idempotency key and the queue bounds, then writes the Pending record, makes the staged
+-- upload (a hash: JSON header plus raw image bytes, written by the HSET before this script in
+-- the same MULTI) the input with the task TTL, appends it to the work stream and counts it in
+-- flight. Nothing is kept unless it all is: a refused submit deletes its staged upload.
 -- KEYS[1] record hash, KEYS[2] input hash, KEYS[3] work stream, KEYS[4] in-flight set,
--- KEYS[5] in-flight bytes hash, KEYS[6] the owner's in-flight set, KEYS[7] idempotency key
+-- KEYS[5] in-flight bytes hash, KEYS[6] the owner's in-flight set, KEYS[7] idempotency key,
+-- KEYS[8] staged upload
 -- ARGV[1] task id, ARGV[2] record JSON (submit-time), ARGV[3] owner, ARGV[4] now ms (record),
 -- ARGV[5] TTL ms, ARGV[6] image bytes, ARGV[7] max tasks, ARGV[8] max bytes, ARGV[9] max per
 -- owner, ARGV[10] request fingerprint ('' without an idempotency key), ARGV[11] idempotency
--- TTL ms, ARGV[12] input header JSON, ARGV[13..] image field, bytes, field, bytes, …
+-- TTL ms
 -- Returns {'OK', entry id} | {'EXISTING', task id} | {'CONFLICT'} | {'FULL', 'owner'|'queue'}
 -- | {'ILLEGAL', current status} when the id already exists
+
+local function refuse(reply)
+  redis.call('DEL', KEYS[8])
+  return reply
+end
 
 if ARGV[10] ~= '' then
   local used = redis.call('GET', KEYS[7])
   if used then
     local fingerprint, task = string.match(used, '^(%S+) (%S+)$')
     if fingerprint == ARGV[10] then
-      return {'EXISTING', task}
+      return refuse({'EXISTING', task})
     end
-    return {'CONFLICT'}
+    return refuse({'CONFLICT'})
   end
 end
 local current = redis.call('HGET', KEYS[1], 'status')
 if current then
-  return {'ILLEGAL', current}
+  return refuse({'ILLEGAL', current})
 end
 
 -- Bounds. Entries past their expiry score (tasks that expired unfinished, e.g. on a crashed
@@ -35,7 +42,7 @@ end
 if owner_full() then
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
   if owner_full() then
-    return {'FULL', 'owner'}
+    return refuse({'FULL', 'owner'})
   end
 end
 local bytes = tonumber(ARGV[6])
@@ -46,7 +53,7 @@ end
 if queue_full() then
   release_expired(KEYS[4], KEYS[5], now)
   if queue_full() then
-    return {'FULL', 'queue'}
+    return refuse({'FULL', 'queue'})
   end
 end
 
@@ -54,7 +61,7 @@ local entry = redis.call('XADD', KEYS[3], '*', 'task', ARGV[1])
 redis.call('HSET', KEYS[1], 'meta', ARGV[2], 'status', 'PENDING', 'updated_ms', ARGV[4], 'owner', ARGV[3],
   'entry', entry)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('HSET', KEYS[2], 'header', ARGV[12], unpack(ARGV, 13))
+redis.call('RENAME', KEYS[8], KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 
 local expires = now + tonumber(ARGV[5])
