@@ -17,8 +17,8 @@ use crate::providers::spec::{self, ProviderFile, ProviderSpec};
 use crate::providers::{PortraitCropper, SharedProvider};
 use crate::routing::{self, SubCallRouter};
 use crate::tasks::store::memory::MemoryStore;
-use crate::tasks::store::redis::RedisStore;
-use crate::tasks::store::{SharedStore, Ttls};
+use crate::tasks::store::redis::{RedisOptions, RedisStore};
+use crate::tasks::store::{QueueLimits, SharedStore, StoreOptions, Ttls};
 use crate::worker::{self, WorkerSettings};
 
 /// The embedded `providers/local.toml`, used when the providers directory has no `local.toml`
@@ -67,7 +67,7 @@ impl Gateway {
         if let Some(store) = &overrides.store {
             config.store.url = store.clone();
         }
-        let store = open_store(&config.store).await?;
+        let store = open_store(&config.store, config.worker.concurrency).await?;
         let (providers, local) = build_providers(&config).await?;
         let shared_limits = shared_limits(&config.store).await;
         let router: Arc<dyn SubCallRouter> = Arc::new(
@@ -169,17 +169,42 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// The task store `config` names, with its lifetimes.
-async fn open_store(config: &StoreConfig) -> Result<SharedStore, AppError> {
+/// The task store `config` names, with its lifetimes and bounds. The Redis pool keeps one idle
+/// blocking connection per worker (`[worker] concurrency`), so claims do not reconnect.
+async fn open_store(config: &StoreConfig, workers: usize) -> Result<SharedStore, AppError> {
     let ttls = Ttls {
         task: Duration::from_secs(config.task_ttl_secs),
         face: Duration::from_secs(config.face_ttl_secs),
         lease: Duration::from_secs(config.lease_secs),
     };
+    let options = store_options(config);
     Ok(match &config.url {
-        StoreUrl::Memory => Arc::new(MemoryStore::new(ttls)),
-        StoreUrl::Redis(url) => Arc::new(RedisStore::connect(url, &config.namespace, ttls).await?),
+        StoreUrl::Memory => Arc::new(MemoryStore::open(ttls, options)?),
+        StoreUrl::Redis(url) => {
+            let redis = RedisOptions { max_idle_blocking: workers.max(1), ..RedisOptions::default() };
+            Arc::new(RedisStore::open(url, &config.namespace, ttls, redis, options).await?)
+        }
     })
+}
+
+/// `[store]`'s bounds, retention and spill directory.
+fn store_options(config: &StoreConfig) -> StoreOptions {
+    StoreOptions {
+        limits: QueueLimits {
+            max_tasks: config.max_queued_tasks,
+            max_bytes: config.max_queued_bytes,
+            max_per_owner: config.max_queued_per_owner,
+            retry_after: Duration::from_secs(config.retry_after_secs),
+        },
+        retention: config
+            .retention
+            .iter()
+            .map(|r| (r.owner.clone(), Duration::from_secs(r.task_ttl_secs)))
+            .collect(),
+        idempotency_ttl: Duration::from_secs(config.idempotency_ttl_secs),
+        memory_max_bytes: config.memory_max_bytes,
+        spill_dir: Some(config.spill_dir.trim()).filter(|d| !d.is_empty()).map(std::path::PathBuf::from),
+    }
 }
 
 /// With the Redis store, provider rate limits and daily budgets are shared by every instance

@@ -72,6 +72,31 @@ pub struct StoreConfig {
     pub task_ttl_secs: u64,
     pub face_ttl_secs: u64,
     pub lease_secs: u64,
+    /// Unfinished tasks held at once (memory: this instance; Redis: all instances); 429 past it.
+    pub max_queued_tasks: u64,
+    /// Image bytes of unfinished tasks (same scope); 429 past it.
+    pub max_queued_bytes: u64,
+    /// Unfinished tasks of one owner (across instances on Redis); 429 past it.
+    pub max_queued_per_owner: u64,
+    /// `Retry-After` of a 429 from those bounds.
+    pub retry_after_secs: u64,
+    /// How long an `Idempotency-Key` keeps naming its task.
+    pub idempotency_ttl_secs: u64,
+    /// Memory store: image bytes of queued inputs kept in RAM; past it they spill to
+    /// `spill_dir`, or submits get 429 when it is empty.
+    pub memory_max_bytes: u64,
+    /// Memory store: directory for spilled inputs (created 0700); empty = no spilling.
+    pub spill_dir: String,
+    /// Per-owner task TTLs overriding `task_ttl_secs`.
+    pub retention: Vec<RetentionRule>,
+}
+
+/// `[[store.retention]]`: how long one owner's tasks (records, images, portraits) are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    pub owner: String,
+    pub task_ttl_secs: u64,
 }
 
 /// Which task store to use, parsed once from `store.url` (or `serve --store`).
@@ -206,6 +231,25 @@ impl Config {
         if self.worker.concurrency == 0 {
             return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
         }
+        let store = &self.store;
+        if store.max_queued_tasks == 0 || store.max_queued_bytes == 0 || store.max_queued_per_owner == 0 {
+            return Err(ConfigError::Invalid(
+                "store.max_queued_tasks, max_queued_bytes and max_queued_per_owner must be at least 1".into(),
+            ));
+        }
+        if store.task_ttl_secs == 0 || store.idempotency_ttl_secs == 0 || store.lease_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "store.task_ttl_secs, idempotency_ttl_secs and lease_secs must be at least 1".into(),
+            ));
+        }
+        for rule in &store.retention {
+            if rule.task_ttl_secs == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "store.retention for owner {:?}: task_ttl_secs must be at least 1",
+                    rule.owner
+                )));
+            }
+        }
         for key in &self.auth.api_keys {
             if key.sha256.is_none() == key.env.is_none() {
                 return Err(ConfigError::Invalid(format!(
@@ -232,9 +276,29 @@ mod tests {
     }
 
     #[test]
+    fn store_bounds_and_retention_load_and_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        let write = |body: &str| std::fs::write(&path, body).expect("write");
+        write(
+            "[store]\nmax_queued_per_owner = 3\nspill_dir = \"/var/spool/kyc\"\n\n[[store.retention]]\nowner = \"bank\"\ntask_ttl_secs = 600\n",
+        );
+        let cfg = Config::load(Some(&path)).expect("loads");
+        assert_eq!(cfg.store.max_queued_per_owner, 3);
+        assert_eq!(cfg.store.spill_dir, "/var/spool/kyc");
+        assert_eq!((cfg.store.retention[0].owner.as_str(), cfg.store.retention[0].task_ttl_secs), ("bank", 600));
+        write("[store]\nmax_queued_tasks = 0\n");
+        assert!(Config::load(Some(&path)).is_err(), "a zero bound is refused");
+        write("[[store.retention]]\nowner = \"bank\"\ntask_ttl_secs = 0\n");
+        assert!(Config::load(Some(&path)).is_err(), "a zero retention is refused");
+    }
+
+    #[test]
     fn embedded_defaults_load() {
         let cfg = Config::load(None).expect("defaults parse");
         assert_eq!(cfg.store.url, StoreUrl::Memory);
+        assert!(cfg.store.retention.is_empty() && cfg.store.spill_dir.is_empty());
+        assert!(cfg.store.max_queued_per_owner <= cfg.store.max_queued_tasks);
         assert_eq!(cfg.auth.access_ttl_secs, 300);
         assert!(cfg.worker.concurrency >= 1);
     }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::tasks::store::StoreError;
+use crate::tasks::store::{FullScope, StoreError};
 
 /// Everything an API handler can fail with; clients see Progeny/DRF shapes.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,17 @@ impl IntoResponse for ApiError {
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, json!({ "detail": "Request timed out." })),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, json!({ "detail": "Method not allowed." })),
             Self::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
+            Self::Store(StoreError::Full { scope, .. }) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({ "detail": match scope {
+                    FullScope::Owner => "Too many unfinished tasks for this client; retry later.",
+                    FullScope::Queue => "The task queue is full; retry later.",
+                } }),
+            ),
+            Self::Store(StoreError::IdempotencyConflict) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "detail": "This Idempotency-Key was already used with a different request." }),
+            ),
             Self::Store(err) => {
                 tracing::warn!(error = %err, "Task store failed");
                 (
@@ -78,6 +89,11 @@ impl IntoResponse for ApiError {
             }
         };
         let mut resp = (status, Json(body)).into_response();
+        if let Self::Store(StoreError::Full { retry_after, .. }) = &self {
+            // Whole seconds, rounded up: a client never retries before the store may have room.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs.max(1)));
+        }
         if matches!(self, Self::Unauthenticated(_)) {
             resp.headers_mut()
                 .insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer realm=\"api\""));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -44,8 +44,10 @@ pub fn app(state: AppState, max_body_bytes: usize, request_timeout: std::time::D
         .route("/api/v3/accounts/token/obtain", post(tokens::obtain))
         .route("/api/v3/accounts/token/refresh/", post(tokens::refresh))
         .route("/api/v3/accounts/token/refresh", post(tokens::refresh))
-        .route("/api/v3/services/task/", get(tasks::get_task))
-        .route("/api/v3/services/task", get(tasks::get_task))
+        .route("/api/v3/services/task/", get(tasks::get_task).delete(tasks::delete_task))
+        .route("/api/v3/services/task", get(tasks::get_task).delete(tasks::delete_task))
+        .route("/api/v3/services/faces/", delete(tasks::erase_faces))
+        .route("/api/v3/services/faces", delete(tasks::erase_faces))
         .route("/api/v3/services/{service}/", post(services::submit))
         .route("/api/v3/services/{service}", post(services::submit))
         .route("/media/{*path}", get(tasks::get_media))

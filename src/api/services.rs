@@ -16,6 +16,7 @@ use super::form::Form;
 use super::AppState;
 use crate::config::ImageLimits;
 use crate::images::{self, ImageProblem};
+use crate::tasks::store::{Idempotency, Submitted};
 use crate::tasks::{now_ms, ServiceInput, ServiceKind, TaskId, TaskInput, TaskRecord};
 
 /// DRF's messages, kept verbatim: clients match on them.
@@ -98,6 +99,10 @@ pub async fn submit(
         (Ok(_), None) => return Err(drain_then(req, &state, ApiError::NotFound).await),
     };
     let base_url = request_base_url(req.headers());
+    let idempotency_key = match idempotency_key(req.headers()) {
+        Ok(key) => key,
+        Err(e) => return Err(drain_then(req, &state, e).await),
+    };
     let form = Form::from_multipart(req).await?;
 
     let mut errors = FieldErrors::default();
@@ -112,6 +117,7 @@ pub async fn submit(
             return Err(ApiError::field(field::UUID, messages::FACE_NOT_REGISTERED));
         }
     }
+    let idempotency = idempotency_key.map(|key| Idempotency { key, fingerprint: fingerprint(service, &form) });
     let input = TaskInput {
         upload: service_input(service, images, face)?,
         owner: principal.owner,
@@ -119,8 +125,43 @@ pub async fn submit(
         trace_context: crate::telemetry::propagation::traceparent(&tracing::Span::current()),
         base_url: state.public_url.clone().or(base_url),
     };
-    let id = enqueue(&state, input).await?;
+    let id = enqueue(&state, input, idempotency.as_ref()).await?;
     Ok(Json(json!({ "id": id })))
+}
+
+/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    match value.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k.to_owned())),
+        _ => Err(ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters.".into())),
+    }
+}
+
+/// The header naming a submit's idempotency key.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// SHA-256 over the service and every form field (name and content, files and texts apart):
+/// a retry of the same request has the same fingerprint, any changed field another.
+fn fingerprint(service: ServiceKind, form: &Form) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    let mut field = |kind: &[u8], name: &str, value: &[u8]| {
+        h.update(kind);
+        h.update((name.len() as u64).to_be_bytes());
+        h.update(name.as_bytes());
+        h.update((value.len() as u64).to_be_bytes());
+        h.update(value);
+    };
+    field(b"s", "service", service.as_str().as_bytes());
+    for (name, part) in &form.files {
+        field(b"f", name, &part.bytes);
+    }
+    for (name, value) in &form.texts {
+        field(b"t", name, value.as_bytes());
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    hex::encode(digest)
 }
 
 /// The non-empty file parts `service` needs, by field name; missing, empty and non-file parts
@@ -207,14 +248,22 @@ fn service_input(
     })
 }
 
-/// Stores the Pending task and queues it; its id is the answer.
-async fn enqueue(state: &AppState, input: TaskInput) -> Result<TaskId, ApiError> {
+/// Stores the Pending task and queues it; its id is the answer. A repeated idempotency key
+/// (same request) answers the task it first created, which is not queued again.
+async fn enqueue(state: &AppState, input: TaskInput, idempotency: Option<&Idempotency>) -> Result<TaskId, ApiError> {
     let id = TaskId::new();
     let service = input.service();
-    state.store.submit(TaskRecord::new(id, &input, now_ms()), input).await?;
-    crate::telemetry::metrics().task_submitted(service.as_str());
-    tracing::info!(task = %id, service = %service, "Task accepted");
-    Ok(id)
+    match state.store.submit_with(TaskRecord::new(id, &input, now_ms()), input, idempotency).await? {
+        Submitted::Created => {
+            crate::telemetry::metrics().task_submitted(service.as_str());
+            tracing::info!(task = %id, service = %service, "Task accepted");
+            Ok(id)
+        }
+        Submitted::Existing(existing) => {
+            tracing::info!(task = %existing, service = %service, "Repeated submit answered with its task");
+            Ok(existing)
+        }
+    }
 }
 
 /// Reads and drops the request body (at most 4× the per-image limit), then gives back `err`.
@@ -273,6 +322,37 @@ mod tests {
         for bad in ["", "evil.com@x", "a b", "x/y", "h:", "h:99999x", "[zz]", "-a.com", "a..b", "h:1:2", "<script>"] {
             assert!(!ok(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn idempotency_keys_are_short_visible_ascii() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let key = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(super::IDEMPOTENCY_KEY, HeaderValue::from_str(v).expect("header value"));
+            super::idempotency_key(&h)
+        };
+        assert_eq!(key("order-42/retry").ok().flatten().as_deref(), Some("order-42/retry"));
+        assert!(key("").is_err() && key("a b").is_err() && key(&"k".repeat(256)).is_err());
+        assert!(matches!(super::idempotency_key(&HeaderMap::new()), Ok(None)));
+    }
+
+    #[test]
+    fn fingerprints_cover_every_field() {
+        use super::{fingerprint, Form};
+        use crate::api::form::FilePart;
+        use crate::tasks::ServiceKind;
+        let form = |img: &'static [u8], extend: &str| {
+            let mut f = Form::default();
+            f.files.insert("image".into(), FilePart { bytes: bytes::Bytes::from_static(img) });
+            f.texts.insert("extend_data".into(), extend.into());
+            f
+        };
+        let base = fingerprint(ServiceKind::FaceLiveness, &form(b"jpeg", "true"));
+        assert_eq!(base, fingerprint(ServiceKind::FaceLiveness, &form(b"jpeg", "true")));
+        assert_ne!(base, fingerprint(ServiceKind::FaceLiveness, &form(b"jpeg!", "true")));
+        assert_ne!(base, fingerprint(ServiceKind::FaceLiveness, &form(b"jpeg", "false")));
+        assert_ne!(base, fingerprint(ServiceKind::RegisterFace, &form(b"jpeg", "true")));
     }
 
     #[test]

@@ -95,10 +95,16 @@ impl Pipeline {
         let ctx = RouteContext::new(id.to_string())
             .with(Fact::Service, input.service().as_str())
             .with(Fact::Owner, input.owner.as_str());
-        async move { self.dispatch(input, &ctx, today).await }.instrument(span).await
+        async move { self.dispatch(id, input, &ctx, today).await }.instrument(span).await
     }
 
-    async fn dispatch(&self, input: &TaskInput, ctx: &RouteContext, today: NaiveDate) -> Result<TaskOutcome, PipelineError> {
+    async fn dispatch(
+        &self,
+        id: TaskId,
+        input: &TaskInput,
+        ctx: &RouteContext,
+        today: NaiveDate,
+    ) -> Result<TaskOutcome, PipelineError> {
         let extend = input.extend_data;
         match &input.upload {
             ServiceInput::FaceLiveness { selfie } => Ok(self.face_liveness(image(selfie), ctx, extend).await),
@@ -106,15 +112,15 @@ impl Pipeline {
             ServiceInput::AuthenticateFace { selfie, face } => {
                 self.authenticate_face(image(selfie), *face, &input.owner, ctx, extend).await
             }
-            ServiceInput::OcrPassport { passport } => self.document(input, ctx, vec![image(passport)], None, today).await,
+            ServiceInput::OcrPassport { passport } => self.document(id, input, ctx, vec![image(passport)], None, today).await,
             ServiceInput::OcrCard { front, back } => {
-                self.document(input, ctx, vec![image(front), image(back)], None, today).await
+                self.document(id, input, ctx, vec![image(front), image(back)], None, today).await
             }
             ServiceInput::KycPassport { selfie, passport } => {
-                self.document(input, ctx, vec![image(passport)], Some(image(selfie)), today).await
+                self.document(id, input, ctx, vec![image(passport)], Some(image(selfie)), today).await
             }
             ServiceInput::KycCard { selfie, front, back } => {
-                self.document(input, ctx, vec![image(front), image(back)], Some(image(selfie)), today).await
+                self.document(id, input, ctx, vec![image(front), image(back)], Some(image(selfie)), today).await
             }
         }
     }
@@ -194,6 +200,7 @@ impl Pipeline {
     /// document's portrait): read the document, keep its portrait, then check the selfie.
     async fn document(
         &self,
+        id: TaskId,
         input: &TaskInput,
         ctx: &RouteContext,
         pages: Vec<Image>,
@@ -203,7 +210,7 @@ impl Pipeline {
         let mut issues = Issues::default();
         let read = self.read_document(pages, ctx, &mut issues).await;
         let stored = match &read.portrait {
-            Some(p) => Some(self.store_portrait(input, p.clone()).await?),
+            Some(p) => Some(self.store_portrait(id, input, p.clone()).await?),
             None => None,
         };
         let mut data = Map::new();
@@ -244,10 +251,11 @@ impl Pipeline {
         DocumentRead { routed, fields, portrait }
     }
 
-    /// Keeps the portrait as the owner's media, under an unguessable name, for the task TTL.
-    async fn store_portrait(&self, input: &TaskInput, portrait: Bytes) -> Result<StoredPortrait, PipelineError> {
+    /// Keeps the portrait as the owner's media, under an unguessable name, as long as its task
+    /// (deleting the task deletes it).
+    async fn store_portrait(&self, id: TaskId, input: &TaskInput, portrait: Bytes) -> Result<StoredPortrait, PipelineError> {
         let rel = format!("images/services/{}/{}.jpg", input.service(), random_token());
-        self.store.put_media(&media_key(&input.owner, &rel), portrait).await?;
+        self.store.put_task_media(id, &media_key(&input.owner, &rel), portrait).await?;
         let base = input.base_url.clone().unwrap_or_default();
         let url = format!("{}/media/{}", base.trim_end_matches('/'), rel);
         Ok(StoredPortrait { rel, url })

@@ -193,8 +193,9 @@ impl ServiceInput {
         }
     }
 
-    /// Every image with its role, for size-only printing.
-    fn images(&self) -> Vec<(&'static str, &Bytes)> {
+    /// Every image with its role (`selfie`, `passport`, `front`, `back`): how stores keep them,
+    /// as raw bytes by role, and how Debug prints sizes only.
+    pub fn images(&self) -> Vec<(&'static str, &Bytes)> {
         match self {
             Self::FaceLiveness { selfie } | Self::RegisterFace { selfie } | Self::AuthenticateFace { selfie, .. } => {
                 vec![("selfie", selfie)]
@@ -204,6 +205,41 @@ impl ServiceInput {
             Self::KycPassport { selfie, passport } => vec![("selfie", selfie), ("passport", passport)],
             Self::KycCard { selfie, front, back } => vec![("selfie", selfie), ("front", front), ("back", back)],
         }
+    }
+}
+
+impl ServiceInput {
+    /// Total image bytes: what a queued task costs a store (its queue bounds count this).
+    pub fn image_bytes(&self) -> u64 {
+        self.images().iter().map(|(_, b)| b.len() as u64).sum()
+    }
+
+    /// The registered face an `authenticate_face` input refers to.
+    pub fn face(&self) -> Option<Uuid> {
+        match self {
+            Self::AuthenticateFace { face, .. } => Some(*face),
+            _ => None,
+        }
+    }
+
+    /// Rebuilds an input of `kind` from its images by role (the inverse of [`Self::images`]);
+    /// `None` when a role's image or the face is missing.
+    pub fn from_roles(
+        kind: ServiceKind,
+        face: Option<Uuid>,
+        mut image: impl FnMut(&'static str) -> Option<Bytes>,
+    ) -> Option<Self> {
+        Some(match kind {
+            ServiceKind::FaceLiveness => Self::FaceLiveness { selfie: image("selfie")? },
+            ServiceKind::RegisterFace => Self::RegisterFace { selfie: image("selfie")? },
+            ServiceKind::AuthenticateFace => Self::AuthenticateFace { selfie: image("selfie")?, face: face? },
+            ServiceKind::OcrPassport => Self::OcrPassport { passport: image("passport")? },
+            ServiceKind::OcrCard => Self::OcrCard { front: image("front")?, back: image("back")? },
+            ServiceKind::KycPassport => Self::KycPassport { selfie: image("selfie")?, passport: image("passport")? },
+            ServiceKind::KycCard => {
+                Self::KycCard { selfie: image("selfie")?, front: image("front")?, back: image("back")? }
+            }
+        })
     }
 }
 
@@ -304,6 +340,13 @@ mod tests {
         let stored = serde_json::to_value(&auth).expect("serialises");
         assert_eq!(stored["face"], face.hyphenated().to_string());
         assert_eq!(serde_json::from_value::<ServiceInput>(stored).expect("deserialises").kind(), ServiceKind::AuthenticateFace);
+
+        let roles: std::collections::HashMap<&str, Bytes> =
+            input.images().into_iter().map(|(k, v)| (k, v.clone())).collect();
+        let rebuilt = ServiceInput::from_roles(ServiceKind::KycCard, None, |r| roles.get(r).cloned());
+        assert_eq!(rebuilt.as_ref(), Some(&input), "images by role rebuild the input");
+        assert_eq!(input.image_bytes(), 17);
+        assert_eq!(ServiceInput::from_roles(ServiceKind::AuthenticateFace, None, |r| roles.get(r).cloned()), None);
 
         let printed = format!("{input:?}");
         assert!(printed.contains("\"front\": 9") && !printed.contains("PNG"), "{printed}");

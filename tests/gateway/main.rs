@@ -12,4 +12,6 @@ mod chaos;
 mod hostile;
 mod instances;
 mod store_conformance;
+mod store_costs;
+mod store_limits;
 mod store_outage;

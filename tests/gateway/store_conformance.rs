@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kycgate::tasks::store::memory::MemoryStore;
-use kycgate::tasks::store::redis::RedisStore;
-use kycgate::tasks::store::{Claimed, SharedStore, StoreError, Ttls};
+use kycgate::tasks::store::redis::{RedisOptions, RedisStore};
+use kycgate::tasks::store::{
+    Claimed, FullScope, Idempotency, QueueLimits, SharedStore, StoreError, StoreOptions, Submitted, Ttls,
+};
 use kycgate::tasks::{now_ms, FailureReason, ServiceInput, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 use serde_json::json;
 use tokio::time::Instant;
@@ -21,7 +23,12 @@ use crate::support::{namespace, redis_url};
 /// Opens stores of one kind; `open` may be called several times per test.
 #[async_trait::async_trait]
 trait Backend: Send + Sync {
-    async fn open(&self, ttls: Ttls) -> SharedStore;
+    async fn open(&self, ttls: Ttls) -> SharedStore {
+        self.open_with(ttls, StoreOptions::default()).await
+    }
+
+    /// A store with explicit bounds / retention.
+    async fn open_with(&self, ttls: Ttls, opts: StoreOptions) -> SharedStore;
 
     /// Whether the task's input is still stored, when the backend lets a test look.
     async fn input_present(&self, id: TaskId) -> Option<bool>;
@@ -31,8 +38,8 @@ struct Memory;
 
 #[async_trait::async_trait]
 impl Backend for Memory {
-    async fn open(&self, ttls: Ttls) -> SharedStore {
-        Arc::new(MemoryStore::new(ttls))
+    async fn open_with(&self, ttls: Ttls, opts: StoreOptions) -> SharedStore {
+        Arc::new(MemoryStore::with_options(ttls, opts))
     }
 
     async fn input_present(&self, _id: TaskId) -> Option<bool> {
@@ -62,8 +69,8 @@ impl Redis {
 
 #[async_trait::async_trait]
 impl Backend for Redis {
-    async fn open(&self, ttls: Ttls) -> SharedStore {
-        match RedisStore::connect(&self.url, &self.ns, ttls).await {
+    async fn open_with(&self, ttls: Ttls, opts: StoreOptions) -> SharedStore {
+        match RedisStore::open(&self.url, &self.ns, ttls, RedisOptions::default(), opts).await {
             Ok(store) => Arc::new(store),
             Err(e) => {
                 panic!("Redis at {} is unreachable ({e}): start redis-server or set KYCGATE_TEST_REDIS", self.url)
@@ -385,6 +392,153 @@ async fn queue_stats_count_undelivered_work(b: &dyn Backend) {
     assert_eq!((stats.pending, stats.oldest_pending_age), (0, None));
 }
 
+
+async fn idempotent_submit_returns_the_first_task(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let key = |fp: &str| Idempotency { key: "order-7".into(), fingerprint: fp.into() };
+    let submit_keyed = |owner: &'static str, fp: &'static str| {
+        let store = store.clone();
+        async move {
+            let inp = input(owner);
+            let id = TaskId::new();
+            (id, store.submit_with(TaskRecord::new(id, &inp, now_ms()), inp, Some(&key(fp))).await)
+        }
+    };
+    let (first, r) = submit_keyed("alice", "fp-1").await;
+    assert_eq!(r.unwrap(), Submitted::Created);
+    // The client retries (say after a 503 that came after the store had the task): same task.
+    let (retry, r) = submit_keyed("alice", "fp-1").await;
+    assert_eq!(r.unwrap(), Submitted::Existing(first));
+    assert_eq!(store.get(retry).await.unwrap(), None, "the retry stored nothing");
+    // The same key with another request is refused.
+    let (_, r) = submit_keyed("alice", "fp-2").await;
+    assert!(matches!(r, Err(StoreError::IdempotencyConflict)), "{r:?}");
+    // Keys are per owner.
+    let (bobs, r) = submit_keyed("bob", "fp-2").await;
+    assert_eq!(r.unwrap(), Submitted::Created);
+    // Queued once each: the task never runs twice.
+    let mut claimed = vec![claim_now(&store, "w1").await.unwrap().id, claim_now(&store, "w1").await.unwrap().id];
+    claimed.sort();
+    let mut expected = vec![first, bobs];
+    expected.sort();
+    assert_eq!(claimed, expected);
+    assert!(claim_now(&store, "w1").await.is_none());
+    assert_eq!(store.queue_stats().await.unwrap().pending, 0);
+}
+
+async fn bounds_refuse_until_tasks_finish(b: &dyn Backend) {
+    // Image bytes are bounded: two inputs of 7 bytes do not fit in 10. (On Redis both store
+    // objects below share the namespace's counts, as two instances would.)
+    let limits = QueueLimits { max_tasks: 3, max_bytes: 10, max_per_owner: 2, retry_after: Duration::from_secs(7) };
+    let small = b.open_with(ttls(LONG, LONG), StoreOptions { limits, ..StoreOptions::default() }).await;
+    let d = submit(&small, "dave").await;
+    let inp = input("erin");
+    let err = small.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await.unwrap_err();
+    assert!(matches!(err, StoreError::Full { scope: FullScope::Queue, .. }), "{err:?}");
+    assert!(small.delete("dave", d).await.unwrap());
+
+    let limits = QueueLimits { max_bytes: 1 << 20, ..limits };
+    let store = b.open_with(ttls(LONG, LONG), StoreOptions { limits, ..StoreOptions::default() }).await;
+    let a1 = submit(&store, "alice").await;
+    submit(&store, "alice").await;
+    let inp = input("alice");
+    let err = store.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Full { scope: FullScope::Owner, retry_after } if retry_after == Duration::from_secs(7)),
+        "{err:?}"
+    );
+    submit(&store, "bob").await;
+    let inp = input("carol");
+    let err = store.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await.unwrap_err();
+    assert!(matches!(err, StoreError::Full { scope: FullScope::Queue, .. }), "{err:?}");
+
+    // A finished task frees its place: alice may submit again.
+    let c = claim_now(&store, "w1").await.unwrap();
+    assert_eq!(c.id, a1);
+    store.start("w1", &c).await.unwrap();
+    store.complete("w1", &c, passed(json!({}))).await.unwrap();
+    let again = submit(&store, "alice").await;
+    // So does a deleted one.
+    assert!(store.delete("alice", again).await.unwrap());
+    submit(&store, "alice").await;
+}
+
+async fn delete_erases_the_task_and_its_worker_loses_it(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let key = Idempotency { key: "k".into(), fingerprint: "fp".into() };
+    let id = TaskId::new();
+    let inp = input("alice");
+    store.submit_with(TaskRecord::new(id, &inp, now_ms()), inp, Some(&key)).await.unwrap();
+    let held = claim_now(&store, "w1").await.unwrap();
+    store.start("w1", &held).await.unwrap();
+    store.put_task_media(id, "alice/images/p.jpg", Bytes::from_static(b"portrait")).await.unwrap();
+
+    assert!(!store.delete("bob", id).await.unwrap(), "someone else's task is not found");
+    assert!(!store.delete("alice", TaskId::new()).await.unwrap());
+    assert!(store.get(id).await.unwrap().is_some());
+
+    assert!(store.delete("alice", id).await.unwrap());
+    assert_eq!(store.get(id).await.unwrap(), None);
+    assert_eq!(store.get_media("alice/images/p.jpg").await.unwrap(), None, "its portrait went with it");
+    assert_ne!(b.input_present(id).await, Some(true));
+    assert!(matches!(store.heartbeat("w1", &held).await, Err(StoreError::LeaseLost)));
+    assert!(store.complete("w1", &held, passed(json!({}))).await.is_err(), "nothing is written back");
+    assert_eq!(store.get(id).await.unwrap(), None);
+    let late = store.put_task_media(id, "alice/images/q.jpg", Bytes::from_static(b"late")).await;
+    assert!(matches!(late, Err(StoreError::NotFound)), "{late:?}");
+    assert_eq!(store.get_media("alice/images/q.jpg").await.unwrap(), None);
+    assert!(!store.delete("alice", id).await.unwrap(), "deleting twice is a 404");
+    // The idempotency key went too: the same request makes a new task.
+    let inp = input("alice");
+    let fresh = TaskId::new();
+    let r = store.submit_with(TaskRecord::new(fresh, &inp, now_ms()), inp, Some(&key)).await.unwrap();
+    assert_eq!(r, Submitted::Created);
+    assert_eq!(claim_now(&store, "w2").await.map(|c| c.id), Some(fresh), "the deleted task is never handed out");
+}
+
+async fn task_media_lives_and_dies_with_its_task(b: &dyn Backend) {
+    let store = b.open(ttls(Duration::from_millis(1000), LONG)).await;
+    let missing = store.put_task_media(TaskId::new(), "m0", Bytes::from_static(b"x")).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    let id = submit(&store, "alice").await;
+    store.put_task_media(id, "m1", Bytes::from_static(b"jpeg")).await.unwrap();
+    assert_eq!(store.get_media("m1").await.unwrap(), Some(Bytes::from_static(b"jpeg")));
+    eventually(Duration::from_secs(5), "media expiry with the task", || async {
+        store.get_media("m1").await.unwrap().is_none()
+    })
+    .await;
+}
+
+async fn erase_faces_takes_only_the_owners(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let jpeg = Bytes::from_static(b"face");
+    for (owner, uuid) in [("alice", "f1"), ("alice", "f2"), ("bob", "f3"), ("alice*", "f4"), ("alice:x", "f5")] {
+        store.put_face(owner, uuid, jpeg.clone()).await.unwrap();
+    }
+    assert_eq!(store.erase_faces("alice").await.unwrap(), 2);
+    assert_eq!(store.get_face("alice", "f1").await.unwrap(), None);
+    assert_eq!(store.get_face("alice", "f2").await.unwrap(), None);
+    assert_eq!(store.get_face("bob", "f3").await.unwrap(), Some(jpeg.clone()));
+    assert_eq!(store.get_face("alice*", "f4").await.unwrap(), Some(jpeg.clone()), "glob characters are literal");
+    assert_eq!(store.get_face("alice:x", "f5").await.unwrap(), Some(jpeg));
+    assert_eq!(store.erase_faces("alice").await.unwrap(), 0);
+}
+
+async fn retention_is_per_owner(b: &dyn Backend) {
+    let mut opts = StoreOptions::default();
+    opts.retention.insert("brief".into(), Duration::from_millis(1000));
+    let store = b.open_with(ttls(LONG, LONG), opts).await;
+    let short = submit(&store, "brief").await;
+    let long = submit(&store, "alice").await;
+    let t0 = Instant::now();
+    eventually(Duration::from_secs(5), "the short-retention task expires", || async {
+        store.get(short).await.unwrap().is_none()
+    })
+    .await;
+    assert!(t0.elapsed() >= Duration::from_millis(500), "expired too early: {:?}", t0.elapsed());
+    assert!(store.get(long).await.unwrap().is_some(), "the global TTL still holds for others");
+}
+
 // === the suite, once per backend ===
 
 // The memory store keeps time with tokio's clock: its cases run on a paused clock, so lease
@@ -424,6 +578,12 @@ suite!(
     records_expire,
     media_and_faces_round_trip_and_expire,
     queue_stats_count_undelivered_work,
+    idempotent_submit_returns_the_first_task,
+    bounds_refuse_until_tasks_finish,
+    delete_erases_the_task_and_its_worker_loses_it,
+    task_media_lives_and_dies_with_its_task,
+    erase_faces_takes_only_the_owners,
+    retention_is_per_owner,
 );
 
 // === Redis-only behaviour ===
@@ -472,9 +632,121 @@ async fn redis_keys_stay_in_their_namespace() {
     assert!(keys.contains(&format!("{}:queue", backend.ns)), "{keys:?}");
     assert!(keys.contains(&format!("{}:media:m", backend.ns)), "{keys:?}");
     assert!(keys.contains(&format!("{}:face:alice:u", backend.ns)), "{keys:?}");
-    // Everything personal carries a TTL.
-    for key in keys.iter().filter(|k| !k.ends_with(":queue")) {
+    assert!(keys.contains(&format!("{}:inflight:owner:alice", backend.ns)), "{keys:?}");
+    // Everything personal carries a TTL (the queue and the in-flight counts hold task ids only).
+    let bookkeeping = [":queue", ":inflight", ":inflight:bytes"].map(|k| format!("{}{k}", backend.ns));
+    for key in keys.iter().filter(|k| !bookkeeping.contains(k)) {
         let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut backend.raw()).unwrap();
         assert!(ttl > 0, "{key} has no TTL");
     }
+}
+
+/// Images are stored as raw bytes (no base64): Redis holds at most 1.2x the uploaded bytes for a
+/// queued input, and the image fields are the bytes themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keeps_images_as_raw_bytes() {
+    let backend = Redis::new();
+    let store = backend.open(ttls(LONG, LONG)).await;
+    let selfie = crate::support::eval_image("faces/deepface/img1.jpg");
+    let passport = crate::support::eval_image("documents/passporteye_100_pass-uto.jpg");
+    let raw = (selfie.len() + passport.len()) as f64;
+    let inp = TaskInput {
+        upload: ServiceInput::KycPassport { selfie: Bytes::from(selfie.clone()), passport: Bytes::from(passport) },
+        ..input("alice")
+    };
+    let id = TaskId::new();
+    store.submit(TaskRecord::new(id, &inp, now_ms()), inp.clone()).await.unwrap();
+    let key = format!("{}:input:{id}", backend.ns);
+    let used: u64 = redis::cmd("MEMORY").arg("USAGE").arg(&key).arg("SAMPLES").arg(0).query(&mut backend.raw()).unwrap();
+    eprintln!("input of {raw} image bytes uses {used} bytes in Redis ({:.3}x)", used as f64 / raw);
+    assert!(used as f64 <= 1.2 * raw, "{used} bytes in Redis for {raw} bytes of images");
+    let stored: Vec<u8> = redis::cmd("HGET").arg(&key).arg("img:selfie").query(&mut backend.raw()).unwrap();
+    assert!(stored == selfie, "the selfie field is the uploaded bytes");
+    assert_eq!(claim_now(&store, "w1").await.unwrap().input, inp);
+}
+
+/// An input left in the pre-hash format (a JSON string with base64 images) is failed as
+/// corrupt with a clear result, not run and not retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_old_format_input_fails_as_corrupt() {
+    let backend = Redis::new();
+    let store = backend.open(ttls(LONG, LONG)).await;
+    let id = submit(&store, "alice").await;
+    let key = format!("{}:input:{id}", backend.ns);
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut backend.raw()).unwrap();
+    let _: () = redis::cmd("SET").arg(&key).arg(r#"{"upload":{"service":"face_liveness","selfie":"anBlZw=="}}"#).query(&mut backend.raw()).unwrap();
+    assert!(claim_now(&store, "w1").await.is_none());
+    let rec = store.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.outcome, Some(TaskOutcome::Failed { reason: FailureReason::InputCorrupt }));
+    assert_eq!(store.queue_stats().await.unwrap().pending, 0);
+}
+
+/// Deleting a task leaves nothing of it in Redis: no key names it, no key holds its portrait,
+/// no stream entry, in-flight count or idempotency key refers to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_nothing_of_a_deleted_task_remains() {
+    let backend = Redis::new();
+    let store = backend.open(ttls(LONG, LONG)).await;
+    let keep = submit(&store, "alice").await;
+    let id = TaskId::new();
+    let inp = input("alice");
+    let key = Idempotency { key: "erase-me".into(), fingerprint: "f".into() };
+    store.submit_with(TaskRecord::new(id, &inp, now_ms()), inp, Some(&key)).await.unwrap();
+    let media = "alice/images/services/kyc_passport/secret-token.jpg";
+    store.put_task_media(id, media, Bytes::from_static(b"portrait")).await.unwrap();
+    assert!(store.delete("alice", id).await.unwrap());
+
+    let mut conn = backend.raw();
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{}:*", backend.ns)).query(&mut conn).unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let id_text = id.to_string();
+    assert!(!keys.iter().any(|k| k.contains(&id_text) || k.contains("secret-token") || k.contains(":idem:")), "{keys:?}");
+    // Nor does any value: the stream, the in-flight set and byte counts.
+    for k in &keys {
+        let kind: String = redis::cmd("TYPE").arg(k).query(&mut conn).unwrap();
+        let dump: Vec<Vec<u8>> = match kind.as_str() {
+            "stream" => {
+                let entries: redis::Value = redis::cmd("XRANGE").arg(k).arg("-").arg("+").query(&mut conn).unwrap();
+                vec![format!("{entries:?}").into_bytes()]
+            }
+            "zset" => redis::cmd("ZRANGE").arg(k).arg(0).arg(-1).query(&mut conn).unwrap(),
+            "hash" => redis::cmd("HKEYS").arg(k).query(&mut conn).unwrap(),
+            _ => Vec::new(),
+        };
+        for v in dump {
+            assert!(!String::from_utf8_lossy(&v).contains(&id_text), "{k} still refers to the deleted task");
+        }
+    }
+    assert!(store.get(keep).await.unwrap().is_some(), "the other task is untouched");
+}
+
+/// Two gateway instances (two store objects) share one owner's quota through Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_instances_share_the_owner_quota() {
+    let backend = Redis::new();
+    let limits = QueueLimits { max_per_owner: 2, ..QueueLimits::default() };
+    let opts = StoreOptions { limits, ..StoreOptions::default() };
+    let a = backend.open_with(ttls(LONG, LONG), opts.clone()).await;
+    let b = backend.open_with(ttls(LONG, LONG), opts).await;
+    submit(&a, "alice").await;
+    let on_b = submit(&b, "alice").await;
+    for store in [&a, &b] {
+        let inp = input("alice");
+        let err = store.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await.unwrap_err();
+        assert!(matches!(err, StoreError::Full { scope: FullScope::Owner, .. }), "{err:?}");
+    }
+    let staged: Vec<String> = redis::cmd("KEYS").arg(format!("{}:upload:*", backend.ns)).query(&mut backend.raw()).unwrap();
+    assert!(staged.is_empty(), "a refused submit left its images behind: {staged:?}");
+    submit(&a, "bob").await;
+    assert!(a.delete("alice", on_b).await.unwrap());
+    submit(&b, "alice").await;
 }

@@ -16,13 +16,13 @@ use tokio::time::{timeout, Instant};
 const PROMPT: Duration = Duration::from_secs(5);
 
 /// A private `redis-server` child process, killed when dropped (also on test failure).
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     port: u16,
 }
 
 impl Server {
-    fn start(port: u16) -> Self {
+    pub(crate) fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -32,12 +32,19 @@ impl Server {
         Self { child: Some(child), port }
     }
 
-    fn url(&self) -> String {
+    /// Sends a signal (`STOP`, `CONT`) to the server process: a hung Redis, and its recovery.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Polls PING until the server answers.
-    async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let client = redis::Client::open(self.url()).expect("url");
         loop {
@@ -85,7 +92,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
@@ -189,4 +196,46 @@ async fn connect_to_a_dead_redis_is_unavailable_promptly() {
     let outcome = timeout(PROMPT, RedisStore::connect(&url, "dead", ttls())).await.expect("connect hung");
     assert!(matches!(outcome, Err(StoreError::Unavailable(_))), "connect returned {:?}", outcome.err());
     assert!(t0.elapsed() < PROMPT);
+}
+
+/// Issue 12 finding 7: with Redis hung (SIGSTOP) a submit answers `Unavailable` (the API's 503)
+/// although Redis runs it once resumed; the client's retry with the same `Idempotency-Key`
+/// gets that task back instead of queueing a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_hung_redis_does_not_run_the_task_twice() {
+    use kycgate::tasks::store::redis::RedisOptions;
+    use kycgate::tasks::store::{Idempotency, StoreOptions, Submitted};
+    let server = Server::start(free_port());
+    server.ready().await;
+    let opts = RedisOptions { response_timeout: Duration::from_millis(500), ..RedisOptions::default() };
+    let store = RedisStore::open(&server.url(), "hung", ttls(), opts, StoreOptions::default()).await.expect("connect");
+    let key = Idempotency { key: "payment-9".into(), fingerprint: "same-form".into() };
+    // A first task loads the submit script, as on any gateway that has been up for a while
+    // (a hung EVALSHA of an unloaded script would only come back NOSCRIPT).
+    let (record, input) = task();
+    let warm = record.id;
+    store.submit(record, input).await.expect("submit while up");
+
+    server.signal("STOP");
+    let (record, input) = task();
+    let first = record.id;
+    let outcome = timeout(PROMPT, store.submit_with(record, input, Some(&key))).await.expect("submit hung");
+    server.signal("CONT");
+    assert!(matches!(outcome, Err(StoreError::Unavailable(_))), "{outcome:?}");
+
+    // Redis ran the first submit once it resumed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(store.get(first).await, Ok(Some(_))) {
+        assert!(Instant::now() < deadline, "the first submit never reached Redis: nothing to retry over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The client retries the same request: same task, nothing new queued.
+    let (record, input) = task();
+    let retried = store.submit_with(record, input, Some(&key)).await.expect("retry");
+    assert_eq!(retried, Submitted::Existing(first));
+    let mut claimed = Vec::new();
+    while let Some(c) = store.claim("w1", Duration::ZERO).await.unwrap() {
+        claimed.push(c.id);
+    }
+    assert_eq!(claimed, [warm, first], "the retry queued a second task");
 }

@@ -80,6 +80,8 @@ pub struct Options {
     pub providers_dir: PathBuf,
     /// Extra keys for the `[server]` table (e.g. `max_body_bytes = 1000`).
     pub server_toml: String,
+    /// Extra keys for the `[store]` table (e.g. `max_queued_tasks = 100`).
+    pub store_toml: String,
     /// Extra TOML appended to the generated config (routing, limits, …).
     pub extra_toml: String,
     pub lease_secs: u64,
@@ -102,6 +104,7 @@ impl Default for Options {
             namespace: namespace("e2e"),
             providers_dir: repo().join("providers"),
             server_toml: String::new(),
+            store_toml: String::new(),
             extra_toml: String::new(),
             lease_secs: 30,
             concurrency: 2,
@@ -136,6 +139,7 @@ listen = "127.0.0.1:0"
 url = "{store}"
 namespace = "{ns}"
 lease_secs = {lease}
+{store_extra}
 
 [worker]
 concurrency = {conc}
@@ -156,6 +160,7 @@ dir = "{providers}"
             conc = opts.concurrency,
             providers = opts.providers_dir.display(),
             server_extra = opts.server_toml,
+            store_extra = opts.store_toml,
             extra = opts.extra_toml,
         );
         let path = dir.path().join("gateway.toml");

@@ -5,8 +5,14 @@
 //! `Notify` that `submit` wakes. Expiry is checked lazily on access and swept every
 //! [`SWEEP_EVERY`] (on access, and by a background task when a tokio runtime is present), so
 //! KYC images do not linger in memory after their TTL even on an idle gateway.
+//!
+//! Bounded: unfinished tasks count against [`QueueLimits`] (per owner and in total, tasks and
+//! image bytes). Queued images beyond `memory_max_bytes` of RAM spill to `spill_dir` (one file
+//! per task, named by its id, deleted when the task finishes, expires or is deleted); without a
+//! spill directory that RAM bound refuses submits like the others.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -14,7 +20,9 @@ use bytes::Bytes;
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
-use super::{Claimed, QueueStats, StoreError, TaskStore, Ttls};
+use super::{
+    codec, Claimed, FullScope, Idempotency, QueueStats, StoreError, StoreOptions, Submitted, TaskStore, Ttls,
+};
 use crate::tasks::{now_ms, FailureReason, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 
 /// How often expired entries are swept out (lazy expiry covers reads in between).
@@ -32,6 +40,7 @@ struct Shared {
     /// Woken on every submit so parked `claim` calls look again.
     submitted: Notify,
     ttls: Ttls,
+    opts: StoreOptions,
 }
 
 /// A value with its expiry deadline.
@@ -44,6 +53,19 @@ impl<T> Expiring<T> {
     fn live(&self, now: Instant) -> bool {
         self.expires > now
     }
+}
+
+/// Where a queued input's images are.
+enum Held {
+    Ram(TaskInput),
+    /// In a spill file (see `codec::to_file`).
+    Spilled(PathBuf),
+}
+
+/// A queued input and what it costs.
+struct StoredInput {
+    held: Held,
+    bytes: u64,
 }
 
 /// A submitted task no worker has taken yet.
@@ -61,36 +83,122 @@ struct Lease {
     deliveries: u32,
 }
 
+/// What an unfinished task counts against the bounds.
+struct Inflight {
+    owner: String,
+    bytes: u64,
+}
+
+/// An idempotency key's task, and the request fingerprint it was first used with.
+struct KeyUse {
+    fingerprint: String,
+    task: TaskId,
+}
+
 #[derive(Default)]
 struct State {
     records: HashMap<TaskId, Expiring<TaskRecord>>,
-    inputs: HashMap<TaskId, Expiring<TaskInput>>,
+    inputs: HashMap<TaskId, Expiring<StoredInput>>,
     media: HashMap<String, Expiring<Bytes>>,
+    /// Media keys stored for each task (deleted with it).
+    task_media: HashMap<TaskId, Vec<String>>,
     faces: HashMap<(String, String), Expiring<Bytes>>,
     /// Undelivered tasks, oldest first.
     queue: VecDeque<Queued>,
     /// Delivered, unfinished tasks by delivery sequence number (the receipt), oldest first.
     leases: BTreeMap<u64, Lease>,
+    /// Unfinished tasks, with the totals the bounds check.
+    inflight: HashMap<TaskId, Inflight>,
+    inflight_bytes: u64,
+    per_owner: HashMap<String, u64>,
+    /// Image bytes of inputs held in RAM (not spilled).
+    ram_bytes: u64,
+    /// `(owner, key)` → its task.
+    keys: HashMap<(String, String), Expiring<KeyUse>>,
     next_seq: u64,
     last_sweep: Option<Instant>,
+}
+
+/// A task taken from the queue, its input possibly still on disk.
+struct Taken {
+    id: TaskId,
+    seq: u64,
+    deliveries: u32,
+    input: Result<TaskInput, PathBuf>,
 }
 
 // === impl MemoryStore ===
 
 impl MemoryStore {
-    /// A new empty store. When called inside a tokio runtime it also spawns a sweeper task
-    /// that ends when the last clone of the store is dropped.
+    /// A new empty store with default bounds and no spilling. When called inside a tokio
+    /// runtime it also spawns a sweeper task that ends when the last clone is dropped.
     pub fn new(ttls: Ttls) -> Self {
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), submitted: Notify::new(), ttls });
+        Self::with_options(ttls, StoreOptions::default())
+    }
+
+    /// A new empty store with explicit bounds, retention and spill directory (used as is:
+    /// `open` also creates and cleans it).
+    pub fn with_options(ttls: Ttls, opts: StoreOptions) -> Self {
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), submitted: Notify::new(), ttls, opts });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(sweeper(Arc::downgrade(&shared)));
         }
         Self { shared }
     }
 
+    /// `with_options`, after preparing the spill directory: created 0700 if missing, and
+    /// emptied of spill files a previous process left (this store keeps nothing across
+    /// restarts). Only files named like task ids are removed.
+    pub fn open(ttls: Ttls, opts: StoreOptions) -> Result<Self, StoreError> {
+        if let Some(dir) = &opts.spill_dir {
+            prepare_spill_dir(dir).map_err(|e| StoreError::Unavailable(format!("spill directory: {e}")))?;
+        }
+        Ok(Self::with_options(ttls, opts))
+    }
+
     fn lease_for(ttls: &Ttls, now: Instant) -> Instant {
         now + ttls.lease
     }
+
+    fn spill_path(&self, id: TaskId) -> Option<PathBuf> {
+        self.shared.opts.spill_dir.as_ref().map(|d| d.join(id.to_string()))
+    }
+}
+
+/// Creates `dir` (0700) and removes stale spill files in it.
+fn prepare_spill_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_str().is_some_and(|n| n.parse::<TaskId>().is_ok()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Writes a spill file readable by this user only; never follows or replaces an existing file.
+fn write_spill(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts.open(path)?;
+    file.write_all(bytes)
 }
 
 /// Periodically drops expired entries; exits once the store is gone.
@@ -122,31 +230,78 @@ impl State {
 
     fn sweep(&mut self, now: Instant) {
         self.last_sweep = Some(now);
-        self.records.retain(|_, r| r.live(now));
-        self.inputs.retain(|_, i| i.live(now));
+        let expired: Vec<TaskId> = self.records.iter().filter(|(_, r)| !r.live(now)).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.forget_task(id);
+        }
+        let expired: Vec<TaskId> = self.inputs.iter().filter(|(_, i)| !i.live(now)).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.drop_input(id);
+        }
         self.media.retain(|_, m| m.live(now));
         self.faces.retain(|_, f| f.live(now));
+        self.keys.retain(|_, k| k.live(now));
         // A queued or leased task whose record expired can never be reported: forget it.
         let records = &self.records;
         self.queue.retain(|q| records.contains_key(&q.id));
         self.leases.retain(|_, l| records.contains_key(&l.id));
     }
 
-    /// The live record, dropping it if it has expired.
+    /// Drops a task's input (and its spill file).
+    fn drop_input(&mut self, id: TaskId) {
+        if let Some(input) = self.inputs.remove(&id) {
+            match input.value.held {
+                Held::Ram(_) => self.ram_bytes = self.ram_bytes.saturating_sub(input.value.bytes),
+                Held::Spilled(path) => {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        tracing::warn!(task = %id, error = %e, "Could not delete a spilled input");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The task no longer counts against the queue bounds.
+    fn release(&mut self, id: TaskId) {
+        if let Some(f) = self.inflight.remove(&id) {
+            self.inflight_bytes = self.inflight_bytes.saturating_sub(f.bytes);
+            if let Some(n) = self.per_owner.get_mut(&f.owner) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_owner.remove(&f.owner);
+                }
+            }
+        }
+    }
+
+    /// Forgets everything of a task but its queue position and lease (which die with the
+    /// record: `take_next` and the sweep skip them).
+    fn forget_task(&mut self, id: TaskId) {
+        self.records.remove(&id);
+        self.drop_input(id);
+        self.release(id);
+        for key in self.task_media.remove(&id).unwrap_or_default() {
+            self.media.remove(&key);
+        }
+    }
+
+    /// The live record, dropping the task if it has expired.
     fn record_mut(&mut self, id: TaskId, now: Instant) -> Option<&mut TaskRecord> {
         if self.records.get(&id).is_some_and(|r| !r.live(now)) {
-            self.records.remove(&id);
-            self.inputs.remove(&id);
+            self.forget_task(id);
         }
         self.records.get_mut(&id).map(|r| &mut r.value)
     }
 
-    /// The live input, dropping it if it has expired.
-    fn input(&mut self, id: TaskId, now: Instant) -> Option<TaskInput> {
+    /// The live input (or its spill file), dropping it if it has expired.
+    fn input(&mut self, id: TaskId, now: Instant) -> Option<Result<TaskInput, PathBuf>> {
         if self.inputs.get(&id).is_some_and(|i| !i.live(now)) {
-            self.inputs.remove(&id);
+            self.drop_input(id);
         }
-        self.inputs.get(&id).map(|i| i.value.clone())
+        self.inputs.get(&id).map(|i| match &i.value.held {
+            Held::Ram(input) => Ok(input.clone()),
+            Held::Spilled(path) => Err(path.clone()),
+        })
     }
 
     /// Checks that `worker` holds the delivery named by `seq` for task `id`.
@@ -157,13 +312,14 @@ impl State {
         }
     }
 
-    /// Fails a task whose input expired before it could run (it is never handed out).
-    fn fail_expired(&mut self, id: TaskId, now: Instant) {
-        self.inputs.remove(&id);
+    /// Fails a task that cannot run (input expired or unreadable); it is never handed out.
+    fn fail(&mut self, id: TaskId, reason: FailureReason, now: Instant) {
+        self.drop_input(id);
+        self.release(id);
         if let Some(rec) = self.record_mut(id, now) {
             if rec.status.can_become(TaskStatus::Failure) {
                 rec.status = TaskStatus::Failure;
-                rec.outcome = Some(FailureReason::InputExpired.into());
+                rec.outcome = Some(reason.into());
                 rec.updated_ms = now_ms();
             }
         }
@@ -171,7 +327,7 @@ impl State {
 
     /// Hands the next task to `worker`: first a delivery whose lease expired (reclaim), then
     /// the oldest undelivered task. Tasks whose input expired are failed and skipped.
-    fn take_next(&mut self, worker: &str, now: Instant, ttls: &Ttls) -> Option<Claimed> {
+    fn take_next(&mut self, worker: &str, now: Instant, ttls: &Ttls) -> Option<Taken> {
         // Reclaim: the oldest delivery whose holder stopped heartbeating.
         while let Some(seq) = self.leases.iter().find(|(_, l)| l.until <= now).map(|(s, _)| *s) {
             let id = self.leases[&seq].id;
@@ -181,10 +337,10 @@ impl State {
                     lease.worker = worker.to_owned();
                     lease.until = MemoryStore::lease_for(ttls, now);
                     lease.deliveries += 1;
-                    return Some(Claimed { id, input, deliveries: lease.deliveries, receipt: seq.to_string() });
+                    return Some(Taken { id, seq, deliveries: lease.deliveries, input });
                 }
                 _ => {
-                    self.fail_expired(id, now);
+                    self.fail(id, FailureReason::InputExpired, now);
                     self.leases.remove(&seq);
                 }
             }
@@ -195,13 +351,13 @@ impl State {
                 continue;
             }
             let Some(input) = self.input(q.id, now) else {
-                self.fail_expired(q.id, now);
+                self.fail(q.id, FailureReason::InputExpired, now);
                 continue;
             };
             let lease =
                 Lease { id: q.id, worker: worker.to_owned(), until: MemoryStore::lease_for(ttls, now), deliveries: 1 };
             self.leases.insert(q.seq, lease);
-            return Some(Claimed { id: q.id, input, deliveries: 1, receipt: q.seq.to_string() });
+            return Some(Taken { id: q.id, seq: q.seq, deliveries: 1, input });
         }
         None
     }
@@ -209,30 +365,104 @@ impl State {
     fn earliest_lease_expiry(&self) -> Option<Instant> {
         self.leases.values().map(|l| l.until).min()
     }
+
+    /// The bound `owner`'s next task of `bytes` would cross, if any.
+    fn over_bound(&self, owner: &str, bytes: u64, opts: &StoreOptions, in_ram: bool) -> Option<FullScope> {
+        let limits = &opts.limits;
+        if self.per_owner.get(owner).copied().unwrap_or(0) >= limits.max_per_owner {
+            return Some(FullScope::Owner);
+        }
+        let tasks = self.inflight.len() as u64;
+        let over_ram = in_ram && self.ram_bytes.saturating_add(bytes) > opts.memory_max_bytes;
+        if tasks >= limits.max_tasks || self.inflight_bytes.saturating_add(bytes) > limits.max_bytes || over_ram {
+            return Some(FullScope::Queue);
+        }
+        None
+    }
 }
 
 // === impl TaskStore for MemoryStore ===
 
 #[async_trait::async_trait]
 impl TaskStore for MemoryStore {
-    async fn submit(&self, record: TaskRecord, input: TaskInput) -> Result<(), StoreError> {
-        let now = Instant::now();
-        let expires = now + self.shared.ttls.task;
+    async fn submit_with(
+        &self,
+        record: TaskRecord,
+        input: TaskInput,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Submitted, StoreError> {
+        let opts = &self.shared.opts;
         let id = record.id;
+        let bytes = input.upload.image_bytes();
+        // Past the RAM bound, the images go to a spill file, written before the state is
+        // locked (file IO never holds the lock); a refused submit removes it again.
+        let ram_full = self.shared.state.lock().await.ram_bytes.saturating_add(bytes) > opts.memory_max_bytes;
+        let spilled = match self.spill_path(id).filter(|_| ram_full) {
+            Some(path) => {
+                let file = codec::to_file(&input);
+                let target = path.clone();
+                tokio::task::spawn_blocking(move || write_spill(&target, &file))
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                    .map_err(|e| StoreError::Unavailable(format!("spill file: {e}")))?;
+                Some(path)
+            }
+            None => None,
+        };
+        let discard = || {
+            if let Some(path) = &spilled {
+                let _ = std::fs::remove_file(path);
+            }
+        };
+
+        let now = Instant::now();
+        let ttl = opts.task_ttl(&self.shared.ttls, &input.owner);
+        let expires = now + ttl;
         {
             let mut st = self.shared.state.lock().await;
             st.sweep_if_due(now);
-            if let Some(existing) = st.record_mut(id, now) {
-                return Err(StoreError::IllegalTransition { from: existing.status, to: TaskStatus::Pending });
+            let key = idempotency.map(|k| (input.owner.clone(), k.key.clone()));
+            if let (Some(k), Some(idem)) = (&key, idempotency) {
+                if let Some(used) = st.keys.get(k).filter(|u| u.live(now)) {
+                    discard();
+                    return if used.value.fingerprint == idem.fingerprint {
+                        Ok(Submitted::Existing(used.value.task))
+                    } else {
+                        Err(StoreError::IdempotencyConflict)
+                    };
+                }
             }
+            if let Some(existing) = st.record_mut(id, now) {
+                let from = existing.status;
+                discard();
+                return Err(StoreError::IllegalTransition { from, to: TaskStatus::Pending });
+            }
+            if let Some(scope) = st.over_bound(&input.owner, bytes, opts, spilled.is_none()) {
+                discard();
+                return Err(StoreError::Full { scope, retry_after: opts.limits.retry_after });
+            }
+            if let (Some(k), Some(idem)) = (key, idempotency) {
+                let used = KeyUse { fingerprint: idem.fingerprint.clone(), task: id };
+                st.keys.insert(k, Expiring { value: used, expires: now + opts.idempotency_ttl });
+            }
+            st.inflight.insert(id, Inflight { owner: input.owner.clone(), bytes });
+            st.inflight_bytes += bytes;
+            *st.per_owner.entry(input.owner.clone()).or_default() += 1;
+            let held = match spilled {
+                Some(path) => Held::Spilled(path),
+                None => {
+                    st.ram_bytes += bytes;
+                    Held::Ram(input)
+                }
+            };
             st.records.insert(id, Expiring { value: record, expires });
-            st.inputs.insert(id, Expiring { value: input, expires });
+            st.inputs.insert(id, Expiring { value: StoredInput { held, bytes }, expires });
             let seq = st.next_seq;
             st.next_seq += 1;
             st.queue.push_back(Queued { seq, id, enqueued: now });
         }
         self.shared.submitted.notify_waiters();
-        Ok(())
+        Ok(Submitted::Created)
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -250,15 +480,37 @@ impl TaskStore for MemoryStore {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
-            let next_lease_expiry = {
+            let (taken, next_lease_expiry) = {
                 let now = Instant::now();
                 let mut st = self.shared.state.lock().await;
                 st.sweep_if_due(now);
-                if let Some(claimed) = st.take_next(worker, now, &self.shared.ttls) {
-                    return Ok(Some(claimed));
-                }
-                st.earliest_lease_expiry()
+                (st.take_next(worker, now, &self.shared.ttls), st.earliest_lease_expiry())
             };
+            if let Some(taken) = taken {
+                let input = match taken.input {
+                    Ok(input) => Ok(input),
+                    // A spilled input is read with the lock released.
+                    Err(path) => match tokio::fs::read(&path).await {
+                        Ok(file) => codec::from_file(Bytes::from(file)),
+                        Err(e) => Err(StoreError::Corrupt(e.to_string())),
+                    },
+                };
+                match input {
+                    Ok(input) => {
+                        let receipt = taken.seq.to_string();
+                        return Ok(Some(Claimed { id: taken.id, input, deliveries: taken.deliveries, receipt }));
+                    }
+                    Err(e) => {
+                        tracing::warn!(task = %taken.id, error = %e, "Spilled task input is unreadable; failing the task");
+                        let mut st = self.shared.state.lock().await;
+                        if st.check_lease(taken.seq, taken.id, worker).is_ok() {
+                            st.fail(taken.id, FailureReason::InputCorrupt, Instant::now());
+                            st.leases.remove(&taken.seq);
+                        }
+                        continue;
+                    }
+                }
+            }
             if Instant::now() >= deadline {
                 return Ok(None);
             }
@@ -305,7 +557,8 @@ impl TaskStore for MemoryStore {
             // The record expired: nothing to write, but drop the delivery if we hold it.
             if st.check_lease(seq, claimed.id, worker).is_ok() {
                 st.leases.remove(&seq);
-                st.inputs.remove(&claimed.id);
+                st.drop_input(claimed.id);
+                st.release(claimed.id);
             }
             return Err(StoreError::NotFound);
         };
@@ -317,9 +570,30 @@ impl TaskStore for MemoryStore {
         rec.status = status;
         rec.outcome = Some(outcome);
         rec.updated_ms = now_ms();
-        st.inputs.remove(&claimed.id);
+        st.drop_input(claimed.id);
+        st.release(claimed.id);
         st.leases.remove(&seq);
         Ok(())
+    }
+
+    async fn delete(&self, owner: &str, id: TaskId) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut st = self.shared.state.lock().await;
+        if st.record_mut(id, now).is_none_or(|r| r.owner != owner) {
+            return Ok(false);
+        }
+        st.forget_task(id);
+        st.queue.retain(|q| q.id != id);
+        st.leases.retain(|_, l| l.id != id);
+        st.keys.retain(|_, k| k.value.task != id);
+        Ok(true)
+    }
+
+    async fn erase_faces(&self, owner: &str) -> Result<u64, StoreError> {
+        let mut st = self.shared.state.lock().await;
+        let before = st.faces.len();
+        st.faces.retain(|(o, _), _| o != owner);
+        Ok((before - st.faces.len()) as u64)
     }
 
     async fn put_media(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
@@ -327,6 +601,20 @@ impl TaskStore for MemoryStore {
         let mut st = self.shared.state.lock().await;
         st.sweep_if_due(now);
         st.media.insert(key.to_owned(), Expiring { value: bytes, expires: now + self.shared.ttls.task });
+        Ok(())
+    }
+
+    async fn put_task_media(&self, task: TaskId, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut st = self.shared.state.lock().await;
+        st.sweep_if_due(now);
+        if st.record_mut(task, now).is_none() {
+            return Err(StoreError::NotFound);
+        }
+        // The portrait lives as long as its task (per-owner retention included).
+        let expires = st.records.get(&task).map_or(now, |r| r.expires);
+        st.media.insert(key.to_owned(), Expiring { value: bytes, expires });
+        st.task_media.entry(task).or_default().push(key.to_owned());
         Ok(())
     }
 
@@ -407,6 +695,8 @@ mod tests {
         let rec = store.get(id).await.unwrap().unwrap();
         assert_eq!(rec.status, TaskStatus::Failure);
         assert_eq!(rec.outcome, Some(TaskOutcome::Failed { reason: FailureReason::InputExpired }));
+        let st = store.shared.state.lock().await;
+        assert!(st.inflight.is_empty() && st.per_owner.is_empty(), "a failed task frees its quota");
     }
 
     #[tokio::test]
@@ -421,6 +711,86 @@ mod tests {
         let st = store.shared.state.lock().await;
         assert!(!st.inputs.contains_key(&id));
         assert!(st.leases.is_empty());
+        assert_eq!((st.ram_bytes, st.inflight_bytes, st.inflight.len()), (0, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn inputs_past_the_ram_bound_spill_to_private_files_removed_when_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("spill");
+        // A stale spill file from a previous process is removed at open; other files stay.
+        std::fs::create_dir(&spill).unwrap();
+        let stale = spill.join(TaskId::new().to_string());
+        std::fs::write(&stale, b"old").unwrap();
+        std::fs::write(spill.join("keep.txt"), b"not ours").unwrap();
+        let opts = StoreOptions { memory_max_bytes: 6, spill_dir: Some(spill.clone()), ..StoreOptions::default() };
+        let store = MemoryStore::open(ttls(3_600_000, 60_000), opts).unwrap();
+        assert!(!stale.exists() && spill.join("keep.txt").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&spill).unwrap().permissions().mode() & 0o777, 0o700);
+        }
+
+        let (a, b) = (TaskId::new(), TaskId::new());
+        for id in [a, b] {
+            let inp = input();
+            store.submit(TaskRecord::new(id, &inp, now_ms()), inp).await.unwrap();
+        }
+        // 4 bytes fit in RAM; the second input would make 8 > 6 and went to disk.
+        assert!(!spill.join(a.to_string()).exists());
+        let file = spill.join(b.to_string());
+        assert!(file.exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert_eq!(store.shared.state.lock().await.ram_bytes, 4);
+        let first = store.claim("w1", Duration::ZERO).await.unwrap().unwrap();
+        let second = store.claim("w1", Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!((first.id, second.id), (a, b));
+        assert_eq!(second.input, input(), "read back intact from its file");
+        store.complete("w1", &second, TaskOutcome::Passed { data: Default::default() }).await.unwrap();
+        assert!(!file.exists(), "the spill file goes with the task");
+        assert!(store.delete("alice", a).await.unwrap());
+        assert_eq!(store.shared.state.lock().await.ram_bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn a_thousand_queued_uploads_keep_ram_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let bound = 100 * 1024;
+        let opts = StoreOptions { memory_max_bytes: bound, spill_dir: Some(dir.path().join("s")), ..StoreOptions::default() };
+        let store = MemoryStore::open(ttls(3_600_000, 60_000), opts).unwrap();
+        let image = Bytes::from(vec![7u8; 10 * 1024]);
+        for _ in 0..1000 {
+            let inp = TaskInput { upload: ServiceInput::FaceLiveness { selfie: image.clone() }, ..input() };
+            store.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await.unwrap();
+        }
+        {
+            let st = store.shared.state.lock().await;
+            assert!(st.ram_bytes <= bound, "{} bytes of images in RAM", st.ram_bytes);
+            assert_eq!(st.inflight_bytes, 1000 * 10 * 1024);
+        }
+        assert_eq!(std::fs::read_dir(dir.path().join("s")).unwrap().count(), 990);
+        for _ in 0..1000 {
+            let c = store.claim("w1", Duration::ZERO).await.unwrap().unwrap();
+            assert_eq!(c.input.upload, ServiceInput::FaceLiveness { selfie: image.clone() });
+            store.complete("w1", &c, TaskOutcome::Passed { data: Default::default() }).await.unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path().join("s")).unwrap().count(), 0, "every spill file deleted");
+    }
+
+    #[tokio::test]
+    async fn without_a_spill_dir_the_ram_bound_refuses() {
+        let opts = StoreOptions { memory_max_bytes: 6, ..StoreOptions::default() };
+        let store = MemoryStore::with_options(ttls(3_600_000, 60_000), opts);
+        let inp = input();
+        store.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await.unwrap();
+        let inp = input();
+        let err = store.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await.unwrap_err();
+        assert!(matches!(err, StoreError::Full { scope: FullScope::Queue, .. }), "{err:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,9 +5,12 @@
 //! [`memory::MemoryStore`] (embedded default, one node) and [`redis::RedisStore`] (production,
 //! many gateway instances; at-least-once delivery through a Redis Stream consumer group).
 
+mod codec;
 pub mod memory;
 pub mod redis;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +36,101 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// A queue bound is reached ([`QueueLimits`]): nothing was stored; retry after a while.
+    #[error("queue full ({scope}): retry after {retry_after:?}")]
+    Full { scope: FullScope, retry_after: Duration },
+    /// The idempotency key was already used by this owner for a different request.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyConflict,
+}
+
+/// Which bound refused a submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullScope {
+    /// The owner has `max_queued_per_owner` unfinished tasks.
+    Owner,
+    /// The store holds `max_queued_tasks` unfinished tasks or `max_queued_bytes` of their images.
+    Queue,
+}
+
+impl std::fmt::Display for FullScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Owner => "owner",
+            Self::Queue => "queue",
+        })
+    }
+}
+
+/// Bounds on unfinished (queued or running) tasks: past them `submit` is `Full`, so a burst
+/// of uploads costs the store a known amount, not all of its memory.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Unfinished tasks in the store (per instance for memory, in total for Redis).
+    pub max_tasks: u64,
+    /// Their image bytes (likewise).
+    pub max_bytes: u64,
+    /// Unfinished tasks of one owner (held across instances on Redis).
+    pub max_per_owner: u64,
+    /// What a refused client is told to wait (`Retry-After`).
+    pub retry_after: Duration,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self { max_tasks: 10_000, max_bytes: 4 << 30, max_per_owner: 1_000, retry_after: Duration::from_secs(5) }
+    }
+}
+
+/// What a store needs besides its lifetimes: bounds, per-owner retention, idempotency window,
+/// and (memory store) where queued images go past a RAM bound.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub limits: QueueLimits,
+    /// Per-owner task TTL overriding `Ttls::task` (records, inputs, portraits).
+    pub retention: HashMap<String, Duration>,
+    /// How long an `Idempotency-Key` maps to its task.
+    pub idempotency_ttl: Duration,
+    /// Memory store: image bytes of queued inputs held in RAM; past it inputs spill to
+    /// `spill_dir`, or (without one) submits are `Full`.
+    pub memory_max_bytes: u64,
+    /// Memory store: directory for spilled inputs (created 0700, files named by task id).
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            limits: QueueLimits::default(),
+            retention: HashMap::new(),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            memory_max_bytes: 1 << 30,
+            spill_dir: None,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The task TTL for `owner`: its retention rule, else the global one.
+    pub fn task_ttl(&self, ttls: &Ttls, owner: &str) -> Duration {
+        self.retention.get(owner).copied().unwrap_or(ttls.task)
+    }
+}
+
+/// A client's `Idempotency-Key` with a fingerprint of its request (hash of the form fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// What `submit_with` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// The task was stored and queued.
+    Created,
+    /// The idempotency key already names this task (same request): nothing was stored.
+    Existing(TaskId),
 }
 
 /// A task handed to one worker. The worker must `complete` it or keep it alive with `heartbeat`;
@@ -72,7 +170,28 @@ impl Default for Ttls {
 #[async_trait::async_trait]
 pub trait TaskStore: Send + Sync + 'static {
     /// Saves a new Pending record and its input, and queues it for a worker.
-    async fn submit(&self, record: TaskRecord, input: TaskInput) -> Result<(), StoreError>;
+    async fn submit(&self, record: TaskRecord, input: TaskInput) -> Result<(), StoreError> {
+        self.submit_with(record, input, None).await.map(|_| ())
+    }
+
+    /// `submit` with the queue bounds and an optional idempotency key, in one atomic step:
+    /// a key already used by the owner with the same fingerprint gives back its task
+    /// (`Existing`, nothing stored), with another fingerprint `IdempotencyConflict`; a bound
+    /// reached is `Full`. The key is remembered for `StoreOptions::idempotency_ttl`.
+    async fn submit_with(
+        &self,
+        record: TaskRecord,
+        input: TaskInput,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Submitted, StoreError>;
+
+    /// Deletes `owner`'s task at once: record, input, queue entry, portraits, idempotency key.
+    /// `false` when there is no such task or it is someone else's (indistinguishable).
+    /// A worker still running it loses its lease and writes nothing.
+    async fn delete(&self, owner: &str, id: TaskId) -> Result<bool, StoreError>;
+
+    /// Erases every face `owner` registered; returns how many there were.
+    async fn erase_faces(&self, owner: &str) -> Result<u64, StoreError>;
 
     /// The record, if it exists and has not expired.
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
@@ -95,6 +214,9 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Stores a media object (portrait JPEG) under an unguessable key, with the task TTL.
     async fn put_media(&self, key: &str, bytes: Bytes) -> Result<(), StoreError>;
+    /// Stores a media object belonging to task `task`: it expires with the task and is deleted
+    /// with it. `NotFound` (nothing stored) when the task is gone (expired or deleted).
+    async fn put_task_media(&self, task: TaskId, key: &str, bytes: Bytes) -> Result<(), StoreError>;
     async fn get_media(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
 
     /// Registered faces for `register_face` / `authenticate_face`, scoped by owner.

@@ -2,12 +2,19 @@
 //! once through a Redis Stream consumer group, one Lua script per transition.
 //!
 //! The queue protocol (all keys from [`keys`], all scripts in `lua/`):
-//! - `submit`: record + input + `XADD` in one script.
-//! - `claim`: first `reclaim.lua` (`XAUTOCLAIM` entries idle longer than the lease), then
-//!   `XREADGROUP … BLOCK` for new entries on a dedicated connection (a blocking read would
-//!   stall every other command multiplexed on the shared one).
+//! - the consumer group is created once, at connect (and again only on a `NOGROUP` error, after
+//!   Redis lost its data).
+//! - `submit`: idempotency key, queue bounds, record + input (raw image bytes in a hash) +
+//!   `XADD` + in-flight counts in one script.
+//! - `claim`: a task from the local list of reclaimable entries (filled every lease/4 by one
+//!   `XPENDING … IDLE` sweep per instance, taken one at a time with `XCLAIM`'s min-idle check),
+//!   else `XREADGROUP … BLOCK` for new entries on a pooled connection (a blocking read would
+//!   stall every other command multiplexed on the shared one). O(1) commands per task, however
+//!   many tasks are in flight.
 //! - `heartbeat`: `XCLAIM … JUSTID` by the current holder resets the entry's idle time.
-//! - `complete`: status + outcome written, input deleted, entry `XACK`ed and `XDEL`ed at once.
+//! - `complete`: status + outcome written, input deleted, entry `XACK`ed and `XDEL`ed, in-flight
+//!   counts released at once.
+//! - `delete`: record, input, entry, portraits and idempotency key of one task at once.
 //!
 //! Every Redis failure is [`StoreError::Unavailable`]; the [`ConnectionManager`] reconnects on
 //! the next call, so the same store object works again once Redis is back.
@@ -15,8 +22,9 @@
 mod keys;
 mod scripts;
 
+use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,7 +35,9 @@ use tokio::time::Instant;
 
 use self::keys::{Keys, GROUP, TASK_FIELD};
 use self::scripts::{Scripts, Verdict};
-use super::{Claimed, QueueStats, StoreError, TaskStore, Ttls};
+use super::{
+    codec, Claimed, FullScope, Idempotency, QueueStats, StoreError, StoreOptions, Submitted, TaskStore, Ttls,
+};
 use crate::tasks::{now_ms, FailureReason, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 
 /// Connection tuning. The defaults keep every call bounded when Redis is down.
@@ -41,7 +51,8 @@ pub struct RedisOptions {
     /// `Unavailable`. Default 0: fail fast (an API answers 503 at once, a worker backs off)
     /// and let the next call reconnect.
     pub reconnect_retries: usize,
-    /// Idle blocking-read connections kept for `claim` (one is busy per waiting worker).
+    /// Idle blocking-read connections kept for `claim` (one is busy per waiting worker): set it
+    /// to the instance's worker concurrency so claims never open connections in steady state.
     pub max_idle_blocking: usize,
 }
 
@@ -73,6 +84,10 @@ struct Inner {
     scripts: Scripts,
     ttls: Ttls,
     opts: RedisOptions,
+    store: StoreOptions,
+    /// Entries the last sweep found idle past the lease, oldest first (candidates only:
+    /// `reclaim.lua` re-checks each).
+    reclaimable: StdMutex<VecDeque<String>>,
 }
 
 /// Maps a Redis failure to the store's error: undecodable replies are `Corrupt`, everything
@@ -103,8 +118,20 @@ impl RedisStore {
         Self::connect_with(url, namespace, ttls, RedisOptions::default()).await
     }
 
-    /// Connects with explicit connection tuning.
+    /// Connects with explicit connection tuning (default bounds and retention).
     pub async fn connect_with(url: &str, namespace: &str, ttls: Ttls, opts: RedisOptions) -> Result<Self, StoreError> {
+        Self::open(url, namespace, ttls, opts, StoreOptions::default()).await
+    }
+
+    /// Connects with connection tuning, queue bounds and retention; creates the consumer group
+    /// and, inside a tokio runtime, starts the reclaim sweep (it ends with the last clone).
+    pub async fn open(
+        url: &str,
+        namespace: &str,
+        ttls: Ttls,
+        opts: RedisOptions,
+        store: StoreOptions,
+    ) -> Result<Self, StoreError> {
         let client = Client::open(url).map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(opts.connect_timeout)
@@ -121,8 +148,59 @@ impl RedisStore {
             scripts: Scripts::load(),
             ttls,
             opts,
+            store,
+            reclaimable: StdMutex::new(VecDeque::new()),
         };
-        Ok(Self { inner: Arc::new(inner) })
+        let this = Self { inner: Arc::new(inner) };
+        this.ensure_group().await?;
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(reclaim_sweep(Arc::downgrade(&this.inner)));
+        }
+        Ok(this)
+    }
+
+    /// Creates the consumer group (and the stream) if missing. Starting at 0 delivers every
+    /// entry still in the stream: acknowledged entries are always deleted, so none twice.
+    async fn ensure_group(&self) -> Result<(), StoreError> {
+        let created: Result<(), RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.inner.keys.queue())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn())
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(store_error(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Finds deliveries idle past the lease (one `XPENDING … IDLE` for the whole instance) and
+    /// replaces the local candidate list with them.
+    async fn sweep_reclaimable(&self) -> Result<(), StoreError> {
+        let pending: Result<Vec<(String, String, u64, u64)>, RedisError> = redis::cmd("XPENDING")
+            .arg(self.inner.keys.queue())
+            .arg(GROUP)
+            .arg("IDLE")
+            .arg(millis(self.inner.ttls.lease))
+            .arg("-")
+            .arg("+")
+            .arg(RECLAIM_BATCH)
+            .query_async(&mut self.conn())
+            .await;
+        let pending = match pending {
+            Ok(p) => p,
+            Err(e) if e.code() == Some("NOGROUP") => return self.ensure_group().await,
+            Err(e) => return Err(store_error(e)),
+        };
+        let mut list = self.inner.reclaimable.lock().unwrap_or_else(|p| p.into_inner());
+        *list = pending.into_iter().map(|(entry, ..)| entry).collect();
+        Ok(())
+    }
+
+    fn next_reclaimable(&self) -> Option<String> {
+        self.inner.reclaimable.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -131,7 +209,7 @@ impl RedisStore {
 
     /// How long one blocking read waits before `claim` looks for reclaimable work again.
     fn poll_interval(&self) -> Duration {
-        (self.inner.ttls.lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+        sweep_interval(&self.inner.ttls)
     }
 
     /// An idle blocking-read connection, or a new one.
@@ -176,9 +254,10 @@ impl RedisStore {
                     self.return_blocking(conn);
                     break reply;
                 }
-                // The group vanished (Redis restarted empty): the next reclaim recreates it.
+                // The group vanished (Redis restarted empty): recreate it, read again next time.
                 Ok(Err(e)) if e.code() == Some("NOGROUP") => {
                     self.return_blocking(conn);
+                    self.ensure_group().await?;
                     return Ok(None);
                 }
                 // An idle pooled connection may have died with a previous server: retry once
@@ -221,16 +300,15 @@ impl RedisStore {
             self.drop_entry(&entry).await?;
             return Ok(None);
         };
-        let stored: Option<String> = self.conn().get(self.inner.keys.input(id)).await.map_err(store_error)?;
-        let failure = match stored.map(|json| serde_json::from_str::<TaskInput>(&json)) {
+        let failure = match self.read_input(id).await? {
             Some(Ok(input)) => return Ok(Some(Claimed { id, input, deliveries, receipt: entry })),
-            Some(Err(_)) => {
-                tracing::warn!(task = %id, "Stored task input is undecodable; failing the task");
+            Some(Err(e)) => {
+                tracing::warn!(task = %id, error = %e, "Stored task input is undecodable; failing the task");
                 FailureReason::InputCorrupt
             }
             None => FailureReason::InputExpired,
         };
-        match self.finish(worker, id, &entry, &failure.into()).await {
+        match self.finish(worker, id, &entry, &failure.into(), None).await {
             Ok(()) | Err(StoreError::NotFound | StoreError::LeaseLost | StoreError::IllegalTransition { .. }) => {
                 Ok(None)
             }
@@ -238,8 +316,40 @@ impl RedisStore {
         }
     }
 
-    /// Runs `complete.lua` for the delivery `receipt` of task `id`.
-    async fn finish(&self, worker: &str, id: TaskId, receipt: &str, outcome: &TaskOutcome) -> Result<(), StoreError> {
+    /// The stored input of `id`: `None` when gone, `Some(Err)` when undecodable (an input in
+    /// the pre-hash format, a JSON string with base64 images, is such a case: `WRONGTYPE`).
+    async fn read_input(&self, id: TaskId) -> Result<Option<Result<TaskInput, StoreError>>, StoreError> {
+        let fields: Result<HashMap<String, Vec<u8>>, RedisError> =
+            self.conn().hgetall(self.inner.keys.input(id)).await;
+        let mut fields = match fields {
+            Ok(f) if f.is_empty() => return Ok(None),
+            Ok(f) => f,
+            Err(e) if e.code() == Some("WRONGTYPE") => {
+                return Ok(Some(Err(StoreError::Corrupt("input stored in an older format".into()))))
+            }
+            Err(e) => return Err(store_error(e)),
+        };
+        let Some(header) = fields.remove(codec::HEADER_FIELD) else {
+            return Ok(Some(Err(StoreError::Corrupt("input without header".into()))));
+        };
+        Ok(Some(codec::join(&header, |role| fields.remove(&format!("{}{role}", codec::IMAGE_FIELD_PREFIX)).map(Bytes::from))))
+    }
+
+    /// The owner's in-flight set prefix for scripts.
+    fn owner_prefix(&self) -> String {
+        self.inner.keys.owner_inflight_prefix()
+    }
+
+    /// Runs `complete.lua` for the delivery `receipt` of task `id` (of `owner`, when known: it
+    /// saves the script reading it from the record).
+    async fn finish(
+        &self,
+        worker: &str,
+        id: TaskId,
+        receipt: &str,
+        outcome: &TaskOutcome,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         let keys = &self.inner.keys;
         let status = outcome.status();
         let outcome = serde_json::to_string(outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -250,12 +360,17 @@ impl RedisStore {
             .key(keys.record(id))
             .key(keys.input(id))
             .key(keys.queue())
+            .key(keys.inflight())
+            .key(keys.inflight_bytes())
             .arg(GROUP)
             .arg(receipt)
             .arg(worker)
             .arg(status.as_str())
             .arg(outcome)
             .arg(now_ms())
+            .arg(id.to_string())
+            .arg(self.owner_prefix())
+            .arg(owner.map(|o| keys.owner_inflight(o)).unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -270,6 +385,35 @@ fn verdict_to_result(verdict: Verdict, to: TaskStatus) -> Result<(), StoreError>
         Verdict::NotFound => Err(StoreError::NotFound),
         Verdict::LeaseLost => Err(StoreError::LeaseLost),
         Verdict::Illegal(from) => Err(StoreError::IllegalTransition { from: parse_status(&from)?, to }),
+        other => Err(StoreError::Corrupt(format!("unexpected script verdict {other:?}"))),
+    }
+}
+
+/// Lifetime of a submit's staging key: only ever seen if the submit's transaction is cut off
+/// after it (`submit.lua` renames or deletes it in the same transaction).
+const STAGING_TTL: Duration = Duration::from_secs(60);
+
+/// How many reclaimable entries one sweep lists (the rest wait for the next sweep).
+const RECLAIM_BATCH: usize = 256;
+
+/// How often an instance looks for reclaimable deliveries (and how long a claim blocks on new
+/// work before it looks at what the sweep found): a quarter lease, within 50 ms..1 s.
+fn sweep_interval(ttls: &Ttls) -> Duration {
+    (ttls.lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+/// The per-instance reclaim sweep; exits once the store is dropped.
+async fn reclaim_sweep(inner: Weak<Inner>) {
+    let Some(every) = inner.upgrade().map(|i| sweep_interval(&i.ttls)) else { return };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let store = RedisStore { inner };
+        if let Err(e) = store.sweep_reclaimable().await {
+            tracing::debug!(error = %e, "Reclaim sweep failed; trying again next tick");
+        }
     }
 }
 
@@ -282,28 +426,124 @@ fn entry_ms(entry: &str) -> Option<i64> {
 
 #[async_trait::async_trait]
 impl TaskStore for RedisStore {
-    async fn submit(&self, record: TaskRecord, input: TaskInput) -> Result<(), StoreError> {
+    async fn submit_with(
+        &self,
+        record: TaskRecord,
+        input: TaskInput,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Submitted, StoreError> {
         let keys = &self.inner.keys;
-        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
-        let meta = serde_json::to_string(&record).map_err(corrupt)?;
-        let input = serde_json::to_string(&input).map_err(corrupt)?;
+        let opts = &self.inner.store;
+        let meta = serde_json::to_string(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let split = codec::split(&input);
+        let owner = &input.owner;
+        let ttl = millis(opts.task_ttl(&self.inner.ttls, owner));
+        let staging = keys.upload(record.id);
+        // The images go in with a plain HSET (Redis keeps the received bytes; through the
+        // script they would be copied twice more) to a staging key that `submit.lua` renames
+        // to the input or deletes, all in one MULTI: still one atomic step.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("HSET").arg(&staging).arg(codec::HEADER_FIELD).arg(&split.header);
+        for (role, bytes) in &split.images {
+            pipe.arg(format!("{}{role}", codec::IMAGE_FIELD_PREFIX)).arg(&bytes[..]);
+        }
+        pipe.ignore();
+        pipe.cmd("PEXPIRE").arg(&staging).arg(millis(STAGING_TTL)).ignore();
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg(self.inner.scripts.submit.get_hash())
+            .arg(8)
+            .arg(keys.record(record.id))
+            .arg(keys.input(record.id))
+            .arg(keys.queue())
+            .arg(keys.inflight())
+            .arg(keys.inflight_bytes())
+            .arg(keys.owner_inflight(owner))
+            .arg(idempotency.map_or_else(|| keys.idempotency(owner, ""), |i| keys.idempotency(owner, &i.key)))
+            .arg(&staging)
+            .arg(record.id.to_string())
+            .arg(meta)
+            .arg(owner)
+            .arg(record.updated_ms)
+            .arg(ttl)
+            .arg(input.upload.image_bytes())
+            .arg(opts.limits.max_tasks)
+            .arg(opts.limits.max_bytes)
+            .arg(opts.limits.max_per_owner)
+            .arg(idempotency.map_or("", |i| i.fingerprint.as_str()))
+            .arg(millis(opts.idempotency_ttl));
+        pipe.add_command(eval);
+        let mut conn = self.conn();
+        let mut reply: Result<(Verdict,), RedisError> = pipe.query_async(&mut conn).await;
+        if reply.as_ref().is_err_and(|e| e.kind() == ErrorKind::NoScriptError) {
+            // First use on this server (or after a restart): load the script, then once more.
+            self.inner.scripts.submit.prepare_invoke().load_async(&mut conn).await.map_err(store_error)?;
+            reply = pipe.query_async(&mut conn).await;
+        }
+        let (verdict,) = reply.map_err(store_error)?;
+        let retry_after = opts.limits.retry_after;
+        match verdict {
+            Verdict::Ok(_) => Ok(Submitted::Created),
+            Verdict::Existing(id) => {
+                TaskId::from_str(&id).map(Submitted::Existing).map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+            Verdict::Conflict => Err(StoreError::IdempotencyConflict),
+            Verdict::Full(scope) if scope == "owner" => Err(StoreError::Full { scope: FullScope::Owner, retry_after }),
+            Verdict::Full(_) => Err(StoreError::Full { scope: FullScope::Queue, retry_after }),
+            other => verdict_to_result(other, TaskStatus::Pending).map(|()| Submitted::Created),
+        }
+    }
+
+    async fn delete(&self, owner: &str, id: TaskId) -> Result<bool, StoreError> {
+        let keys = &self.inner.keys;
         let verdict: Verdict = self
             .inner
             .scripts
-            .submit
-            .key(keys.record(record.id))
-            .key(keys.input(record.id))
+            .delete
+            .key(keys.record(id))
+            .key(keys.input(id))
             .key(keys.queue())
+            .key(keys.inflight())
+            .key(keys.inflight_bytes())
             .arg(GROUP)
-            .arg(record.id.to_string())
-            .arg(meta)
-            .arg(record.updated_ms)
-            .arg(input)
-            .arg(millis(self.inner.ttls.task))
+            .arg(owner)
+            .arg(id.to_string())
+            .arg(self.owner_prefix())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
-        verdict_to_result(verdict, TaskStatus::Pending)
+        match verdict {
+            Verdict::Ok(_) => Ok(true),
+            Verdict::NotFound => Ok(false),
+            other => Err(StoreError::Corrupt(format!("unexpected script verdict {other:?}"))),
+        }
+    }
+
+    async fn erase_faces(&self, owner: &str) -> Result<u64, StoreError> {
+        // Faces are independent keys: a SCAN over the owner's names, deleted in batches.
+        let pattern = self.inner.keys.faces_of(owner);
+        let mut conn = self.conn();
+        let mut cursor: u64 = 0;
+        let mut erased = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(store_error)?;
+            if !found.is_empty() {
+                let n: u64 = redis::cmd("UNLINK").arg(&found).query_async(&mut conn).await.map_err(store_error)?;
+                erased += n;
+            }
+            if next == 0 {
+                return Ok(erased);
+            }
+            cursor = next;
+        }
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -332,21 +572,23 @@ impl TaskStore for RedisStore {
         let deadline = Instant::now() + wait;
         loop {
             // Reclaim before reading new work: a dead worker's task is the oldest in line.
-            let reclaimed: Option<(String, String, u32)> = self
-                .inner
-                .scripts
-                .reclaim
-                .key(self.inner.keys.queue())
-                .arg(GROUP)
-                .arg(worker)
-                .arg(millis(self.inner.ttls.lease))
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(store_error)?;
-            if let Some((entry, task, deliveries)) = reclaimed {
-                match self.hand_out(worker, entry, Some(task), deliveries).await? {
-                    Some(claimed) => return Ok(Some(claimed)),
-                    None => continue,
+            while let Some(candidate) = self.next_reclaimable() {
+                let reclaimed: Option<(String, String, u32)> = self
+                    .inner
+                    .scripts
+                    .reclaim
+                    .key(self.inner.keys.queue())
+                    .arg(GROUP)
+                    .arg(worker)
+                    .arg(millis(self.inner.ttls.lease))
+                    .arg(&candidate)
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(store_error)?;
+                if let Some((entry, task, deliveries)) = reclaimed {
+                    if let Some(claimed) = self.hand_out(worker, entry, Some(task), deliveries).await? {
+                        return Ok(Some(claimed));
+                    }
                 }
             }
             // Block for new work, but not past the next look for reclaimable leases.
@@ -400,12 +642,26 @@ impl TaskStore for RedisStore {
     }
 
     async fn complete(&self, worker: &str, claimed: &Claimed, outcome: TaskOutcome) -> Result<(), StoreError> {
-        self.finish(worker, claimed.id, &claimed.receipt, &outcome).await
+        self.finish(worker, claimed.id, &claimed.receipt, &outcome, Some(&claimed.input.owner)).await
     }
 
     async fn put_media(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         let opts = redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(millis(self.inner.ttls.task)));
         self.conn().set_options::<_, _, ()>(self.inner.keys.media(key), bytes.as_ref(), opts).await.map_err(store_error)
+    }
+
+    async fn put_task_media(&self, task: TaskId, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let verdict: Verdict = self
+            .inner
+            .scripts
+            .put_media
+            .key(self.inner.keys.record(task))
+            .key(self.inner.keys.media(key))
+            .arg(bytes.as_ref())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        verdict_to_result(verdict, TaskStatus::Started)
     }
 
     async fn get_media(&self, key: &str) -> Result<Option<Bytes>, StoreError> {

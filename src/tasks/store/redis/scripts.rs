@@ -13,6 +13,8 @@ pub(super) struct Scripts {
     pub(super) heartbeat: Script,
     pub(super) complete: Script,
     pub(super) queue_stats: Script,
+    pub(super) delete: Script,
+    pub(super) put_media: Script,
 }
 
 impl Scripts {
@@ -25,6 +27,8 @@ impl Scripts {
             heartbeat: with_prelude(include_str!("lua/heartbeat.lua")),
             complete: with_prelude(include_str!("lua/complete.lua")),
             queue_stats: with_prelude(include_str!("lua/queue_stats.lua")),
+            delete: with_prelude(include_str!("lua/delete.lua")),
+            put_media: with_prelude(include_str!("lua/put_media.lua")),
         }
     }
 }
@@ -36,6 +40,12 @@ pub(super) enum Verdict {
     NotFound,
     Illegal(String),
     LeaseLost,
+    /// `submit`: the idempotency key names this task already.
+    Existing(String),
+    /// `submit`: the idempotency key was used with another request.
+    Conflict,
+    /// `submit`: a queue bound (`owner` or `queue`) is reached.
+    Full(String),
 }
 
 impl redis::FromRedisValue for Verdict {
@@ -47,6 +57,9 @@ impl redis::FromRedisValue for Verdict {
             Some("NOT_FOUND") => Ok(Self::NotFound),
             Some("LEASE_LOST") => Ok(Self::LeaseLost),
             Some("ILLEGAL") => Ok(Self::Illegal(detail.unwrap_or_default())),
+            Some("EXISTING") => Ok(Self::Existing(detail.unwrap_or_default())),
+            Some("CONFLICT") => Ok(Self::Conflict),
+            Some("FULL") => Ok(Self::Full(detail.unwrap_or_default())),
             _ => Err(redis::RedisError::from((redis::ErrorKind::TypeError, "unexpected script verdict"))),
         }
     }

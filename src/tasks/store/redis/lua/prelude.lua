@@ -19,8 +19,45 @@ local function can_become(from, to)
   return to ~= 'PENDING'
 end
 
--- Creates the consumer group (and the stream) if missing. Starting at 0 delivers every entry
--- still in the stream: acknowledged entries are always deleted, so none is delivered twice.
-local function ensure_group(stream, group)
-  pcall(redis.call, 'XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+-- Escapes the key separator like `keys::escape` in Rust.
+local function escape(part)
+  return (string.gsub(string.gsub(part, '%%', '%%25'), ':', '%%3A'))
+end
+
+-- A record's owner: its `owner` field, or (records written before it existed) its meta JSON's.
+local function record_owner(record)
+  local owner = redis.call('HGET', record, 'owner')
+  if owner then
+    return owner
+  end
+  local meta = redis.call('HGET', record, 'meta')
+  if meta then
+    local ok, decoded = pcall(cjson.decode, meta)
+    if ok and type(decoded) == 'table' and type(decoded['owner']) == 'string' then
+      return decoded['owner']
+    end
+  end
+  return nil
+end
+
+-- Task `id` no longer counts against the queue bounds (in-flight set, bytes, owner set).
+local function release(inflight, bytes, owner_set, id)
+  redis.call('ZREM', inflight, id)
+  if owner_set then
+    redis.call('ZREM', owner_set, id)
+  end
+  local n = redis.call('HGET', bytes, id)
+  if n then
+    redis.call('HDEL', bytes, id)
+    redis.call('HINCRBY', bytes, '#total', -tonumber(n))
+  end
+end
+
+-- Forgets in-flight entries past their expiry (tasks that expired unfinished, e.g. queued on
+-- a crashed instance), a bounded batch per call (`now` in ms).
+local function release_expired(inflight, bytes, now)
+  local gone = redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 0, 64)
+  for _, id in ipairs(gone) do
+    release(inflight, bytes, nil, id)
+  end
 end

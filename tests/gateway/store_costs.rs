@@ -1,0 +1,117 @@
+//! What a task costs Redis, counted on a private `redis-server` (its `INFO commandstats` is
+//! ours alone): commands per task must not grow with the number of tasks in flight, since
+//! reclaiming is a per-instance sweep, not a walk of the pending list on every claim.
+//! The figures are printed (`--nocapture`) for docs/ARCHITECTURE.md.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kycgate::tasks::store::redis::{RedisOptions, RedisStore};
+use kycgate::tasks::store::{StoreOptions, TaskStore, Ttls};
+use kycgate::tasks::{now_ms, ServiceInput, TaskId, TaskInput, TaskOutcome, TaskRecord};
+
+use crate::store_outage::{free_port, Server};
+
+/// Tasks measured per scenario.
+const N: u64 = 50;
+
+fn input() -> TaskInput {
+    with_images(Bytes::from_static(&[0xff, 0xd8, 0xff, 0x01]), Bytes::from_static(&[0xff, 0xd8, 0xff, 0x02]))
+}
+
+fn with_images(selfie: Bytes, passport: Bytes) -> TaskInput {
+    TaskInput {
+        upload: ServiceInput::KycPassport { selfie, passport },
+        owner: "alice".into(),
+        extend_data: false,
+        trace_context: None,
+        base_url: None,
+    }
+}
+
+/// Calls per command since the last reset (INFO / CONFIG themselves left out).
+fn command_stats(conn: &mut redis::Connection) -> BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).expect("INFO");
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?.parse().ok()?;
+            Some((name.to_string(), calls))
+        })
+        .filter(|(name, _)| !name.starts_with("info") && !name.starts_with("config"))
+        .collect()
+}
+
+/// Runs `N` tasks through submit → claim → start → complete with `held` other deliveries
+/// in flight (claimed, not finished); returns Redis commands per task and their breakdown.
+async fn per_task(server: &Server, held: usize) -> (f64, BTreeMap<String, u64>) {
+    let (calls, _, stats) = run(server, held, input).await;
+    (calls, stats)
+}
+
+/// The loop of `per_task` with inputs from `make`; returns commands per task, Redis CPU µs per
+/// task, and the command breakdown.
+async fn run(server: &Server, held: usize, make: impl Fn() -> TaskInput) -> (f64, f64, BTreeMap<String, u64>) {
+    let ttls = Ttls { task: Duration::from_secs(600), face: Duration::from_secs(600), lease: Duration::from_secs(30) };
+    let ns = crate::support::namespace("costs");
+    let store = RedisStore::open(&server.url(), &ns, ttls, RedisOptions::default(), StoreOptions::default())
+        .await
+        .expect("connect");
+    for _ in 0..held {
+        let inp = input();
+        store.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await.expect("submit");
+        store.claim("holder", Duration::ZERO).await.expect("claim").expect("queued");
+    }
+    let mut conn = redis::Client::open(server.url()).expect("url").get_connection().expect("connect");
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut conn).expect("RESETSTAT");
+    let cpu_before = server_cpu(&mut conn);
+    for _ in 0..N {
+        let inp = make();
+        let id = TaskId::new();
+        store.submit(TaskRecord::new(id, &inp, now_ms()), inp).await.expect("submit");
+        let claimed = store.claim("w1", Duration::ZERO).await.expect("claim").expect("queued");
+        assert_eq!(claimed.id, id);
+        store.start("w1", &claimed).await.expect("start");
+        store.heartbeat("w1", &claimed).await.expect("heartbeat");
+        store.complete("w1", &claimed, TaskOutcome::Passed { data: serde_json::Map::new() }).await.expect("complete");
+    }
+    let usec = (server_cpu(&mut conn) - cpu_before) * 1e6;
+    let stats = command_stats(&mut conn);
+    let total: u64 = stats.values().sum();
+    (total as f64 / N as f64, usec / N as f64, stats)
+}
+
+/// The server process's CPU seconds (user + system) from `INFO cpu`.
+fn server_cpu(conn: &mut redis::Connection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query(conn).expect("INFO cpu");
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split_once(':').and_then(|(_, v)| v.trim().parse::<f64>().ok()))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_commands_per_task_do_not_grow_with_tasks_in_flight() {
+    let server = Server::start(free_port());
+    server.ready().await;
+    let (alone, breakdown) = per_task(&server, 0).await;
+    let (crowded, _) = per_task(&server, 256).await;
+    eprintln!("Redis commands per task (submit, claim, start, 1 heartbeat, complete; script-internal commands included):");
+    eprintln!("  nothing else in flight: {alone:.2}");
+    eprintln!("  256 deliveries in flight: {crowded:.2}");
+    eprintln!("  breakdown over {N} tasks: {breakdown:?}");
+    // With a real KYC upload (selfie + passport page): Redis CPU per task, for the record only
+    // (speed is not asserted here).
+    let selfie = Bytes::from(crate::support::eval_image("faces/deepface/img1.jpg"));
+    let passport = Bytes::from(crate::support::eval_image("documents/passporteye_100_pass-uto.jpg"));
+    let size = selfie.len() + passport.len();
+    let (_, usec, _) = run(&server, 0, || with_images(selfie.clone(), passport.clone())).await;
+    eprintln!("  Redis CPU per task with {size} bytes of images: {usec:.0} µs (INFO cpu, user + sys)");
+    assert!(!breakdown.contains_key("xautoclaim"), "claims must not walk the pending list: {breakdown:?}");
+    assert!(!breakdown.contains_key("xgroup|create"), "the group is created once, at connect: {breakdown:?}");
+    // A reclaim sweep may fall inside one run: allow it, nothing per task.
+    assert!(crowded <= alone + 1.0, "commands per task grew with tasks in flight: {alone:.2} -> {crowded:.2}");
+    assert!(alone <= 45.0, "{alone:.2} commands per task: {breakdown:?}");
+}
