@@ -226,11 +226,12 @@ impl Metrics {
         metrics
     }
 
-    /// One HTTP request answered. `route` is the matched template, never the raw path.
-    pub fn http_request(&self, route: &str, method: &str, status: u16) {
+    /// One HTTP request answered. `route` is the matched template, never the raw path; `method`
+    /// comes from [`super::http::method_label`] (a closed set).
+    pub fn http_request(&self, route: &str, method: &'static str, status: u16) {
         self.http_requests.add(
             1,
-            &[kv("route", route.to_string()), kv("method", method.to_string()), kv("status", i64::from(status))],
+            &[kv("route", route.to_string()), kv("method", method), kv("status", i64::from(status))],
         );
     }
 
