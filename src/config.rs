@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Connections served at once; past it new ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Largest request head (request line and headers), bytes: past it hyper answers 431.
+    pub max_header_bytes: usize,
 }
 
 /// Per-file image limits, enforced before decoding.
@@ -129,6 +131,13 @@ pub struct AuthConfig {
     pub refresh_ttl_secs: u64,
     pub api_keys: Vec<ApiKeyConfig>,
     pub users: Vec<UserConfig>,
+    /// Failed `token/obtain` attempts per user name within `login_window_secs`; then 429.
+    pub login_max_failures_per_user: u32,
+    /// Failed `token/obtain` attempts per client address within `login_window_secs`; then 429.
+    pub login_max_failures_per_address: u32,
+    pub login_window_secs: u64,
+    /// User names plus addresses tracked at once (the limiter's memory bound).
+    pub login_max_tracked: usize,
 }
 
 /// A static API key. The key itself is never written in config: give its sha256, or the name
@@ -203,6 +212,21 @@ impl Config {
                 "server.max_connections, header_read_timeout_ms and request_timeout_ms must be at least 1".into(),
             ));
         }
+        if server.max_header_bytes < 1024 {
+            return Err(ConfigError::Invalid("server.max_header_bytes must be at least 1024".into()));
+        }
+        let auth = &self.auth;
+        if auth.login_max_failures_per_user == 0
+            || auth.login_max_failures_per_address == 0
+            || auth.login_window_secs == 0
+            || auth.login_max_tracked == 0
+        {
+            return Err(ConfigError::Invalid(
+                "auth.login_max_failures_per_user, login_max_failures_per_address, login_window_secs and \
+                 login_max_tracked must be at least 1"
+                    .into(),
+            ));
+        }
         if self.worker.concurrency == 0 {
             return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
         }
@@ -236,6 +260,8 @@ mod tests {
         let cfg = Config::load(None).expect("defaults parse");
         assert_eq!(cfg.store.url, StoreUrl::Memory);
         assert_eq!(cfg.auth.access_ttl_secs, 300);
+        assert_eq!(cfg.auth.login_max_failures_per_user, 5);
+        assert!(cfg.server.max_header_bytes >= 1024);
         assert!(cfg.worker.concurrency >= 1);
     }
 }

@@ -6,6 +6,7 @@ pub mod form;
 pub mod result;
 pub mod services;
 pub mod tasks;
+pub mod throttle;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -60,6 +61,9 @@ pub fn app(state: AppState, max_body_bytes: usize, request_timeout: std::time::D
                 .layer(axum::error_handling::HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::RequestTimeout }))
                 .timeout(request_timeout),
         )
+        // A panic is a JSON 500; every error answer leaves with a JSON body.
+        .layer(axum::middleware::from_fn(error::catch_panic))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(crate::telemetry::http::server_span))
         .with_state(state)
 }

@@ -6,6 +6,7 @@
 //! many gateway instances; at-least-once delivery through a Redis Stream consumer group).
 
 pub mod memory;
+pub mod once;
 pub mod redis;
 
 use std::sync::Arc;
