@@ -82,6 +82,8 @@ pub struct Options {
     pub server_toml: String,
     /// Extra TOML appended to the generated config (routing, limits, …).
     pub extra_toml: String,
+    /// Extra keys for the `[auth]` table (e.g. `login_max_failures_per_user = 3`).
+    pub auth_toml: String,
     pub lease_secs: u64,
     pub concurrency: usize,
     /// More API keys as (owner id, key), besides `KEY` and `OTHER_KEY`.
@@ -103,6 +105,7 @@ impl Default for Options {
             providers_dir: repo().join("providers"),
             server_toml: String::new(),
             extra_toml: String::new(),
+            auth_toml: String::new(),
             lease_secs: 30,
             concurrency: 2,
             api_keys: Vec::new(),
@@ -144,6 +147,7 @@ concurrency = {conc}
 jwt_secret = "e2e-shared-secret"
 api_keys = [{keys}]
 users = [{{ username = "{USER}", password_hash = "{hash}" }}]
+{auth_extra}
 
 [providers]
 dir = "{providers}"
@@ -156,6 +160,7 @@ dir = "{providers}"
             conc = opts.concurrency,
             providers = opts.providers_dir.display(),
             server_extra = opts.server_toml,
+            auth_extra = opts.auth_toml,
             extra = opts.extra_toml,
         );
         let path = dir.path().join("gateway.toml");
