@@ -8,6 +8,7 @@
 mod support;
 
 mod api;
+mod corpus;
 mod hostile;
 mod instances;
 mod store_conformance;
