@@ -11,6 +11,7 @@ mod api;
 mod corpus;
 mod hostile;
 mod instances;
+mod props;
 mod store_conformance;
 mod store_outage;
 mod vendor_hostile;
