@@ -67,12 +67,10 @@ struct Case {
     name: String,
     request: Vec<u8>,
     want: Want,
-    /// Keep the socket open for writing after the request (a body that never ends).
-    hold_open: bool,
 }
 
 fn case(name: impl Into<String>, request: Vec<u8>, want: Want) -> Case {
-    Case { name: name.into(), request, want, hold_open: false }
+    Case { name: name.into(), request, want }
 }
 
 /// A request with `Host`, `Connection: close` and a `Content-Length` for a body.
@@ -344,8 +342,7 @@ fn corpus(img: &Images, foreign_task: &str) -> Vec<Case> {
     )
     .into_bytes();
     short.extend_from_slice(&good_body[..100]);
-    c.push(Case { name: "body shorter than Content-Length, socket held".into(), request: short.clone(), want: Detail(408, "Request timed out."), hold_open: true });
-    c.push(case("body shorter than Content-Length, then EOF", short, Status(400)));
+    c.push(case("body shorter than Content-Length", short, Detail(408, "Request timed out.")));
 
     // --- Credentials, on a service and on task reads. ---
     let future = now_s() + 3600;
@@ -495,18 +492,14 @@ struct Answer {
     body: Vec<u8>,
 }
 
-/// Sends one case on a fresh connection and reads the answer until the server closes.
+/// Sends one case on a fresh connection and reads the answer until the server closes. The write
+/// side stays open: hyper treats a half-close as the client going away (`half_close` is off).
 async fn send(addr: &str, case: &Case) -> Result<Option<Answer>, &'static str> {
     let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|_| "connect refused")?;
     let (mut rd, mut wr) = s.split();
     let write = async {
         // The server may answer (and close) before reading everything: not an error here.
         let _ = wr.write_all(&case.request).await;
-        if !case.hold_open {
-            let _ = wr.shutdown().await;
-        } else {
-            std::future::pending::<()>().await;
-        }
     };
     let mut got = Vec::new();
     let read = async {
