@@ -279,6 +279,7 @@ fn corpus(img: &Images, foreign_task: &str) -> Vec<Case> {
     c.push(case("uuid of no registered face", submit("authenticate_face", &[key()], &[P::F("image", png()), P::T("uuid", uuid::Uuid::new_v4().to_string())]), FieldMsg("uuid", "No registered face with this uuid.")));
     c.push(case("uuid of a task, not a face", submit("authenticate_face", &[key()], &[P::F("image", png()), P::T("uuid", foreign_task.to_string())]), FieldMsg("uuid", "No registered face with this uuid.")));
     c.push(case("every field wrong at once", submit("kyc_card", &[key()], &[P::F("selfie_image", Vec::new()), P::T("front_id", "x".into()), P::T("extend_data", "?".into())]), Fields(&["selfie_image", "front_id", "back_id", "extend_data"])));
+    c.push(case("field names are case-sensitive", submit("face_liveness", &[key()], &[P::F("Image", png())]), FieldMsg("image", NO_FILE)));
     c.push(case("duplicate field: bad first", submit("face_liveness", &[key()], &[P::F("image", b"junk".to_vec()), P::F("image", png())]), Fields(&["image"])));
     c.push(case("duplicate field: good first", submit("face_liveness", &[key()], &[P::F("image", png()), P::F("image", b"junk".to_vec())]), Id));
     c.push(case("unicode field names and values", submit("face_liveness", &[key()], &[P::F("image", png()), P::T("名前", "Ærøskøbing 😀".into()), P::T("extend_data", "false".into())]), Id));

@@ -118,8 +118,6 @@ pub struct ValidatedHttpSpec {
     pub(crate) signs_body: bool,
     /// Declared cost of one answered call (`cost_per_call`, 0 when absent).
     pub(crate) cost_per_call: f64,
-    /// Which redirects its client may follow (`redirects`).
-    pub(crate) redirects: crate::providers::spec::Redirects,
 }
 
 /// Names every request template may use besides vars and captures.
@@ -225,7 +223,6 @@ impl ValidatedHttpSpec {
             unavailable,
             signs_body: ctx_signs_body,
             cost_per_call: spec.cost_per_call.unwrap_or(0.0),
-            redirects: spec.redirects,
         })
     }
 
