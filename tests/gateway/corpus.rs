@@ -20,7 +20,7 @@ use crate::support::*;
 
 /// Peak resident memory allowed to the gateway process over the whole corpus (models loaded
 /// included: the local provider's ONNX models are most of it).
-const MAX_RSS_BYTES: u64 = 1536 * 1024 * 1024;
+const MAX_RSS_BYTES: u64 = 512 * 1024 * 1024;
 /// An answer must come within this; past it the case counts as a hang.
 const ANSWER_WITHIN: Duration = Duration::from_secs(15);
 const JWT_SECRET: &str = "corpus-jwt-secret";
