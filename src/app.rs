@@ -20,6 +20,8 @@ use crate::tasks::store::memory::MemoryStore;
 use crate::tasks::store::once::{MemoryOnce, RedisOnce, SpendOnce};
 use crate::tasks::store::redis::RedisStore;
 use crate::tasks::store::{SharedStore, Ttls};
+use crate::webhooks::queue::{DeliveryQueue, MemoryQueue, RedisQueue};
+use crate::webhooks::Webhooks;
 use crate::worker::{self, WorkerSettings};
 
 /// The embedded `providers/local.toml`, used when the providers directory has no `local.toml`
@@ -77,7 +79,8 @@ impl Gateway {
         let pipeline = Arc::new(Pipeline::new(router.clone(), store.clone(), cropper));
         let auth = Arc::new(Authenticator::new(&config.auth, &overrides.api_keys)?.with_spent_tokens(spent_tokens(&config.store).await?));
         let public_url = Some(config.server.public_url.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
-        let state = AppState { store, auth, router, limits: config.images, public_url };
+        let webhooks = Arc::new(Webhooks::new(config.webhooks.clone(), delivery_queue(&config.store).await?));
+        let state = AppState { store, auth, router, limits: config.images, public_url, webhooks };
         Ok(Self { config, state, pipeline })
     }
 
@@ -95,6 +98,8 @@ impl Gateway {
             poll: Duration::from_secs(2),
         };
         let mut workers = worker::spawn(self.state.store.clone(), self.pipeline.clone(), settings, stop_rx.clone());
+        // Webhook deliveries (any instance makes any pending one).
+        workers.spawn(self.state.webhooks.clone().run(self.state.store.clone(), api::tasks::task_json, stop_rx.clone()));
         // Queue gauges between scrapes (OTLP pushes read the last sample).
         tokio::spawn(crate::telemetry::metrics::sample_queue_every(
             self.state.store.clone(),
@@ -198,6 +203,14 @@ async fn spent_tokens(config: &StoreConfig) -> Result<Arc<dyn SpendOnce>, AppErr
     Ok(match &config.url {
         StoreUrl::Memory => Arc::new(MemoryOnce::default()),
         StoreUrl::Redis(url) => Arc::new(RedisOnce::connect(url, &config.namespace).await?),
+    })
+}
+
+/// Where pending webhook deliveries live: beside the task store.
+async fn delivery_queue(config: &StoreConfig) -> Result<Arc<dyn DeliveryQueue>, AppError> {
+    Ok(match &config.url {
+        StoreUrl::Memory => Arc::new(MemoryQueue::default()),
+        StoreUrl::Redis(url) => Arc::new(RedisQueue::connect(url, &config.namespace).await?),
     })
 }
 

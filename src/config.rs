@@ -11,6 +11,8 @@ use serde::Deserialize;
 use crate::routing::config::RoutingConfig;
 /// The `[telemetry]` section is declared by telemetry (a leaf: it imports no config).
 pub use crate::telemetry::{OtlpConfig, TelemetryConfig};
+/// The `[webhooks]` section is declared by webhooks.
+pub use crate::webhooks::WebhookConfig;
 
 /// The embedded defaults, so the binary runs with no file at all.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -37,6 +39,7 @@ pub struct Config {
     pub models: ModelsConfig,
     pub routing: RoutingConfig,
     pub telemetry: TelemetryConfig,
+    pub webhooks: WebhookConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +152,9 @@ pub struct ApiKeyConfig {
     pub id: String,
     pub sha256: Option<String>,
     pub env: Option<String>,
+    /// Where this key's finished tasks are POSTed when a submit gives no `callback_url`.
+    #[serde(default)]
+    pub callback_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,6 +231,17 @@ impl Config {
                 "auth.login_max_failures_per_user, login_max_failures_per_address, login_window_secs and \
                  login_max_tracked must be at least 1"
                     .into(),
+            ));
+        }
+        let hooks = &self.webhooks;
+        if hooks.max_attempts == 0 || hooks.timeout_ms == 0 || hooks.poll_ms == 0 || hooks.max_pending == 0 {
+            return Err(ConfigError::Invalid(
+                "webhooks.max_attempts, timeout_ms, poll_ms and max_pending must be at least 1".into(),
+            ));
+        }
+        if hooks.max_url_bytes < 16 || hooks.base_delay_ms > hooks.max_delay_ms {
+            return Err(ConfigError::Invalid(
+                "webhooks.max_url_bytes must be at least 16 and base_delay_ms at most max_delay_ms".into(),
             ));
         }
         if self.worker.concurrency == 0 {

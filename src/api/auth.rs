@@ -60,6 +60,8 @@ pub struct TokenPair {
 struct ApiKey {
     owner: String,
     sha256: [u8; 32],
+    /// The key's default webhook (`auth.api_keys[].callback_url`).
+    callback_url: Option<String>,
 }
 
 /// Verifies credentials and issues tokens.
@@ -121,10 +123,10 @@ impl Authenticator {
                 }
                 (None, None) => return Err(AuthError::Config(format!("api key {:?}: no sha256 or env", k.id))),
             };
-            api_keys.push(ApiKey { owner: k.id.clone(), sha256: digest });
+            api_keys.push(ApiKey { owner: k.id.clone(), sha256: digest, callback_url: k.callback_url.clone() });
         }
         for key in extra_keys {
-            api_keys.push(ApiKey { owner: "cli".to_string(), sha256: key_digest(key) });
+            api_keys.push(ApiKey { owner: "cli".to_string(), sha256: key_digest(key), callback_url: None });
         }
         for u in &cfg.users {
             PasswordHash::new(&u.password_hash)
@@ -155,6 +157,12 @@ impl Authenticator {
     pub fn with_spent_tokens(mut self, ledger: Arc<dyn SpendOnce>) -> Self {
         self.spent_refresh = ledger;
         self
+    }
+
+    /// The default webhook of the caller's API key, if its config names one.
+    pub fn default_callback(&self, principal: &Principal) -> Option<&str> {
+        let id = principal.owner.strip_prefix("key:")?;
+        self.api_keys.iter().find(|k| k.owner == id).and_then(|k| k.callback_url.as_deref())
     }
 
     /// The failed-login limits of `token/obtain`.

@@ -34,6 +34,8 @@ pub struct AppState {
     pub limits: ImageLimits,
     /// Base URL for `portrait_url` (no trailing slash); `None` = from the Host header.
     pub public_url: Option<String>,
+    /// Signed callbacks of finished tasks (`callback_url`).
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// The whole HTTP surface. Tests drive it in-process or over a socket.
