@@ -323,6 +323,32 @@ mod tests {
     }
 
     #[test]
+    fn an_api_key_may_name_a_default_callback() {
+        let mut cfg = AuthConfig {
+            jwt_secret: "s".into(),
+            access_ttl_secs: 300,
+            refresh_ttl_secs: 3600,
+            api_keys: vec![],
+            users: vec![],
+            login_max_failures_per_user: 5,
+            login_max_failures_per_address: 20,
+            login_window_secs: 300,
+            login_max_tracked: 100,
+        };
+        cfg.api_keys.push(crate::config::ApiKeyConfig {
+            id: "hooked".into(),
+            sha256: Some(hex::encode(key_digest("k-hooked"))),
+            env: None,
+            callback_url: Some("https://example.com/hook".into()),
+        });
+        let a = Authenticator::new(&cfg, &["k-plain".to_string()]).unwrap();
+        let hooked = a.authenticate("k-hooked").unwrap();
+        assert_eq!(a.default_callback(&hooked), Some("https://example.com/hook"));
+        assert_eq!(a.default_callback(&a.authenticate("k-plain").unwrap()), None);
+        assert_eq!(a.default_callback(&Principal { owner: "user:hooked".into() }), None, "users have none");
+    }
+
+    #[test]
     fn unknown_and_known_names_both_run_argon2() {
         let a = auth();
         let before = a.password_checks();

@@ -15,3 +15,4 @@ mod props;
 mod store_conformance;
 mod store_outage;
 mod vendor_hostile;
+mod webhooks;
