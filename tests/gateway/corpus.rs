@@ -279,6 +279,18 @@ fn corpus(img: &Images, foreign_task: &str) -> Vec<Case> {
     c.push(case("uuid of no registered face", submit("authenticate_face", &[key()], &[P::F("image", png()), P::T("uuid", uuid::Uuid::new_v4().to_string())]), FieldMsg("uuid", "No registered face with this uuid.")));
     c.push(case("uuid of a task, not a face", submit("authenticate_face", &[key()], &[P::F("image", png()), P::T("uuid", foreign_task.to_string())]), FieldMsg("uuid", "No registered face with this uuid.")));
     c.push(case("every field wrong at once", submit("kyc_card", &[key()], &[P::F("selfie_image", Vec::new()), P::T("front_id", "x".into()), P::T("extend_data", "?".into())]), Fields(&["selfie_image", "front_id", "back_id", "extend_data"])));
+    // Callback URLs (webhooks on, private addresses not allowed).
+    const PRIVATE: &str = "Callback URLs may not point to loopback, private or link-local addresses.";
+    for (label, url, msg) in [
+        ("cloud metadata", "http://169.254.169.254/latest/meta-data/".to_string(), PRIVATE),
+        ("loopback by name", "http://localhost:6379/".to_string(), PRIVATE),
+        ("mapped IPv6 loopback", "http://[::ffff:7f00:1]/".to_string(), PRIVATE),
+        ("gopher scheme", "gopher://example.com/_SET".to_string(), "Enter a valid URL."),
+        ("10 kB URL", format!("https://example.com/{}", "u".repeat(10_000)), "Enter a valid URL."),
+        ("javascript scheme", "javascript:alert(1)".to_string(), "Enter a valid URL."),
+    ] {
+        c.push(case(format!("callback_url: {label}"), submit("face_liveness", &[key()], &[P::F("image", png()), P::T("callback_url", url)]), FieldMsg("callback_url", msg)));
+    }
     c.push(case("field names are case-sensitive", submit("face_liveness", &[key()], &[P::F("Image", png())]), FieldMsg("image", NO_FILE)));
     c.push(case("duplicate field: bad first", submit("face_liveness", &[key()], &[P::F("image", b"junk".to_vec()), P::F("image", png())]), Fields(&["image"])));
     c.push(case("duplicate field: good first", submit("face_liveness", &[key()], &[P::F("image", png()), P::F("image", b"junk".to_vec())]), Id));
@@ -632,6 +644,10 @@ dir = "{providers}"
 
 [models]
 fetch = false
+
+[webhooks]
+secret = "corpus-webhook-secret"
+allow_private = false
 
 [telemetry]
 log_format = "json"
