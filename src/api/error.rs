@@ -32,6 +32,9 @@ pub enum ApiError {
     /// A route exists at this path, but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A bounded resource is full (e.g. pending webhooks): 503, try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(&'static str),
     /// Too many failed logins for this user name or client address; retry after the delay.
     #[error("too many attempts")]
     TooManyAttempts { retry_after: std::time::Duration },
@@ -67,6 +70,7 @@ impl IntoResponse for ApiError {
             ),
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, json!({ "detail": "Request timed out." })),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, json!({ "detail": "Method not allowed." })),
+            Self::Unavailable(detail) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": detail })),
             Self::TooManyAttempts { retry_after } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({ "detail": format!("Request was throttled. Expected available in {} seconds.", retry_secs(*retry_after)) }),

@@ -109,9 +109,9 @@ pub async fn submit(
     let given = form.texts.get(field::CALLBACK_URL).map(String::as_str);
     let callback = callback(&state, given.or(state.auth.default_callback(&principal)), &mut errors).await;
     errors.into_result()?;
-    if callback.is_some() {
+    if callback.is_some() && !state.webhooks.has_room().await? {
         // Refused before the task exists: a client told 503 may retry without a duplicate.
-        state.webhooks.has_room().await?;
+        return Err(ApiError::Unavailable("Too many webhook deliveries pending, try again later."));
     }
 
     if let Some(face) = face {

@@ -155,12 +155,9 @@ impl Webhooks {
         Ok((url, addrs))
     }
 
-    /// `Unavailable` when `max_pending` deliveries are already queued.
-    pub async fn has_room(&self) -> Result<(), StoreError> {
-        if self.queue.len().await? >= self.config.max_pending {
-            return Err(StoreError::Unavailable("webhook queue full".into()));
-        }
-        Ok(())
+    /// Whether fewer than `max_pending` deliveries are queued.
+    pub async fn has_room(&self) -> Result<bool, StoreError> {
+        Ok(self.queue.len().await? < self.config.max_pending)
     }
 
     /// Queues the delivery of `task` to `url` (already checked).

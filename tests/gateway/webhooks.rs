@@ -117,6 +117,26 @@ async fn a_delivery_is_given_up_after_max_attempts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_deliveries_are_bounded() {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).mount(&receiver).await;
+    // One pending delivery at most; it keeps failing and waits long between attempts.
+    let toml = webhooks_toml(true, 100).replace("max_delay_ms = 200", "max_delay_ms = 600000").replace("base_delay_ms = 50", "base_delay_ms = 600000")
+        + "max_pending = 1\n";
+    let gw = TestGateway::start(Options { extra_toml: toml, ..Options::default() }).await;
+    let url = format!("{}/slow", receiver.uri());
+    let (code, body) = submit_with_callback(&gw, &url).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = submit_with_callback(&gw, &url).await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["detail"], "Too many webhook deliveries pending, try again later.");
+    // Without a callback the same client is served.
+    let (code, body) = gw.client().submit("face_liveness", vec![file("image", png(64))]).await;
+    assert_eq!(code, 200, "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_urls_must_be_public_and_well_formed() {
     let gw = TestGateway::start(Options { extra_toml: webhooks_toml(false, 3), ..Options::default() }).await;
     const PRIVATE: &str = "Callback URLs may not point to loopback, private or link-local addresses.";
