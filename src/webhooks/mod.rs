@@ -233,10 +233,12 @@ impl Webhooks {
         }
     }
 
-    /// Delay after `attempts` failed attempts: base × 2^(attempts − 1), capped.
+    /// Delay after `attempts` failed attempts: base × 2^(attempts − 1), capped, with "equal
+    /// jitter" (uniform in its upper half) so receivers coming back up are not hit in lockstep.
     fn backoff(&self, attempts: u32) -> u64 {
         let factor = 1u64.checked_shl(attempts.saturating_sub(1)).unwrap_or(u64::MAX);
-        self.config.base_delay_ms.saturating_mul(factor).min(self.config.max_delay_ms)
+        let cap = self.config.base_delay_ms.saturating_mul(factor).min(self.config.max_delay_ms);
+        rand::random_range(cap / 2..=cap)
     }
 
     /// POSTs `body` to `url`, connecting to `addr` only; true on a 2xx answer.
@@ -273,6 +275,28 @@ mod tests {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"whsec");
         let want = hex::encode(ring::hmac::sign(&key, b"1700000000.{\"id\":1}").as_ref());
         assert_eq!(sig, format!("t=1700000000,v1={want}"));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let config = WebhookConfig {
+            secret: "s".into(),
+            allow_private: false,
+            max_attempts: 8,
+            base_delay_ms: 1000,
+            max_delay_ms: 5000,
+            timeout_ms: 1000,
+            poll_ms: 1000,
+            max_url_bytes: 2048,
+            max_pending: 10,
+        };
+        let hooks = Webhooks::new(config, Arc::new(queue::MemoryQueue::default()));
+        for (attempts, cap) in [(1, 1000), (2, 2000), (3, 4000), (4, 5000), (40, 5000), (u32::MAX, 5000)] {
+            for _ in 0..20 {
+                let d = hooks.backoff(attempts);
+                assert!((cap / 2..=cap).contains(&d), "attempt {attempts}: {d} outside {}..={cap}", cap / 2);
+            }
+        }
     }
 
     #[test]
