@@ -157,7 +157,7 @@ impl Webhooks {
 
     /// Whether fewer than `max_pending` deliveries are queued.
     pub async fn has_room(&self) -> Result<bool, StoreError> {
-        Ok(self.queue.len().await? < self.config.max_pending)
+        Ok(self.queue.pending().await? < self.config.max_pending)
     }
 
     /// Queues the delivery of `task` to `url` (already checked).

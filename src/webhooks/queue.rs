@@ -34,7 +34,7 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// Removes a delivery (sent, or given up).
     async fn remove(&self, id: &str) -> Result<(), StoreError>;
     /// Deliveries pending (for tests and the queue bound).
-    async fn len(&self) -> Result<usize, StoreError>;
+    async fn pending(&self) -> Result<usize, StoreError>;
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -80,7 +80,7 @@ impl DeliveryQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn len(&self) -> Result<usize, StoreError> {
+    async fn pending(&self) -> Result<usize, StoreError> {
         Ok(self.entries.lock().map_err(poisoned)?.len())
     }
 }
@@ -162,7 +162,7 @@ impl DeliveryQueue for RedisQueue {
             .map_err(unavailable)
     }
 
-    async fn len(&self) -> Result<usize, StoreError> {
+    async fn pending(&self) -> Result<usize, StoreError> {
         redis::cmd("ZCARD").arg(&self.due).query_async(&mut self.conn.clone()).await.map_err(unavailable)
     }
 }

@@ -375,9 +375,9 @@ fn corpus(img: &Images, foreign_task: &str) -> Vec<Case> {
     ];
     for (label, header, detail) in &tokens {
         let headers: Vec<(&str, String)> = header.iter().map(|h| ("Authorization", h.clone())).collect();
-        c.push(case(format!("submit: {label}"), submit("face_liveness", &headers, &[P::F("image", png())]), Detail(401, *detail)));
+        c.push(case(format!("submit: {label}"), submit("face_liveness", &headers, &[P::F("image", png())]), Detail(401, detail)));
         let t = http("GET", &format!("/api/v3/services/task/?id={foreign_task}"), &headers, b"");
-        c.push(case(format!("task: {label}"), t, Detail(401, *detail)));
+        c.push(case(format!("task: {label}"), t, Detail(401, detail)));
     }
     let access = jwt(jsonwebtoken::Algorithm::HS256, JWT_SECRET, &claims("access", future));
     c.push(case("a valid user token reads no foreign task", http("GET", &format!("/api/v3/services/task/?id={foreign_task}"), &[bearer(&access)], b""), Detail(404, "Not found.")));
