@@ -17,8 +17,11 @@ use crate::providers::spec::{self, ProviderFile, ProviderSpec};
 use crate::providers::{PortraitCropper, SharedProvider};
 use crate::routing::{self, SubCallRouter};
 use crate::tasks::store::memory::MemoryStore;
+use crate::tasks::store::once::{MemoryOnce, RedisOnce, SpendOnce};
 use crate::tasks::store::redis::{RedisOptions, RedisStore};
 use crate::tasks::store::{QueueLimits, SharedStore, StoreOptions, Ttls};
+use crate::webhooks::queue::{DeliveryQueue, MemoryQueue, RedisQueue};
+use crate::webhooks::Webhooks;
 use crate::worker::{self, WorkerSettings};
 
 /// The embedded `providers/local.toml`, used when the providers directory has no `local.toml`
@@ -76,9 +79,10 @@ impl Gateway {
         );
         let cropper = local.map(|l| l as Arc<dyn PortraitCropper>);
         let pipeline = Arc::new(Pipeline::new(router.clone(), store.clone(), cropper));
-        let auth = Arc::new(Authenticator::new(&config.auth, &overrides.api_keys)?);
+        let auth = Arc::new(Authenticator::new(&config.auth, &overrides.api_keys)?.with_spent_tokens(spent_tokens(&config.store).await?));
         let public_url = Some(config.server.public_url.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
-        let state = AppState { store, auth, router, limits: config.images, public_url };
+        let webhooks = Arc::new(Webhooks::new(config.webhooks.clone(), delivery_queue(&config.store).await?));
+        let state = AppState { store, auth, router, limits: config.images, public_url, webhooks };
         Ok(Self { config, state, pipeline })
     }
 
@@ -96,6 +100,8 @@ impl Gateway {
             poll: Duration::from_secs(2),
         };
         let mut workers = worker::spawn(self.state.store.clone(), self.pipeline.clone(), settings, stop_rx.clone());
+        // Webhook deliveries (any instance makes any pending one).
+        workers.spawn(self.state.webhooks.clone().run(self.state.store.clone(), api::tasks::task_json, stop_rx.clone()));
         // Queue gauges between scrapes (OTLP pushes read the last sample).
         tokio::spawn(crate::telemetry::metrics::sample_queue_every(
             self.state.store.clone(),
@@ -131,16 +137,19 @@ async fn http_server(
     use hyper_util::rt::{TokioIo, TokioTimer};
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(config.header_read_timeout_ms));
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+        .max_header_size(config.max_header_bytes);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot { Ok(s) => s, Err(_) => break },
             _ = stopped(&mut stop) => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of descriptors or a reset before accept: back off instead of spinning.
                     tracing::warn!(error = %err, "accept failed");
@@ -151,7 +160,15 @@ async fn http_server(
             _ = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The peer address, for per-address limits (login attempts). It is the socket's peer:
+        // behind a proxy, the proxy's address (forwarding headers are not trusted).
+        let with_peer = tower::ServiceBuilder::new()
+            .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            })
+            .service(app.clone());
+        let service = hyper_util::service::TowerToHyperService::new(with_peer);
         let connection = http1.serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(connection);
         tokio::spawn(async move {
@@ -219,6 +236,23 @@ async fn shared_limits(config: &StoreConfig) -> Option<Arc<routing::SharedLimits
             None
         }
     }
+}
+
+/// Where spent refresh tokens are recorded: the store's Redis (shared by every instance), or
+/// this process with the memory store.
+async fn spent_tokens(config: &StoreConfig) -> Result<Arc<dyn SpendOnce>, AppError> {
+    Ok(match &config.url {
+        StoreUrl::Memory => Arc::new(MemoryOnce::default()),
+        StoreUrl::Redis(url) => Arc::new(RedisOnce::connect(url, &config.namespace).await?),
+    })
+}
+
+/// Where pending webhook deliveries live: beside the task store.
+async fn delivery_queue(config: &StoreConfig) -> Result<Arc<dyn DeliveryQueue>, AppError> {
+    Ok(match &config.url {
+        StoreUrl::Memory => Arc::new(MemoryQueue::default()),
+        StoreUrl::Redis(url) => Arc::new(RedisQueue::connect(url, &config.namespace).await?),
+    })
 }
 
 /// How often the queue gauges are refreshed in the background.

@@ -11,6 +11,8 @@ use serde::Deserialize;
 use crate::routing::config::RoutingConfig;
 /// The `[telemetry]` section is declared by telemetry (a leaf: it imports no config).
 pub use crate::telemetry::{OtlpConfig, TelemetryConfig};
+/// The `[webhooks]` section is declared by webhooks.
+pub use crate::webhooks::WebhookConfig;
 
 /// The embedded defaults, so the binary runs with no file at all.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -37,6 +39,7 @@ pub struct Config {
     pub models: ModelsConfig,
     pub routing: RoutingConfig,
     pub telemetry: TelemetryConfig,
+    pub webhooks: WebhookConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +55,8 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Connections served at once; past it new ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Largest request head (request line and headers), bytes: past it hyper answers 431.
+    pub max_header_bytes: usize,
 }
 
 /// Per-file image limits, enforced before decoding.
@@ -154,6 +159,13 @@ pub struct AuthConfig {
     pub refresh_ttl_secs: u64,
     pub api_keys: Vec<ApiKeyConfig>,
     pub users: Vec<UserConfig>,
+    /// Failed `token/obtain` attempts per user name within `login_window_secs`; then 429.
+    pub login_max_failures_per_user: u32,
+    /// Failed `token/obtain` attempts per client address within `login_window_secs`; then 429.
+    pub login_max_failures_per_address: u32,
+    pub login_window_secs: u64,
+    /// User names plus addresses tracked at once (the limiter's memory bound).
+    pub login_max_tracked: usize,
 }
 
 /// A static API key. The key itself is never written in config: give its sha256, or the name
@@ -165,6 +177,9 @@ pub struct ApiKeyConfig {
     pub id: String,
     pub sha256: Option<String>,
     pub env: Option<String>,
+    /// Where this key's finished tasks are POSTed when a submit gives no `callback_url`.
+    #[serde(default)]
+    pub callback_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +241,32 @@ impl Config {
         if server.max_connections == 0 || server.header_read_timeout_ms == 0 || server.request_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
                 "server.max_connections, header_read_timeout_ms and request_timeout_ms must be at least 1".into(),
+            ));
+        }
+        if server.max_header_bytes < 1024 {
+            return Err(ConfigError::Invalid("server.max_header_bytes must be at least 1024".into()));
+        }
+        let auth = &self.auth;
+        if auth.login_max_failures_per_user == 0
+            || auth.login_max_failures_per_address == 0
+            || auth.login_window_secs == 0
+            || auth.login_max_tracked == 0
+        {
+            return Err(ConfigError::Invalid(
+                "auth.login_max_failures_per_user, login_max_failures_per_address, login_window_secs and \
+                 login_max_tracked must be at least 1"
+                    .into(),
+            ));
+        }
+        let hooks = &self.webhooks;
+        if hooks.max_attempts == 0 || hooks.timeout_ms == 0 || hooks.poll_ms == 0 || hooks.max_pending == 0 {
+            return Err(ConfigError::Invalid(
+                "webhooks.max_attempts, timeout_ms, poll_ms and max_pending must be at least 1".into(),
+            ));
+        }
+        if hooks.max_url_bytes < 16 || hooks.base_delay_ms > hooks.max_delay_ms {
+            return Err(ConfigError::Invalid(
+                "webhooks.max_url_bytes must be at least 16 and base_delay_ms at most max_delay_ms".into(),
             ));
         }
         if self.worker.concurrency == 0 {
@@ -300,6 +341,8 @@ mod tests {
         assert!(cfg.store.retention.is_empty() && cfg.store.spill_dir.is_empty());
         assert!(cfg.store.max_queued_per_owner <= cfg.store.max_queued_tasks);
         assert_eq!(cfg.auth.access_ttl_secs, 300);
+        assert_eq!(cfg.auth.login_max_failures_per_user, 5);
+        assert!(cfg.server.max_header_bytes >= 1024);
         assert!(cfg.worker.concurrency >= 1);
     }
 }

@@ -13,6 +13,7 @@
 //! - [`simulate`]: the vendor simulator (`kycgate simulate`) serving recorded vendor answers.
 //! - [`images`]: upload validation shared by the API and `verify`.
 //! - [`telemetry`]: logging/tracing set-up; nothing personal is ever recorded.
+//! - [`webhooks`]: signed callbacks when a task finishes, retried, to public addresses only.
 
 pub mod api;
 pub mod app;
@@ -27,4 +28,5 @@ pub mod routing;
 pub mod simulate;
 pub mod tasks;
 pub mod telemetry;
+pub mod webhooks;
 pub mod worker;

@@ -2,7 +2,8 @@
 //! API keys for machine clients. Every service, task and media endpoint needs one of them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
@@ -14,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::throttle::{LoginLimits, LoginThrottle};
 use super::AppState;
 use crate::config::AuthConfig;
+use crate::tasks::store::once::{MemoryOnce, SpendOnce};
 
 /// Who is calling. Tasks are filed under `owner` and only visible to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,9 @@ pub enum AuthError {
     InvalidToken,
     #[error("auth configuration: {0}")]
     Config(String),
+    /// The spent-token ledger (the shared store) cannot be reached: refuse, never guess.
+    #[error("token ledger unavailable: {0}")]
+    Unavailable(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,6 +60,8 @@ pub struct TokenPair {
 struct ApiKey {
     owner: String,
     sha256: [u8; 32],
+    /// The key's default webhook (`auth.api_keys[].callback_url`).
+    callback_url: Option<String>,
 }
 
 /// Verifies credentials and issues tokens.
@@ -63,9 +71,16 @@ pub struct Authenticator {
     access_ttl: Duration,
     refresh_ttl: Duration,
     users: HashMap<String, String>,
+    /// Verified instead of a user's hash when the name is unknown, so an unknown name costs
+    /// the same argon2 work as a known one (no timing oracle for which names exist).
+    dummy_hash: String,
+    /// Password verifications run (known and unknown names alike); tests read it.
+    password_checks: AtomicU64,
     api_keys: Vec<ApiKey>,
-    /// Refresh tokens already exchanged (rotation): jti → expiry (unix s). Per process.
-    spent_refresh: Mutex<HashMap<String, u64>>,
+    /// Refresh tokens already exchanged (rotation), by `jti`: shared by every instance when the
+    /// store is Redis.
+    spent_refresh: Arc<dyn SpendOnce>,
+    throttle: LoginThrottle,
 }
 
 fn now_s() -> u64 {
@@ -108,48 +123,87 @@ impl Authenticator {
                 }
                 (None, None) => return Err(AuthError::Config(format!("api key {:?}: no sha256 or env", k.id))),
             };
-            api_keys.push(ApiKey { owner: k.id.clone(), sha256: digest });
+            api_keys.push(ApiKey { owner: k.id.clone(), sha256: digest, callback_url: k.callback_url.clone() });
         }
         for key in extra_keys {
-            api_keys.push(ApiKey { owner: "cli".to_string(), sha256: key_digest(key) });
+            api_keys.push(ApiKey { owner: "cli".to_string(), sha256: key_digest(key), callback_url: None });
         }
         for u in &cfg.users {
             PasswordHash::new(&u.password_hash)
                 .map_err(|e| AuthError::Config(format!("user {:?}: bad password hash: {e}", u.username)))?;
         }
+        let throttle = LoginThrottle::new(LoginLimits {
+            per_user: cfg.login_max_failures_per_user,
+            per_address: cfg.login_max_failures_per_address,
+            window: Duration::from_secs(cfg.login_window_secs),
+            max_tracked: cfg.login_max_tracked,
+        });
         Ok(Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             access_ttl: Duration::from_secs(cfg.access_ttl_secs),
             refresh_ttl: Duration::from_secs(cfg.refresh_ttl_secs),
             users: cfg.users.iter().map(|u| (u.username.clone(), u.password_hash.clone())).collect(),
+            // Same algorithm and parameters as `hash_password`, so the same cost.
+            dummy_hash: hash_password(&random_hex(16))?,
+            password_checks: AtomicU64::new(0),
             api_keys,
-            spent_refresh: Mutex::new(HashMap::new()),
+            spent_refresh: Arc::new(MemoryOnce::default()),
+            throttle,
         })
     }
 
-    /// `token/obtain`: username + password → tokens.
+    /// Keeps spent refresh-token ids in `ledger` (the shared store) instead of this process.
+    pub fn with_spent_tokens(mut self, ledger: Arc<dyn SpendOnce>) -> Self {
+        self.spent_refresh = ledger;
+        self
+    }
+
+    /// The default webhook of the caller's API key, if its config names one.
+    pub fn default_callback(&self, principal: &Principal) -> Option<&str> {
+        let id = principal.owner.strip_prefix("key:")?;
+        self.api_keys.iter().find(|k| k.owner == id).and_then(|k| k.callback_url.as_deref())
+    }
+
+    /// The failed-login limits of `token/obtain`.
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
+    }
+
+    /// Password verifications run so far (each `obtain` runs exactly one).
+    pub fn password_checks(&self) -> u64 {
+        self.password_checks.load(Ordering::Relaxed)
+    }
+
+    /// `token/obtain`: username + password → tokens. Slow by design (argon2): call it off the
+    /// async workers. An unknown name is verified against a dummy hash, so both cost the same.
     pub fn obtain(&self, username: &str, password: &str) -> Result<TokenPair, AuthError> {
-        let hash = self.users.get(username).ok_or(AuthError::BadCredentials)?;
-        let parsed = PasswordHash::new(hash).map_err(|_| AuthError::BadCredentials)?;
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .map_err(|_| AuthError::BadCredentials)?;
+        let known = self.users.get(username);
+        let hash = known.unwrap_or(&self.dummy_hash);
+        self.password_checks.fetch_add(1, Ordering::Relaxed);
+        let verified = PasswordHash::new(hash)
+            .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok());
+        if !(verified && known.is_some()) {
+            return Err(AuthError::BadCredentials);
+        }
         self.issue(username)
     }
 
-    /// `token/refresh`: a refresh token → new tokens; the old refresh token is spent (rotation).
-    pub fn refresh(&self, refresh: &str) -> Result<TokenPair, AuthError> {
+    /// `token/refresh`: a refresh token → new tokens; the old refresh token is spent (rotation)
+    /// in the shared ledger, so a replay is refused on every instance and after a restart.
+    pub async fn refresh(&self, refresh: &str) -> Result<TokenPair, AuthError> {
         let claims = self.decode(refresh, "refresh")?;
-        {
-            let mut spent = self.spent_refresh.lock().map_err(|_| AuthError::InvalidToken)?;
-            let now = now_s();
-            spent.retain(|_, exp| *exp > now);
-            if spent.insert(claims.jti.clone(), claims.exp).is_some() {
-                return Err(AuthError::InvalidToken);
-            }
-        }
         if !self.users.contains_key(&claims.sub) {
+            return Err(AuthError::InvalidToken);
+        }
+        // Kept until the token would have expired anyway (then `decode` refuses it).
+        let ttl = Duration::from_secs(claims.exp.saturating_sub(now_s()).max(1));
+        let first = self
+            .spent_refresh
+            .spend_once(&format!("refresh:{}", claims.jti), ttl)
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        if !first {
             return Err(AuthError::InvalidToken);
         }
         self.issue(&claims.sub)
@@ -245,22 +299,70 @@ mod tests {
             refresh_ttl_secs: 3600,
             api_keys: vec![],
             users: vec![UserConfig { username: "alice".into(), password_hash: hash_password("pw").unwrap() }],
+            login_max_failures_per_user: 5,
+            login_max_failures_per_address: 20,
+            login_window_secs: 300,
+            login_max_tracked: 100,
         };
         Authenticator::new(&cfg, &["k1".to_string()]).unwrap()
     }
 
-    #[test]
-    fn tokens_round_trip_and_refresh_rotates() {
+    #[tokio::test]
+    async fn tokens_round_trip_and_refresh_rotates() {
         let a = auth();
         assert_eq!(a.obtain("alice", "bad").err(), Some(AuthError::BadCredentials));
         let pair = a.obtain("alice", "pw").unwrap();
         assert_eq!(a.authenticate(&pair.access).unwrap().owner, "user:alice");
         // A refresh token is not an access token.
         assert!(a.authenticate(&pair.refresh).is_err());
-        let next = a.refresh(&pair.refresh).unwrap();
-        assert!(a.refresh(&pair.refresh).is_err(), "a spent refresh token must not work twice");
-        assert!(a.refresh(&next.refresh).is_ok());
+        let next = a.refresh(&pair.refresh).await.unwrap();
+        assert!(a.refresh(&pair.refresh).await.is_err(), "a spent refresh token must not work twice");
+        assert!(a.refresh(&next.refresh).await.is_ok());
         assert_eq!(a.authenticate("k1").unwrap().owner, "key:cli");
         assert!(a.authenticate("k2").is_err());
+    }
+
+    #[test]
+    fn an_api_key_may_name_a_default_callback() {
+        let mut cfg = AuthConfig {
+            jwt_secret: "s".into(),
+            access_ttl_secs: 300,
+            refresh_ttl_secs: 3600,
+            api_keys: vec![],
+            users: vec![],
+            login_max_failures_per_user: 5,
+            login_max_failures_per_address: 20,
+            login_window_secs: 300,
+            login_max_tracked: 100,
+        };
+        cfg.api_keys.push(crate::config::ApiKeyConfig {
+            id: "hooked".into(),
+            sha256: Some(hex::encode(key_digest("k-hooked"))),
+            env: None,
+            callback_url: Some("https://example.com/hook".into()),
+        });
+        let a = Authenticator::new(&cfg, &["k-plain".to_string()]).unwrap();
+        let hooked = a.authenticate("k-hooked").unwrap();
+        assert_eq!(a.default_callback(&hooked), Some("https://example.com/hook"));
+        assert_eq!(a.default_callback(&a.authenticate("k-plain").unwrap()), None);
+        assert_eq!(a.default_callback(&Principal { owner: "user:hooked".into() }), None, "users have none");
+    }
+
+    #[test]
+    fn unknown_and_known_names_both_run_argon2() {
+        let a = auth();
+        let before = a.password_checks();
+        assert_eq!(a.obtain("nobody", "pw").err(), Some(AuthError::BadCredentials));
+        assert_eq!(a.password_checks(), before + 1, "an unknown name is verified against the dummy hash");
+        assert_eq!(a.obtain("alice", "wrong").err(), Some(AuthError::BadCredentials));
+        assert_eq!(a.password_checks(), before + 2);
+        // The dummy hash never logs anyone in, whatever the password.
+        assert!(a.obtain("", "").is_err());
+        assert!(a.dummy_hash.starts_with("$argon2id$"), "same algorithm as real hashes");
+        assert_eq!(
+            PasswordHash::new(&a.dummy_hash).unwrap().params.to_string(),
+            PasswordHash::new(&a.users["alice"]).unwrap().params.to_string(),
+            "same cost parameters as real hashes"
+        );
     }
 }

@@ -32,6 +32,12 @@ pub enum ApiError {
     /// A route exists at this path, but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A bounded resource is full (e.g. pending webhooks): 503, try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(&'static str),
+    /// Too many failed logins for this user name or client address; retry after the delay.
+    #[error("too many attempts")]
+    TooManyAttempts { retry_after: std::time::Duration },
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("internal: {0}")]
@@ -64,6 +70,11 @@ impl IntoResponse for ApiError {
             ),
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, json!({ "detail": "Request timed out." })),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, json!({ "detail": "Method not allowed." })),
+            Self::Unavailable(detail) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": detail })),
+            Self::TooManyAttempts { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({ "detail": format!("Request was throttled. Expected available in {} seconds.", retry_secs(*retry_after)) }),
+            ),
             Self::Store(StoreError::NotFound) => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
             Self::Store(StoreError::Full { scope, .. }) => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -98,6 +109,61 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer realm=\"api\""));
         }
+        if let Self::TooManyAttempts { retry_after } = self {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_secs(retry_after).into());
+        }
         resp
+    }
+}
+
+/// Whole seconds to wait, at least 1 (`Retry-After` has no fractions; 0 would invite a retry now).
+fn retry_secs(d: std::time::Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+/// Middleware: every error answer has a JSON `{"detail": …}` body. Extractor rejections (a
+/// malformed query or path, …) come from axum as plain text that may echo the request; they are
+/// replaced by the status's fixed wording. JSON errors of our own pass through untouched.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    let mut fixed = (status, Json(json!({ "detail": fixed_detail(status) }))).into_response();
+    for (name, value) in parts.headers.iter() {
+        fixed.headers_mut().entry(name.clone()).or_insert_with(|| value.clone());
+    }
+    fixed
+}
+
+/// The detail of an error answer that had none of ours: DRF's wording where it has one.
+pub fn fixed_detail(status: StatusCode) -> String {
+    match status {
+        StatusCode::BAD_REQUEST => "Malformed request.".into(),
+        StatusCode::NOT_FOUND => "Not found.".into(),
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed.".into(),
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large.".into(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported media type in request.".into(),
+        StatusCode::INTERNAL_SERVER_ERROR => "Internal server error.".into(),
+        other => format!("{}.", other.canonical_reason().unwrap_or("Error")),
+    }
+}
+
+/// Middleware: a handler that panics answers a JSON 500 instead of dropping the connection. The
+/// panic's message is not logged here (it may quote input); the panic hook already printed it.
+pub async fn catch_panic(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures::FutureExt as _;
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Internal("a request handler panicked".into()).into_response(),
     }
 }

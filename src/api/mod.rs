@@ -6,6 +6,7 @@ pub mod form;
 pub mod result;
 pub mod services;
 pub mod tasks;
+pub mod throttle;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub limits: ImageLimits,
     /// Base URL for `portrait_url` (no trailing slash); `None` = from the Host header.
     pub public_url: Option<String>,
+    /// Signed callbacks of finished tasks (`callback_url`).
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// The whole HTTP surface. Tests drive it in-process or over a socket.
@@ -62,6 +65,9 @@ pub fn app(state: AppState, max_body_bytes: usize, request_timeout: std::time::D
                 .layer(axum::error_handling::HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::RequestTimeout }))
                 .timeout(request_timeout),
         )
+        // A panic is a JSON 500; every error answer leaves with a JSON body.
+        .layer(axum::middleware::from_fn(error::catch_panic))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(crate::telemetry::http::server_span))
         .with_state(state)
 }

@@ -50,6 +50,7 @@ mod field {
     pub const BACK: &str = "back_id";
     pub const UUID: &str = "uuid";
     pub const EXTEND_DATA: &str = "extend_data";
+    pub const CALLBACK_URL: &str = "callback_url";
 }
 
 /// The file fields `service` requires, in the order errors are reported.
@@ -110,7 +111,13 @@ pub async fn submit(
     check_images(&images, state.limits, &mut errors).await?;
     let face = (service == ServiceKind::AuthenticateFace).then(|| face_uuid(&form, &mut errors)).flatten();
     let extend_data = extend_data(&form, &mut errors);
+    let given = form.texts.get(field::CALLBACK_URL).map(String::as_str);
+    let callback = callback(&state, given.or(state.auth.default_callback(&principal)), &mut errors).await;
     errors.into_result()?;
+    if callback.is_some() && !state.webhooks.has_room().await? {
+        // Refused before the task exists: a client told 503 may retry without a duplicate.
+        return Err(ApiError::Unavailable("Too many webhook deliveries pending, try again later."));
+    }
 
     if let Some(face) = face {
         if state.store.get_face(&principal.owner, &face.hyphenated().to_string()).await?.is_none() {
@@ -126,6 +133,9 @@ pub async fn submit(
         base_url: state.public_url.clone().or(base_url),
     };
     let id = enqueue(&state, input, idempotency.as_ref()).await?;
+    if let Some(url) = callback {
+        state.webhooks.enqueue(id, &url).await?;
+    }
     Ok(Json(json!({ "id": id })))
 }
 
@@ -162,6 +172,17 @@ fn fingerprint(service: ServiceKind, form: &Form) -> String {
     }
     let digest: [u8; 32] = h.finalize().into();
     hex::encode(digest)
+}
+
+/// The optional `callback_url` (else the API key's default), checked against the webhook policy.
+async fn callback(state: &AppState, raw: Option<&str>, errors: &mut FieldErrors) -> Option<reqwest::Url> {
+    match state.webhooks.check(raw?).await {
+        Ok((url, _)) => Some(url),
+        Err(e) => {
+            errors.add(field::CALLBACK_URL, e.to_string());
+            None
+        }
+    }
 }
 
 /// The non-empty file parts `service` needs, by field name; missing, empty and non-file parts

@@ -1,8 +1,9 @@
 //! `POST /api/v3/accounts/token/{obtain,refresh}/` (simplejwt-compatible answers).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::Json;
 
 use super::auth::{AuthError, TokenPair};
@@ -23,17 +24,24 @@ fn required(fields: &BTreeMap<String, String>, names: &[&str]) -> Result<(), Api
 }
 
 pub async fn obtain(State(state): State<AppState>, req: Request) -> Result<Json<TokenPair>, ApiError> {
+    // The TCP peer (set by the server loop); absent when the router is driven in-process.
+    let address = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let fields = Form::text_fields(req).await?;
     required(&fields, &["username", "password"])?;
-    let (user, pass) = (&fields["username"], &fields["password"]);
+    let (user, pass) = (fields["username"].clone(), fields["password"].clone());
+    // Counted before argon2 runs: a refused attempt costs no hashing.
+    let admitted =
+        state.auth.throttle().admit(&user, address).map_err(|retry_after| ApiError::TooManyAttempts { retry_after })?;
     let auth = state.auth.clone();
-    let (user, pass) = (user.clone(), pass.clone());
     // argon2 is deliberately slow: keep it off the async workers.
     let result = tokio::task::spawn_blocking(move || auth.obtain(&user, &pass))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     match result {
-        Ok(pair) => Ok(Json(pair)),
+        Ok(pair) => {
+            state.auth.throttle().succeeded(admitted);
+            Ok(Json(pair))
+        }
         Err(AuthError::Config(e)) => Err(ApiError::Internal(e)),
         Err(_) => Err(ApiError::Unauthenticated("No active account found with the given credentials")),
     }
@@ -42,9 +50,10 @@ pub async fn obtain(State(state): State<AppState>, req: Request) -> Result<Json<
 pub async fn refresh(State(state): State<AppState>, req: Request) -> Result<Json<TokenPair>, ApiError> {
     let fields = Form::text_fields(req).await?;
     required(&fields, &["refresh"])?;
-    match state.auth.refresh(&fields["refresh"]) {
+    match state.auth.refresh(&fields["refresh"]).await {
         Ok(pair) => Ok(Json(pair)),
         Err(AuthError::Config(e)) => Err(ApiError::Internal(e)),
+        Err(AuthError::Unavailable(e)) => Err(ApiError::Store(crate::tasks::store::StoreError::Unavailable(e))),
         Err(_) => Err(ApiError::Unauthenticated("Token is invalid or expired")),
     }
 }

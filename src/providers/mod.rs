@@ -324,6 +324,10 @@ pub enum ProviderError {
     Vendor { code: String, message: String, retryable: bool },
     #[error("vendor answer could not be understood: {0}")]
     Decode(String),
+    /// The vendor answered 3xx. Redirects are not followed (a redirect to another origin would
+    /// carry the vendor's credentials there), unless the adapter opts into same-origin ones.
+    #[error("vendor redirected (HTTP {status}); redirects to another origin are never followed")]
+    Redirect { status: u16 },
     #[error("provider does not serve {0}")]
     Unsupported(SubCallKind),
     #[error("provider unavailable: {0}")]

@@ -91,6 +91,21 @@ pub struct HttpSpec {
     /// the session and fetches its result.
     #[serde(default)]
     pub sessions: Sessions,
+    /// Which redirects the vendor client follows: `none` (the default: a 3xx is an error) or
+    /// `same_origin` (only to the base URL's scheme, host and port; credentials never leave it).
+    #[serde(default)]
+    pub redirects: Redirects,
+}
+
+/// The redirect policy of an adapter (`redirects = "same_origin"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Redirects {
+    /// A 3xx answer is a `Redirect` error.
+    #[default]
+    None,
+    /// Follow redirects within the request's own origin (at most 5); another origin is an error.
+    SameOrigin,
 }
 
 /// SDK-driven checks, by kind.

@@ -166,6 +166,7 @@ fn error_type(e: &ProviderError) -> &'static str {
         ProviderError::RateLimited { .. } => "rate_limited",
         ProviderError::Vendor { .. } => "vendor",
         ProviderError::Decode(_) => "decode",
+        ProviderError::Redirect { .. } => "redirect",
         ProviderError::Unsupported(_) => "unsupported",
         ProviderError::Unavailable(_) => "unavailable",
         ProviderError::CircuitOpen => "circuit_open",

@@ -58,7 +58,9 @@ pub async fn run(name: &str, providers_dir: &Path, fixtures_dir: &Path) -> Resul
     let mut env: HashMap<String, String> = recording.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
     let url_var = http.base_url_env.clone().unwrap_or_else(|| default_base_url_env(name));
     env.insert(url_var, base.clone());
-    let mut provider = HttpProvider::from_file_with(&file, &env, reqwest::Client::new())?;
+    // The production redirect policy, so a replay sees what the gateway would.
+    let client = crate::providers::http::client_for(http.redirects);
+    let mut provider = HttpProvider::from_file_with(&file, &env, client)?;
     if let Some(ms) = recording.time_ms {
         provider = provider.with_clock(move || UNIX_EPOCH + Duration::from_millis(ms));
     }

@@ -32,6 +32,7 @@ pub const NAMES: &[&str] = &[
     QUEUE_DEPTH,
     QUEUE_OLDEST_AGE,
     DECISIONS,
+    WEBHOOK_DELIVERIES,
 ];
 
 pub const HTTP_REQUESTS: &str = "kycgate_http_requests_total";
@@ -48,6 +49,9 @@ pub const PROVIDER_COST: &str = "kycgate_provider_cost_total";
 pub const QUEUE_DEPTH: &str = "kycgate_queue_depth";
 pub const QUEUE_OLDEST_AGE: &str = "kycgate_queue_oldest_pending_age_seconds";
 pub const DECISIONS: &str = "kycgate_decisions_total";
+pub const WEBHOOK_DELIVERIES: &str = "kycgate_webhook_deliveries_total";
+/// The `outcome` label of [`WEBHOOK_DELIVERIES`] (a closed set).
+pub const WEBHOOK_OUTCOMES: &[&str] = &["delivered", "retry", "failed", "refused"];
 
 /// A [`ManualReader`] the meter provider owns and the scrape handler shares.
 #[derive(Debug, Clone)]
@@ -112,6 +116,7 @@ pub struct Metrics {
     pub(super) in_flight: UpDownCounter<i64>,
     pub(super) cost: Counter<f64>,
     pub(super) decisions: Counter<u64>,
+    webhooks: Counter<u64>,
     queue: Arc<QueueSample>,
 }
 
@@ -212,11 +217,18 @@ impl Metrics {
                 .with_description("Declared vendor cost of answered calls (cost_per_call)")
                 .build(),
             decisions: meter.u64_counter(DECISIONS).with_description("Liveness and face-compare verdicts").build(),
+            webhooks: meter
+                .u64_counter(WEBHOOK_DELIVERIES)
+                .with_description("Webhook delivery attempts by outcome (delivered, retry, failed, refused)")
+                .build(),
             queue,
         };
         // Closed label sets start at 0 (see `route_declared`).
         for service in crate::tasks::ServiceKind::ALL {
             metrics.tasks_submitted.add(0, &[kv("service", service.as_str())]);
+        }
+        for outcome in WEBHOOK_OUTCOMES {
+            metrics.webhooks.add(0, &[kv("outcome", *outcome)]);
         }
         for kind in ["liveness", "compare"] {
             for decision in ["pass", "fail"] {
@@ -226,12 +238,20 @@ impl Metrics {
         metrics
     }
 
-    /// One HTTP request answered. `route` is the matched template, never the raw path.
-    pub fn http_request(&self, route: &str, method: &str, status: u16) {
+    /// One HTTP request answered. `route` is the matched template, never the raw path; `method`
+    /// comes from [`super::http::method_label`] (a closed set).
+    pub fn http_request(&self, route: &str, method: &'static str, status: u16) {
         self.http_requests.add(
             1,
-            &[kv("route", route.to_string()), kv("method", method.to_string()), kv("status", i64::from(status))],
+            &[kv("route", route.to_string()), kv("method", method), kv("status", i64::from(status))],
         );
+    }
+
+    /// One webhook attempt (or a refusal at delivery time); `outcome` is one of
+    /// [`WEBHOOK_OUTCOMES`].
+    pub fn webhook_delivery(&self, outcome: &'static str) {
+        debug_assert!(WEBHOOK_OUTCOMES.contains(&outcome));
+        self.webhooks.add(1, &[kv("outcome", outcome)]);
     }
 
     pub fn task_submitted(&self, service: &'static str) {

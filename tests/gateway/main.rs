@@ -9,9 +9,13 @@ mod support;
 
 mod api;
 mod chaos;
+mod corpus;
 mod hostile;
 mod instances;
+mod props;
 mod store_conformance;
 mod store_costs;
 mod store_limits;
 mod store_outage;
+mod vendor_hostile;
+mod webhooks;

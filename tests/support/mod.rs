@@ -84,6 +84,8 @@ pub struct Options {
     pub store_toml: String,
     /// Extra TOML appended to the generated config (routing, limits, …).
     pub extra_toml: String,
+    /// Extra keys for the `[auth]` table (e.g. `login_max_failures_per_user = 3`).
+    pub auth_toml: String,
     pub lease_secs: u64,
     pub concurrency: usize,
     /// More API keys as (owner id, key), besides `KEY` and `OTHER_KEY`.
@@ -106,6 +108,7 @@ impl Default for Options {
             server_toml: String::new(),
             store_toml: String::new(),
             extra_toml: String::new(),
+            auth_toml: String::new(),
             lease_secs: 30,
             concurrency: 2,
             api_keys: Vec::new(),
@@ -148,6 +151,7 @@ concurrency = {conc}
 jwt_secret = "e2e-shared-secret"
 api_keys = [{keys}]
 users = [{{ username = "{USER}", password_hash = "{hash}" }}]
+{auth_extra}
 
 [providers]
 dir = "{providers}"
@@ -161,6 +165,7 @@ dir = "{providers}"
             providers = opts.providers_dir.display(),
             server_extra = opts.server_toml,
             store_extra = opts.store_toml,
+            auth_extra = opts.auth_toml,
             extra = opts.extra_toml,
         );
         let path = dir.path().join("gateway.toml");

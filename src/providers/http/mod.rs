@@ -59,21 +59,61 @@ impl EnvSource for HashMap<String, String> {
 }
 
 /// The one HTTP client every adapter shares (connection pools, TLS roots). Per-attempt time
-/// limits are the routing stack's job; this only bounds connecting.
+/// limits are the routing stack's job; this only bounds connecting. It follows no redirect: a
+/// vendor's 3xx to another origin would carry the vendor's API key (a header, a query parameter
+/// or a signed body) to whoever it names, so a 3xx is an error ([`ProviderError::Redirect`]).
 pub fn shared_client() -> reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| client_with(reqwest::redirect::Policy::none())).clone()
+}
+
+/// Most redirects a `redirects = "same_origin"` adapter follows for one request.
+const MAX_REDIRECTS: usize = 5;
+
+/// The client of adapters that opt into `redirects = "same_origin"`: it follows a redirect only
+/// within the origin of the request that started the chain (scheme, host and port); any other
+/// location stops the chain, and the 3xx is an error as with [`shared_client`].
+pub fn same_origin_client() -> reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .pool_idle_timeout(Duration::from_secs(60))
-                .user_agent(concat!("kycgate/", env!("CARGO_PKG_VERSION")))
-                .build()
-                // Building only fails when the TLS backend cannot initialise; fall back to
-                // reqwest's defaults rather than aborting start-up.
-                .unwrap_or_default()
+            client_with(reqwest::redirect::Policy::custom(|attempt| {
+                let same = attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
+                if !same {
+                    attempt.stop()
+                } else if attempt.previous().len() > MAX_REDIRECTS {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            }))
         })
         .clone()
+}
+
+/// The client for an adapter's redirect policy.
+pub fn client_for(redirects: super::spec::Redirects) -> reqwest::Client {
+    match redirects {
+        super::spec::Redirects::None => shared_client(),
+        super::spec::Redirects::SameOrigin => same_origin_client(),
+    }
+}
+
+fn client_with(redirects: reqwest::redirect::Policy) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(redirects)
+        .user_agent(concat!("kycgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        // Building only fails when the TLS backend cannot initialise; fall back to a client
+        // that still follows no redirect rather than aborting start-up.
+        .unwrap_or_else(|_| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        })
 }
 
 /// Where request times come from (signatures, timestamps, token expiry). The system clock in
@@ -129,9 +169,13 @@ impl HttpProvider {
     }
 
     /// Builds the provider of an `http` file, with the process environment and the shared
-    /// client. Errors name the file.
+    /// client of its redirect policy. Errors name the file.
     pub fn from_file(file: &ProviderFile) -> Result<Self, SpecError> {
-        Self::from_file_with(file, &ProcessEnv, shared_client())
+        let redirects = match &file.spec {
+            ProviderSpec::Http(spec) => spec.redirects,
+            ProviderSpec::Local(_) => super::spec::Redirects::None,
+        };
+        Self::from_file_with(file, &ProcessEnv, client_for(redirects))
     }
 
     /// [`HttpProvider::from_file`] with an explicit environment and client.
@@ -367,6 +411,11 @@ pub(crate) async fn send(req: reqwest::RequestBuilder) -> Result<RawResponse, Pr
 async fn read(mut resp: reqwest::Response) -> Result<RawResponse, ProviderError> {
     let transport = |e: reqwest::Error| ProviderError::Transport(e.without_url().to_string());
     let status = resp.status().as_u16();
+    // A redirect the client did not follow (none are, or it left the origin). Its body is not
+    // read: it is the vendor's (or an attacker's) text.
+    if resp.status().is_redirection() {
+        return Err(ProviderError::Redirect { status });
+    }
     let retry_after =
         resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(response::parse_retry_after);
     if resp.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {

@@ -26,8 +26,31 @@ pub(crate) enum Checked {
     Rejected(Rejection, Value),
 }
 
-/// Longest vendor message kept in an error (vendor messages name fields, not people).
-const MAX_MESSAGE: usize = 200;
+/// Longest vendor error code kept in an error.
+const MAX_CODE: usize = 64;
+
+/// The fixed reasons a vendor error carries instead of the vendor's message. Vendors echo their
+/// input in messages ("no record for ERIKA MUSTERMANN, C01X00T47"), and an error's text reaches
+/// the INFO log and the task's `providers` section: no vendor text is ever kept.
+const REASON_RETRYABLE: &str = "the vendor asked for a retry";
+const REASON_REFUSED: &str = "the vendor refused the request";
+const REASON_ENVELOPE: &str = "the vendor answered with an error envelope";
+
+/// The vendor's error code as an error keeps it: a short identifier (letters, digits, `_ . : -`,
+/// at most [`MAX_CODE`] characters; inner spaces only in a code an error rule of the adapter
+/// names, such as `No face`); anything else, as any body text, is replaced by `HTTP_<status>`.
+pub(crate) fn safe_code(code: Option<&str>, status: u16, named_by_rule: bool) -> String {
+    let ok = |c: &str| {
+        !c.is_empty()
+            && c.len() <= MAX_CODE
+            && c.trim() == c
+            && c.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | ':' | '-') || (named_by_rule && ch == ' '))
+    };
+    match code {
+        Some(c) if ok(c) => c.to_string(),
+        _ => format!("HTTP_{status}"),
+    }
+}
 
 /// Classifies an answer of `tpl`: success (JSON), a final rejection, or an error.
 pub(crate) fn check(spec: &ValidatedHttpSpec, tpl: &RequestTpl, raw: RawResponse) -> Result<Checked, ProviderError> {
@@ -83,28 +106,18 @@ pub(crate) fn status_error(status: u16, retry_after: Option<Duration>) -> Provid
 /// Applies the vendor's error table; unmatched errors follow the HTTP status.
 fn classify_error(spec: &ValidatedHttpSpec, status: u16, retry_after: Option<Duration>, json: &Value) -> ErrorOutcome {
     let code = spec.errors.code_pointer.as_deref().and_then(|p| select(json, p)).and_then(as_text);
-    let message = spec
-        .errors
-        .message_pointer
-        .as_deref()
-        .and_then(|p| select(json, p))
-        .and_then(as_text)
-        .map(|m| m.chars().take(MAX_MESSAGE).collect::<String>())
-        .unwrap_or_default();
     let rule = matching_rule(spec, status, code.as_deref());
-    let code_text = code.clone().unwrap_or_else(|| format!("HTTP_{status}"));
+    let named = rule.is_some_and(|r| r.code.is_some() || r.prefix.is_some() || r.suffix.is_some());
+    let code_text = safe_code(code.as_deref(), status, named);
+    let vendor = |reason: &str, retryable| {
+        ErrorOutcome::Error(ProviderError::Vendor { code: code_text.clone(), message: reason.to_string(), retryable })
+    };
     match rule.map(|r| (r.action, r.issue)) {
         Some((ErrorAction::Reject, Some(issue))) => ErrorOutcome::Rejected(Rejection::new(issue)),
-        Some((ErrorAction::Retry | ErrorAction::Reauthenticate, _)) => {
-            ErrorOutcome::Error(ProviderError::Vendor { code: code_text, message, retryable: true })
-        }
+        Some((ErrorAction::Retry | ErrorAction::Reauthenticate, _)) => vendor(REASON_RETRYABLE, true),
         Some((ErrorAction::RateLimited, _)) => ErrorOutcome::Error(ProviderError::RateLimited { retry_after }),
-        Some((ErrorAction::Fatal, _)) | Some((ErrorAction::Reject, None)) => {
-            ErrorOutcome::Error(ProviderError::Vendor { code: code_text, message, retryable: false })
-        }
-        None if (200..300).contains(&status) => {
-            ErrorOutcome::Error(ProviderError::Vendor { code: code_text, message, retryable: false })
-        }
+        Some((ErrorAction::Fatal, _)) | Some((ErrorAction::Reject, None)) => vendor(REASON_REFUSED, false),
+        None if (200..300).contains(&status) => vendor(REASON_ENVELOPE, false),
         None => ErrorOutcome::Error(status_error(status, retry_after)),
     }
 }
@@ -413,6 +426,16 @@ mod tests {
 
     fn field(p: &str) -> FieldSpec {
         FieldSpec { pointer: p.into(), ..FieldSpec::default() }
+    }
+
+    #[test]
+    fn vendor_codes_are_short_identifiers_never_text() {
+        assert_eq!(safe_code(Some("AuthFailure.SignatureFailure"), 400, false), "AuthFailure.SignatureFailure");
+        assert_eq!(safe_code(Some("No face"), 200, true), "No face");
+        assert_eq!(safe_code(Some("No record for ERIKA MUSTERMANN"), 404, false), "HTTP_404");
+        assert_eq!(safe_code(Some("x\ny"), 400, true), "HTTP_400");
+        assert_eq!(safe_code(Some(&"A".repeat(65)), 500, false), "HTTP_500");
+        assert_eq!(safe_code(None, 502, false), "HTTP_502");
     }
 
     #[test]

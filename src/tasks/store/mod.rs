@@ -7,6 +7,7 @@
 
 mod codec;
 pub mod memory;
+pub mod once;
 pub mod redis;
 
 use std::collections::HashMap;
