@@ -140,6 +140,20 @@ pub struct ApiKeyConfig {
     pub id: String,
     pub sha256: Option<String>,
     pub env: Option<String>,
+    /// `client` (default) or `operator` (may also call the admin endpoints, e.g. reload).
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The Progeny API: submit tasks, read its own tasks and media.
+    #[default]
+    Client,
+    /// A client that may also call `/api/v3/admin/…`.
+    Operator,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,6 +192,14 @@ impl ModelsConfig {
 impl Config {
     /// Defaults, then `file` (if any), then `KYCGATE__…` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let cfg = Self::load_unchecked(file)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// [`Config::load`] without refusing values that parse but cannot work: `kycgate check`
+    /// reports those itself ([`Config::problems`]), each at its line.
+    pub fn load_unchecked(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
         if let Some(path) = file {
@@ -192,29 +214,75 @@ impl Config {
             )
             .build()?
             .try_deserialize()?;
-        cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let all: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.key, p.message)).collect();
+        Err(ConfigError::Invalid(all.join("; ")))
+    }
+
+    /// Every value that parses but cannot work, each at its dotted key (`kycgate check` maps the
+    /// key to a line of the file). Start-up refuses a config with any.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut at_least_one = |key: &str, value: u64| {
+            if value == 0 {
+                out.push(ConfigProblem::new(key, "must be at least 1", None));
+            }
+        };
         let server = &self.server;
-        if server.max_connections == 0 || server.header_read_timeout_ms == 0 || server.request_timeout_ms == 0 {
-            return Err(ConfigError::Invalid(
-                "server.max_connections, header_read_timeout_ms and request_timeout_ms must be at least 1".into(),
-            ));
-        }
-        if self.worker.concurrency == 0 {
-            return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
-        }
-        for key in &self.auth.api_keys {
+        at_least_one("server.max_connections", server.max_connections as u64);
+        at_least_one("server.header_read_timeout_ms", server.header_read_timeout_ms);
+        at_least_one("server.request_timeout_ms", server.request_timeout_ms);
+        at_least_one("worker.concurrency", self.worker.concurrency as u64);
+        for (i, key) in self.auth.api_keys.iter().enumerate() {
             if key.sha256.is_none() == key.env.is_none() {
-                return Err(ConfigError::Invalid(format!(
-                    "auth.api_keys entry {:?}: give exactly one of sha256 or env",
-                    key.id
-                )));
+                out.push(ConfigProblem::new(
+                    &format!("auth.api_keys.{i}"),
+                    &format!("API key {:?}: give exactly one of sha256 or env", key.id),
+                    Some("sha256 = \"<hex sha256 of the key>\" or env = \"VAR_HOLDING_THE_KEY\""),
+                ));
+            }
+            if let Some(digest) = &key.sha256 {
+                if digest.trim().len() != 64 || !digest.trim().bytes().all(|b| b.is_ascii_hexdigit()) {
+                    out.push(ConfigProblem::new(
+                        &format!("auth.api_keys.{i}.sha256"),
+                        &format!("API key {:?}: sha256 must be 64 hex digits", key.id),
+                        Some("printf %s \"$KEY\" | sha256sum"),
+                    ));
+                }
             }
         }
-        Ok(())
+        if !LOG_FORMATS.contains(&self.telemetry.log_format.as_str()) {
+            out.push(ConfigProblem::new(
+                "telemetry.log_format",
+                &format!("unknown log format {:?}", self.telemetry.log_format),
+                Some("one of \"pretty\" (terminals) or \"json\" (production)"),
+            ));
+        }
+        out
+    }
+}
+
+/// The values `telemetry.log_format` accepts.
+pub const LOG_FORMATS: &[&str] = &["pretty", "json"];
+
+/// A value that parses but cannot work: where (dotted key, array items by index), what, and a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ConfigProblem {
+    fn new(key: &str, message: &str, hint: Option<&str>) -> Self {
+        Self { key: key.to_string(), message: message.to_string(), hint: hint.map(str::to_string) }
     }
 }
 
@@ -229,6 +297,16 @@ mod tests {
         assert_eq!("rediss://r".parse::<StoreUrl>().unwrap().to_string(), "rediss://r");
         assert!("postgres://db".parse::<StoreUrl>().is_err());
         assert!("Memory".parse::<StoreUrl>().is_err());
+    }
+
+    #[test]
+    fn unknown_log_format_fails_instead_of_falling_back() {
+        let mut cfg = Config::load(None).expect("defaults parse");
+        cfg.telemetry.log_format = "jsn".into();
+        let problems = cfg.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "telemetry.log_format");
+        assert!(cfg.validate().is_err());
     }
 
     #[test]
