@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, Role};
 
 /// Who is calling. Tasks are filed under `owner` and only visible to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,7 @@ pub struct TokenPair {
 struct ApiKey {
     owner: String,
     sha256: [u8; 32],
+    role: Role,
 }
 
 /// Verifies credentials and issues tokens.
@@ -108,10 +109,10 @@ impl Authenticator {
                 }
                 (None, None) => return Err(AuthError::Config(format!("api key {:?}: no sha256 or env", k.id))),
             };
-            api_keys.push(ApiKey { owner: k.id.clone(), sha256: digest });
+            api_keys.push(ApiKey { owner: k.id.clone(), sha256: digest, role: k.role });
         }
         for key in extra_keys {
-            api_keys.push(ApiKey { owner: "cli".to_string(), sha256: key_digest(key) });
+            api_keys.push(ApiKey { owner: "cli".to_string(), sha256: key_digest(key), role: Role::Client });
         }
         for u in &cfg.users {
             PasswordHash::new(&u.password_hash)
@@ -191,6 +192,24 @@ impl Authenticator {
         let claims = self.decode(bearer, "access")?;
         Ok(Principal { owner: format!("user:{}", claims.sub) })
     }
+}
+
+impl Authenticator {
+    /// What a bearer credential may do: an API key's configured role; a user's access token is a
+    /// client. `None`: not a valid credential.
+    pub fn role_of(&self, bearer: &str) -> Option<Role> {
+        let digest = key_digest(bearer);
+        if let Some(k) = self.api_keys.iter().find(|k| ct_eq(&k.sha256, &digest)) {
+            return Some(k.role);
+        }
+        self.decode(bearer, "access").ok().map(|_| Role::Client)
+    }
+}
+
+/// The bearer token of a request, if it sent one.
+pub(crate) fn request_bearer(parts: &Parts) -> Option<&str> {
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_token(header)
 }
 
 impl<S> FromRequestParts<S> for Principal
