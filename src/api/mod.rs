@@ -1,8 +1,11 @@
 //! The HTTP API (axum): Progeny v3 routes, auth, health. Only this module knows status codes.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod form;
+pub mod openapi;
+pub mod request_id;
 pub mod result;
 pub mod services;
 pub mod tasks;
@@ -33,6 +36,8 @@ pub struct AppState {
     pub limits: ImageLimits,
     /// Base URL for `portrait_url` (no trailing slash); `None` = from the Host header.
     pub public_url: Option<String>,
+    /// Configuration reload for `POST /api/v3/admin/reload/`; `None`: not offered.
+    pub reload: Option<Arc<dyn admin::Reload>>,
 }
 
 /// The whole HTTP surface. Tests drive it in-process or over a socket.
@@ -48,6 +53,9 @@ pub fn app(state: AppState, max_body_bytes: usize, request_timeout: std::time::D
         .route("/api/v3/services/task", get(tasks::get_task))
         .route("/api/v3/services/{service}/", post(services::submit))
         .route("/api/v3/services/{service}", post(services::submit))
+        .route("/api/v3/admin/reload/", post(admin::reload))
+        .route("/api/v3/admin/reload", post(admin::reload))
+        .route("/api/v3/openapi.json", get(openapi::serve))
         .route("/media/{*path}", get(tasks::get_media))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -61,6 +69,8 @@ pub fn app(state: AppState, max_body_bytes: usize, request_timeout: std::time::D
                 .timeout(request_timeout),
         )
         .layer(axum::middleware::from_fn(crate::telemetry::http::server_span))
+        // Outermost: every answer carries the id, and the server span above records it.
+        .layer(axum::middleware::from_fn(request_id::propagate))
         .with_state(state)
 }
 

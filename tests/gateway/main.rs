@@ -10,5 +10,6 @@ mod support;
 mod api;
 mod hostile;
 mod instances;
+mod openapi;
 mod store_conformance;
 mod store_outage;
