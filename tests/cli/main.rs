@@ -84,3 +84,33 @@ fn completions_are_printed_for_a_shell() {
     let bad = kycgate(dir.path(), &["completions", "cmd.exe"]);
     assert!(!bad.status.success());
 }
+
+#[test]
+fn hash_password_prompts_on_a_terminal_without_echo() {
+    use std::io::Write as _;
+    // `script` (util-linux) runs the command on a pseudo-terminal and forwards our stdin to it.
+    let command = format!("{} hash-password", env!("CARGO_BIN_EXE_kycgate"));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs the command on a pty");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // One line per prompt, once each prompt has been read (the terminal discards early input
+    // when echo is switched off).
+    for _ in 0..2 {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        stdin.write_all(b"hunter2-secret\n").expect("type");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    let screen = stdout(&out);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("Password: ") && screen.contains("Repeat password: "), "{screen}");
+    assert!(!screen.contains("hunter2"), "the password was echoed: {screen}");
+    let hash = screen.lines().map(str::trim).find(|l| l.starts_with("$argon2id$")).expect("a hash line");
+    use argon2::{PasswordHash, PasswordVerifier};
+    assert!(argon2::Argon2::default().verify_password(b"hunter2-secret", &PasswordHash::new(hash).expect("PHC")).is_ok());
+}
