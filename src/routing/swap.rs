@@ -66,3 +66,50 @@ impl SubCallRouter for SwappableRouter {
         self.current().circuits()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Image;
+    use crate::routing::{Attempt, AttemptOutcome};
+
+    /// A router that names itself in the one attempt it records.
+    struct Named(&'static str);
+
+    #[async_trait::async_trait]
+    impl SubCallRouter for Named {
+        async fn route(&self, call: SubCall) -> Routed {
+            let attempt =
+                Attempt { provider: self.0.into(), attempt: 1, latency_ms: 0, outcome: AttemptOutcome::Ok, reason: None };
+            Routed { kind: call.kind(), answer: None, attempts: vec![attempt] }
+        }
+
+        fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)> {
+            Vec::new()
+        }
+    }
+
+    fn call() -> SubCall {
+        SubCall::Liveness { image: Image { bytes: bytes::Bytes::from_static(b"x"), mime: "image/png" } }
+    }
+
+    async fn routed_by(router: &SwappableRouter) -> String {
+        router.route(call()).await.attempts[0].provider.clone()
+    }
+
+    #[tokio::test]
+    async fn a_task_keeps_its_router_across_a_swap_and_new_tasks_get_the_new_one() {
+        let router = SwappableRouter::new(Arc::new(Named("old")));
+        let task = pinned(async {
+            let first = routed_by(&router).await;
+            router.swap(Arc::new(Named("new")));
+            let second = routed_by(&router).await;
+            (first, second)
+        })
+        .await;
+        assert_eq!(task, ("old".to_string(), "old".to_string()));
+        assert_eq!(pinned(routed_by(&router)).await, "new");
+        // Outside any task scope: always the current one.
+        assert_eq!(routed_by(&router).await, "new");
+    }
+}
