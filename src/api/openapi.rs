@@ -123,8 +123,8 @@ fn build() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "KYC gateway speaking the Progeny v3 API",
             "description": "Every service is a two-step call: POST the images (multipart/form-data), get a task id, \
-                then GET the task until its status is SUCCESS or FAILURE. Every route also answers without its \
-                trailing slash. Every response carries an `X-Request-Id` header (the request's, when it sent a \
+                then GET the task until its status is SUCCESS or FAILURE. Every `/api/v3/…` route also answers \
+                without its trailing slash. Every response carries an `X-Request-Id` header (the request's, when it sent a \
                 plain one, else a generated UUID).",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
         },
