@@ -108,7 +108,8 @@ pub fn run(config_file: Option<&Path>) -> Report {
     if let Some(cfg) = &report.config {
         for p in cfg.problems() {
             let at = doc.as_ref().and_then(|d| d.locate(&p.key));
-            report.problems.push(Problem { file: gateway_name.clone(), at, message: format!("{}: {}", p.key, p.message), hint: p.hint });
+            let hint = p.hint.unwrap_or_else(|| "config/default.toml documents every key and its range".into());
+            report.problems.push(Problem { file: gateway_name.clone(), at, message: format!("{}: {}", p.key, p.message), hint: Some(hint) });
         }
     }
     // The adapters are checked even when the gateway file is broken: every problem at once.
@@ -130,7 +131,8 @@ pub fn run(config_file: Option<&Path>) -> Report {
     };
     for p in cfg.routing.problems(&lookup) {
         let at = doc.as_ref().and_then(|d| d.locate(&p.key));
-        report.problems.push(Problem { file: gateway_name.clone(), at, message: format!("{}: {}", p.key, p.message), hint: p.hint });
+        let hint = p.hint.unwrap_or_else(|| "docs/ROUTING.md documents chains, split, rules, hedge and consensus".into());
+        report.problems.push(Problem { file: gateway_name.clone(), at, message: format!("{}: {}", p.key, p.message), hint: Some(hint) });
     }
     let routed: Vec<&str> = cfg.routing.provider_names().collect();
     for f in &report.providers {
@@ -226,7 +228,8 @@ fn gateway_file(doc: &Doc, problems: &mut Vec<Problem>) -> bool {
     let (root, errors) = DeTable::parse_recoverable(&doc.text);
     if !errors.is_empty() {
         for e in errors {
-            problems.push(doc.problem(e.span(), format!("TOML syntax: {}", e.message().trim()), None));
+            let hint = "check the quotes, brackets and commas here; a table header is `[section]`";
+            problems.push(doc.problem(e.span(), format!("TOML syntax: {}", e.message().trim()), Some(hint.into())));
         }
         return false;
     }
@@ -261,7 +264,8 @@ fn gateway_file(doc: &Doc, problems: &mut Vec<Problem>) -> bool {
             }
         };
         if let Err(e) = result {
-            problems.push(doc.problem(e.span(), format!("[{name}] {}", e.message().trim()), hint_for(e.message())));
+            let hint = hint_for(e.message()).unwrap_or_else(|| "config/default.toml documents every key".into());
+            problems.push(doc.problem(e.span(), format!("[{name}] {}", e.message().trim()), Some(hint)));
         }
     }
     problems.len() == before
@@ -374,9 +378,12 @@ fn adapters(dir: &Path, report: &mut Report) -> BTreeMap<String, Known> {
 /// A provider file's load error as a problem (its own `file:line:column` when it has one).
 fn spec_problem(e: SpecError, path: &Path) -> Problem {
     match e {
-        SpecError::Parse { path, line_col, message, hint } => {
-            Problem { file: path, at: line_col, message, hint: hint.map(|h| h.to_string()) }
-        }
+        SpecError::Parse { path, line_col, message, hint } => Problem {
+            file: path,
+            at: line_col,
+            message,
+            hint: Some(hint.map_or_else(|| "docs/ADAPTERS.md describes every key of an adapter".into(), |h| h.to_string())),
+        },
         SpecError::Invalid { path, message } => Problem {
             file: path,
             at: None,
@@ -394,7 +401,9 @@ fn local_settings(doc: &Doc, problems: &mut Vec<Problem>) -> bool {
     match <crate::local::LocalSettings as serde::Deserialize>::deserialize(ValueDeserializer::from(settings.clone())) {
         Ok(_) => true,
         Err(e) => {
-            problems.push(doc.problem(e.span(), format!("[settings] {}", e.message().trim()), hint_for(e.message())));
+            let hint = hint_for(e.message())
+                .unwrap_or_else(|| "providers/local.toml lists the settings; docs/EVAL.md explains them".into());
+            problems.push(doc.problem(e.span(), format!("[settings] {}", e.message().trim()), Some(hint)));
             false
         }
     }

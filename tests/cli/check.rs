@@ -52,9 +52,11 @@ fn assert_problem(setup: &Setup, file: &str, line: usize, words: &str) {
     let (ok, out, err) = setup.check();
     assert!(!ok, "check passed:\n{out}\n{err}");
     let at = format!("{}:{line}:", file_label(setup, file));
-    let found = err.lines().any(|l| l.starts_with(&at) && l.contains(words));
-    assert!(found, "no `{at}… {words}` line in:\n{err}");
-    assert!(err.contains("hint: "), "no hint in:\n{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let found = lines.iter().position(|l| l.starts_with(&at) && l.contains(words));
+    let Some(i) = found else { panic!("no `{at}… {words}` line in:\n{err}") };
+    // Every problem is followed by its hint.
+    assert!(lines.get(i + 1).is_some_and(|h| h.starts_with("    hint: ")), "no hint after the problem in:\n{err}");
 }
 
 fn file_label(setup: &Setup, file: &str) -> String {
