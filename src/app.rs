@@ -319,7 +319,7 @@ impl Reloader {
                 Ok(routing)
             }
             Err(ReloadError::Invalid(problems)) => {
-                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                let problems: Vec<String> = problems.iter().map(crate::check::Problem::one_line).collect();
                 for p in &problems {
                     tracing::error!(trigger, problem = %p, "Reload refused; the running configuration is kept");
                 }

@@ -46,6 +46,17 @@ impl fmt::Display for Problem {
     }
 }
 
+impl Problem {
+    /// The problem on one line (`file:line:column: message (hint: …)`), for logs and JSON.
+    pub fn one_line(&self) -> String {
+        let mut line = self.to_string();
+        if let Some((head, hint)) = line.split_once("\n    hint: ") {
+            line = format!("{head} (hint: {hint})");
+        }
+        line
+    }
+}
+
 /// Everything `check` found, and what it loaded (a reload swaps these in when there is no problem).
 #[derive(Debug, Default)]
 pub struct Report {
