@@ -88,7 +88,17 @@ for f, t in texts.items():
         print(f"ok    {f}")
 sys.exit(1 if bad else 0)
 PY
-if command -v helm >/dev/null 2>&1; then
+HELM_PY="${HELM_PYTHON:-${DEPLOY_PYTHON:-python3}}"
+if "$HELM_PY" -c 'import helm_python, yaml' >/dev/null 2>&1; then
+  # Helm's Go SDK through the helm-python-sdk wheel: lint + both modes rendered and parsed; the
+  # rendered gateway files checked by `kycgate check` when KYCGATE_BIN names the binary.
+  "$HELM_PY" helm-render.py helm/kycgate "$tmp_helm"
+  if [ -n "${KYCGATE_BIN:-}" ]; then
+    for mode in gateway sidecar; do
+      KYCGATE_OPERATOR_KEY=x "$KYCGATE_BIN" check --config "$tmp_helm/$mode-kycgate.toml"
+    done
+  fi
+elif command -v helm >/dev/null 2>&1; then
   helm lint helm/kycgate --set secrets.jwtSecret=lint
   for mode in gateway sidecar; do
     helm template kycgate helm/kycgate --set mode=$mode --set secrets.jwtSecret=x \
@@ -96,7 +106,7 @@ if command -v helm >/dev/null 2>&1; then
     python3 -c 'import sys, yaml; d=[x for x in yaml.safe_load_all(open(sys.argv[1])) if x]; print("ok    rendered", sys.argv[2], ", ".join(x["kind"] for x in d))' "$tmp_helm/$mode.yaml" $mode
   done
 else
-  echo "skip  helm lint / helm template (helm is not installed)"
+  echo "skip  helm lint / render (no helm, no helm-python-sdk: HELM_PYTHON=<venv>/bin/python with pip install helm-python-sdk pyyaml)"
 fi
 
 echo "== promtool"
