@@ -93,6 +93,15 @@ if "$HELM_PY" -c 'import helm_python, yaml' >/dev/null 2>&1; then
   # Helm's Go SDK through the helm-python-sdk wheel: lint + both modes rendered and parsed; the
   # rendered gateway files checked by `kycgate check` when KYCGATE_BIN names the binary.
   "$HELM_PY" helm-render.py helm/kycgate "$tmp_helm"
+  hkv="$(dirname "$HELM_PY")/kubernetes-validate"
+  if [ -x "$hkv" ]; then
+    out=$("$hkv" --strict --quiet "$tmp_helm/gateway.yaml" "$tmp_helm/sidecar.yaml" 2>&1 || true)
+    # ServiceMonitor is a CRD without a built-in schema; anything else reported is a failure.
+    if echo "$out" | grep -v "Couldn't find schema for kind ServiceMonitor" | grep -E "ERROR|FAIL"; then
+      exit 1
+    fi
+    echo "ok    rendered chart manifests against the Kubernetes API schemas"
+  fi
   if [ -n "${KYCGATE_BIN:-}" ]; then
     for mode in gateway sidecar; do
       KYCGATE_OPERATOR_KEY=x "$KYCGATE_BIN" check --config "$tmp_helm/$mode-kycgate.toml"

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Lints deploy/helm/kycgate and renders both modes with Helm's own Go SDK (the
 `helm-python-sdk` wheel binds libhelm_c: no helm binary or Go toolchain needed), parses every
-rendered manifest as YAML and writes each mode's gateway file to OUT/<mode>-kycgate.toml for
-`kycgate check`. Exit 1 on a lint warning or error, or a template that does not render.
+rendered manifest as YAML, writes each mode's manifests to OUT/<mode>.yaml (for
+kubernetes-validate) and its gateway file to OUT/<mode>-kycgate.toml (for `kycgate check`). Exit 1 on a lint warning or error, or a template that does not render.
 
 Usage: helm-render.py CHART_DIR OUT_DIR   (pip install helm-python-sdk pyyaml, in a venv)
 """
@@ -34,9 +34,11 @@ for mode in ("gateway", "sidecar"):
         bad.append(f"{mode}: {e}")
         continue
     kinds = []
+    manifests = open(f"{out}/{mode}.yaml", "w")
     for path, text in sorted(rendered.items()):
-        if path.endswith("NOTES.txt"):
+        if path.endswith("NOTES.txt") or not text.strip():
             continue
+        manifests.write(f"---\n# {path}\n{text}\n")
         for doc in yaml.safe_load_all(text):
             if not doc:
                 continue
@@ -44,6 +46,7 @@ for mode in ("gateway", "sidecar"):
             if doc["kind"] == "ConfigMap" and "kycgate.toml" in doc.get("data", {}):
                 with open(f"{out}/{mode}-kycgate.toml", "w") as f:
                     f.write(doc["data"]["kycgate.toml"])
+    manifests.close()
     print(f"ok    {mode}: {', '.join(kinds)}")
 for b in bad:
     print(f"FAIL  {b}")
