@@ -1,8 +1,8 @@
 //! Wiring: config → store, providers, router, pipeline, workers, HTTP server.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +13,9 @@ use crate::config::{Config, StoreConfig, StoreUrl};
 use crate::local::LocalProvider;
 use crate::pipeline::Pipeline;
 use crate::providers::http::HttpProvider;
-use crate::providers::spec::{self, ProviderFile, ProviderSpec};
+use crate::providers::spec::{self, LocalSpec, ProviderFile, ProviderSpec};
 use crate::providers::{PortraitCropper, SharedProvider};
+use crate::routing::swap::SwappableRouter;
 use crate::routing::{self, SubCallRouter};
 use crate::tasks::store::memory::MemoryStore;
 use crate::tasks::store::once::{MemoryOnce, RedisOnce, SpendOnce};
@@ -24,9 +25,8 @@ use crate::webhooks::queue::{DeliveryQueue, MemoryQueue, RedisQueue};
 use crate::webhooks::Webhooks;
 use crate::worker::{self, WorkerSettings};
 
-/// The embedded `providers/local.toml`, used when the providers directory has no `local.toml`
-/// (e.g. the binary runs outside the repository).
-pub const LOCAL_PROVIDER_TOML: &str = include_str!("../providers/local.toml");
+/// The embedded `providers/local.toml` (declared by `local`, which `check` reads too).
+pub use crate::local::LOCAL_PROVIDER_TOML;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,10 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub store: Option<StoreUrl>,
     pub api_keys: Vec<String>,
+    /// Client API keys with their owner id (`KYCGATE_API_KEYS="id:key,…"`).
+    pub named_api_keys: Vec<(String, String)>,
+    /// The gateway file a reload re-reads (`--config`); `None`: the embedded defaults.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Everything built from config, ready to serve or to run one task in-process.
@@ -60,6 +64,8 @@ pub struct Gateway {
     pub config: Config,
     pub state: AppState,
     pub pipeline: Arc<Pipeline>,
+    /// Re-reads routing and adapters (`SIGHUP`, `POST /api/v3/admin/reload/`).
+    pub reloader: Arc<Reloader>,
 }
 
 impl Gateway {
@@ -70,20 +76,37 @@ impl Gateway {
         if let Some(store) = &overrides.store {
             config.store.url = store.clone();
         }
+        for (id, key) in &overrides.named_api_keys {
+            config.auth.api_keys.push(crate::config::ApiKeyConfig {
+                id: id.clone(),
+                sha256: Some(hex::encode(crate::api::auth::key_digest(key))),
+                env: None,
+                role: crate::config::Role::Client,
+                callback_url: None,
+            });
+        }
         let store = open_store(&config.store, config.worker.concurrency).await?;
-        let (providers, local) = build_providers(&config).await?;
+        let files = provider_files(&config.providers.dir)?;
+        let (providers, local) = build_providers(&config, files, None).await?;
         let shared_limits = shared_limits(&config.store).await;
-        let router: Arc<dyn SubCallRouter> = Arc::new(
-            routing::build_with(&config.routing, &providers, shared_limits)
-                .map_err(|e| AppError::Routing(e.to_string()))?,
-        );
-        let cropper = local.map(|l| l as Arc<dyn PortraitCropper>);
+        let chains = routing::build_with(&config.routing, &providers, shared_limits.clone())
+            .map_err(|e| AppError::Routing(e.to_string()))?;
+        let swappable = Arc::new(SwappableRouter::new(Arc::new(chains)));
+        let router: Arc<dyn SubCallRouter> = swappable.clone();
+        let cropper = local.as_ref().map(|(_, l)| l.clone() as Arc<dyn PortraitCropper>);
         let pipeline = Arc::new(Pipeline::new(router.clone(), store.clone(), cropper));
         let auth = Arc::new(Authenticator::new(&config.auth, &overrides.api_keys)?.with_spent_tokens(spent_tokens(&config.store).await?));
         let public_url = Some(config.server.public_url.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+        let reloader = Arc::new(Reloader {
+            config_file: overrides.config_file.clone(),
+            router: swappable,
+            local: tokio::sync::Mutex::new(local),
+            shared_limits,
+        });
+        let reload: Arc<dyn api::admin::Reload> = reloader.clone();
         let webhooks = Arc::new(Webhooks::new(config.webhooks.clone(), delivery_queue(&config.store).await?));
-        let state = AppState { store, auth, router, limits: config.images, public_url, webhooks };
-        Ok(Self { config, state, pipeline })
+        let state = AppState { store, auth, router, limits: config.images, public_url, webhooks, reload: Some(reload) };
+        Ok(Self { config, state, pipeline, reloader })
     }
 
     /// Serves HTTP and runs workers until `shutdown` resolves; then drains.
@@ -111,6 +134,14 @@ impl Gateway {
         let server = &self.config.server;
         let app = api::app(self.state.clone(), server.max_body_bytes, Duration::from_millis(server.request_timeout_ms));
         let http = http_server(listener, app, server, stop_tx.subscribe());
+        // Registered before serving, so a SIGHUP right after start-up reloads instead of killing.
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangup) => {
+                tokio::spawn(reload_on_sighup(self.reloader.clone(), hangup, stop_tx.subscribe()));
+            }
+            Err(e) => tracing::warn!(error = %e, "SIGHUP reload unavailable"),
+        }
         let trigger = tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -262,18 +293,28 @@ fn hostname() -> String {
     std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "kycgate".into())
 }
 
-/// Builds the providers the routing config names (others in the directory are only parsed,
-/// so a vendor file whose credentials are not set does not stop the gateway).
-async fn build_providers(
-    config: &Config,
-) -> Result<(HashMap<String, SharedProvider>, Option<Arc<LocalProvider>>), AppError> {
-    let dir = &config.providers.dir;
+/// The adapter files of `dir`, plus the embedded local provider when the directory has none.
+fn provider_files(dir: &Path) -> Result<Vec<ProviderFile>, AppError> {
     let mut files: Vec<ProviderFile> = if dir.is_dir() { spec::load_dir(dir)? } else { Vec::new() };
     if !files.iter().any(|f| f.name == "local") {
         let spec = spec::parse_spec(LOCAL_PROVIDER_TOML)
             .map_err(|e| AppError::Provider { name: "local".into(), reason: e.to_string() })?;
         files.push(ProviderFile { name: "local".into(), path: Path::new("providers/local.toml").into(), spec });
     }
+    Ok(files)
+}
+
+/// The local provider as built, with the file section it was built from (a reload reuses it
+/// when that is unchanged, rather than loading every model again).
+type BuiltLocal = (LocalSpec, Arc<LocalProvider>);
+
+/// Builds the providers the routing config names (others in the directory are only parsed,
+/// so a vendor file whose credentials are not set does not stop the gateway).
+async fn build_providers(
+    config: &Config,
+    files: Vec<ProviderFile>,
+    reuse: Option<&BuiltLocal>,
+) -> Result<(HashMap<String, SharedProvider>, Option<BuiltLocal>), AppError> {
     let wanted: std::collections::HashSet<&str> = config.routing.provider_names().collect();
     let mut providers: HashMap<String, SharedProvider> = HashMap::new();
     let mut local = None;
@@ -287,12 +328,114 @@ async fn build_providers(
                     .map_err(|e| AppError::Provider { name: file.name.clone(), reason: e.to_string() })?,
             ),
             ProviderSpec::Local(spec) => {
-                let l = Arc::new(LocalProvider::build(&file.name, spec, &config.models).await);
-                local = Some(l.clone());
+                let l = match reuse {
+                    Some((old, built)) if old.serves == spec.serves && old.settings == spec.settings => built.clone(),
+                    _ => Arc::new(LocalProvider::build(&file.name, spec, &config.models).await.map_err(|e| {
+                        AppError::Provider { name: file.name.clone(), reason: format!("invalid [settings]: {e}") }
+                    })?),
+                };
+                local = Some((spec.clone(), l.clone()));
                 l as SharedProvider
             }
         };
         providers.insert(file.name.clone(), provider);
     }
     Ok((providers, local))
+}
+
+/// Re-reads routing and the adapters, validates them as `kycgate check` does, and swaps the new
+/// chains in. A configuration with any problem is refused whole: the running one stays.
+/// Tasks already routing keep the chains they started with (`routing::swap::pinned`). Other
+/// sections of the gateway file (listen address, store, auth, …) need a restart.
+pub struct Reloader {
+    config_file: Option<PathBuf>,
+    router: Arc<SwappableRouter>,
+    /// One reload at a time; the local provider in force.
+    local: tokio::sync::Mutex<Option<BuiltLocal>>,
+    /// Rate limits and budgets shared through Redis (kept across reloads: same keys).
+    shared_limits: Option<Arc<routing::SharedLimits>>,
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{} problem(s) in the configuration", .0.len())]
+    Invalid(Vec<crate::check::Problem>),
+    #[error(transparent)]
+    Build(#[from] AppError),
+}
+
+impl Reloader {
+    /// Validates and swaps in the configuration on disk; returns the chains now in force.
+    pub async fn reload(&self) -> Result<BTreeMap<String, Vec<String>>, ReloadError> {
+        let mut local = self.local.lock().await;
+        let file = self.config_file.clone();
+        let report = tokio::task::spawn_blocking(move || crate::check::run(file.as_deref()))
+            .await
+            .map_err(|e| AppError::Routing(format!("validation stopped: {e}")))?;
+        let config = match report.config {
+            Some(config) if report.problems.is_empty() => config,
+            _ => return Err(ReloadError::Invalid(report.problems)),
+        };
+        let (providers, built) = build_providers(&config, report.providers, local.as_ref()).await?;
+        let chains = routing::build_with(&config.routing, &providers, self.shared_limits.clone())
+            .map_err(|e| AppError::Routing(e.to_string()))?;
+        self.router.swap(Arc::new(chains));
+        if built.is_some() {
+            *local = built;
+        }
+        let routing = crate::providers::SubCallKind::ALL
+            .into_iter()
+            .map(|k| (k.to_string(), config.routing.route(k).chain.iter().map(|e| e.provider.clone()).collect()))
+            .collect();
+        Ok(routing)
+    }
+
+    /// [`Reloader::reload`], logged: what is now in force, or every reason it was refused.
+    pub async fn reload_logged(&self, trigger: &'static str) -> Result<BTreeMap<String, Vec<String>>, Vec<String>> {
+        match self.reload().await {
+            Ok(routing) => {
+                tracing::info!(trigger, routing = ?routing, "Configuration reloaded");
+                Ok(routing)
+            }
+            Err(ReloadError::Invalid(problems)) => {
+                let problems: Vec<String> = problems.iter().map(crate::check::Problem::one_line).collect();
+                for p in &problems {
+                    tracing::error!(trigger, problem = %p, "Reload refused; the running configuration is kept");
+                }
+                Err(problems)
+            }
+            Err(ReloadError::Build(e)) => {
+                tracing::error!(trigger, error = %e, "Reload refused; the running configuration is kept");
+                Err(vec![e.to_string()])
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl api::admin::Reload for Reloader {
+    async fn reload(&self) -> Result<api::admin::Reloaded, Vec<String>> {
+        self.reload_logged("admin").await.map(|routing| api::admin::Reloaded { routing })
+    }
+}
+
+/// `SIGHUP` → reload, until the server stops.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    reloader: Arc<Reloader>,
+    mut hangup: tokio::signal::unix::Signal,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            got = hangup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                let _ = reloader.reload_logged("SIGHUP").await;
+            }
+            _ = stopped(&mut stop) => return,
+        }
+    }
 }

@@ -1,9 +1,10 @@
-//! The one-shot subcommands (`verify`, `models`, `eval`, `providers check|test`, `hash-password`).
-//! Each prints to stdout and returns an error for `main` to report.
+//! The one-shot subcommands (`check`, `verify`, `models`, `eval`, `providers check|test`,
+//! `hash-password`). Each prints to stdout and returns an error for `main` to report.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -101,16 +102,100 @@ pub async fn providers_test(config: &Config, name: &str, fixtures: &Path) -> any
     Ok(())
 }
 
-/// `kycgate hash-password`: reads a password from stdin, prints its argon2id hash.
-pub fn hash_password() -> anyhow::Result<()> {
-    let mut password = String::new();
-    std::io::stdin().read_to_string(&mut password)?;
-    let password = password.trim_end_matches(['\r', '\n']);
+/// `kycgate hash-password [PASSWORD]`: prints the argon2id hash of the argument, else of a
+/// password typed at the terminal (twice, not echoed), else of stdin's first line.
+pub fn hash_password(argument: Option<String>) -> anyhow::Result<()> {
+    let password = match argument {
+        Some(p) => p,
+        None if std::io::stdin().is_terminal() => prompt_password()?,
+        None => {
+            let mut input = String::new();
+            std::io::stdin().read_to_string(&mut input)?;
+            input.lines().next().unwrap_or_default().to_string()
+        }
+    };
     if password.is_empty() {
-        bail!("empty password on stdin");
+        bail!("empty password");
     }
-    println!("{}", crate::api::auth::hash_password(password)?);
+    println!("{}", crate::api::auth::hash_password(&password)?);
     Ok(())
+}
+
+/// Asks for a password twice on the terminal with echo off (`stty -echo`, restored on return).
+fn prompt_password() -> anyhow::Result<String> {
+    let tty = std::fs::File::options().read(true).write(true).open("/dev/tty").context("opening the terminal")?;
+    let _echo_off = EchoOff::new(&tty)?;
+    let mut reader = std::io::BufReader::new(tty.try_clone()?);
+    let mut ask = |prompt: &str| -> anyhow::Result<String> {
+        let mut out = &tty;
+        write!(out, "{prompt}")?;
+        out.flush()?;
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        writeln!(out)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    };
+    let first = ask("Password: ")?;
+    let again = ask("Repeat password: ")?;
+    if first != again {
+        bail!("the passwords differ");
+    }
+    Ok(first)
+}
+
+/// Terminal echo switched off for as long as it lives.
+struct EchoOff(std::fs::File);
+
+impl EchoOff {
+    fn new(tty: &std::fs::File) -> anyhow::Result<Self> {
+        let status = std::process::Command::new("stty").arg("-echo").stdin(tty.try_clone()?).status();
+        match status {
+            Ok(s) if s.success() => Ok(Self(tty.try_clone()?)),
+            // Never read a password with echo on.
+            _ => bail!("cannot switch terminal echo off (stty); pipe the password on stdin instead"),
+        }
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Ok(tty) = self.0.try_clone() {
+            let _ = std::process::Command::new("stty").arg("echo").stdin(tty).status();
+        }
+    }
+}
+
+/// `kycgate healthcheck`: GET `/healthz` on this host's gateway (or `url`) within 5 s.
+pub async fn healthcheck(config: &Config, url: Option<&str>) -> anyhow::Result<()> {
+    let url = url.map_or_else(|| format!("http://127.0.0.1:{}/healthz", config.server.listen.port()), str::to_string);
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let status = client.get(&url).send().await.with_context(|| format!("GET {url}"))?.status();
+    if !status.is_success() {
+        bail!("GET {url}: {status}");
+    }
+    println!("ok {url}");
+    Ok(())
+}
+
+/// `kycgate check`: every problem in the configuration as `file:line:column: message` and a
+/// hint on stderr (exit 1), or a short summary on stdout (exit 0). Warnings never fail it.
+pub fn check(config_file: Option<&Path>) -> ExitCode {
+    let report = crate::check::run(config_file);
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !report.is_ok() {
+        for p in &report.problems {
+            eprintln!("{p}");
+        }
+        eprintln!("kycgate check: {} problem(s); the configuration would be refused", report.problems.len());
+        return ExitCode::FAILURE;
+    }
+    println!("kycgate check: configuration OK");
+    for line in &report.summary {
+        println!("  {line}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// `kycgate models fetch`: obtains every model in the manifest, verifying checksums. Progress goes

@@ -180,6 +180,20 @@ pub struct ApiKeyConfig {
     /// Where this key's finished tasks are POSTed when a submit gives no `callback_url`.
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// `client` (default) or `operator` (may also call the admin endpoints, e.g. reload).
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The Progeny API: submit tasks, read its own tasks and media.
+    #[default]
+    Client,
+    /// A client that may also call `/api/v3/admin/…`.
+    Operator,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +232,14 @@ impl ModelsConfig {
 impl Config {
     /// Defaults, then `file` (if any), then `KYCGATE__…` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let cfg = Self::load_unchecked(file)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// [`Config::load`] without refusing values that parse but cannot work: `kycgate check`
+    /// reports those itself ([`Config::problems`]), each at its line.
+    pub fn load_unchecked(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
         if let Some(path) = file {
@@ -232,74 +254,104 @@ impl Config {
             )
             .build()?
             .try_deserialize()?;
-        cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let all: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.key, p.message)).collect();
+        Err(ConfigError::Invalid(all.join("; ")))
+    }
+
+    /// Every value that parses but cannot work, each at its dotted key (`kycgate check` maps the
+    /// key to a line of the file). Start-up refuses a config with any.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut at_least_one = |key: &str, value: u64| {
+            if value == 0 {
+                out.push(ConfigProblem::new(key, "must be at least 1", None));
+            }
+        };
         let server = &self.server;
-        if server.max_connections == 0 || server.header_read_timeout_ms == 0 || server.request_timeout_ms == 0 {
-            return Err(ConfigError::Invalid(
-                "server.max_connections, header_read_timeout_ms and request_timeout_ms must be at least 1".into(),
-            ));
+        at_least_one("server.max_connections", server.max_connections as u64);
+        at_least_one("server.header_read_timeout_ms", server.header_read_timeout_ms);
+        at_least_one("server.request_timeout_ms", server.request_timeout_ms);
+        at_least_one("worker.concurrency", self.worker.concurrency as u64);
+        let auth = &self.auth;
+        at_least_one("auth.login_max_failures_per_user", u64::from(auth.login_max_failures_per_user));
+        at_least_one("auth.login_max_failures_per_address", u64::from(auth.login_max_failures_per_address));
+        at_least_one("auth.login_window_secs", auth.login_window_secs);
+        at_least_one("auth.login_max_tracked", auth.login_max_tracked as u64);
+        let hooks = &self.webhooks;
+        at_least_one("webhooks.max_attempts", u64::from(hooks.max_attempts));
+        at_least_one("webhooks.timeout_ms", hooks.timeout_ms);
+        at_least_one("webhooks.poll_ms", hooks.poll_ms);
+        at_least_one("webhooks.max_pending", hooks.max_pending as u64);
+        let store = &self.store;
+        at_least_one("store.max_queued_tasks", store.max_queued_tasks as u64);
+        at_least_one("store.max_queued_bytes", store.max_queued_bytes as u64);
+        at_least_one("store.max_queued_per_owner", store.max_queued_per_owner as u64);
+        at_least_one("store.task_ttl_secs", store.task_ttl_secs);
+        at_least_one("store.idempotency_ttl_secs", store.idempotency_ttl_secs);
+        at_least_one("store.lease_secs", store.lease_secs);
+        for (i, rule) in store.retention.iter().enumerate() {
+            at_least_one(&format!("store.retention.{i}.task_ttl_secs"), rule.task_ttl_secs);
         }
         if server.max_header_bytes < 1024 {
-            return Err(ConfigError::Invalid("server.max_header_bytes must be at least 1024".into()));
+            out.push(ConfigProblem::new("server.max_header_bytes", "must be at least 1024", None));
         }
-        let auth = &self.auth;
-        if auth.login_max_failures_per_user == 0
-            || auth.login_max_failures_per_address == 0
-            || auth.login_window_secs == 0
-            || auth.login_max_tracked == 0
-        {
-            return Err(ConfigError::Invalid(
-                "auth.login_max_failures_per_user, login_max_failures_per_address, login_window_secs and \
-                 login_max_tracked must be at least 1"
-                    .into(),
-            ));
+        if hooks.max_url_bytes < 16 {
+            out.push(ConfigProblem::new("webhooks.max_url_bytes", "must be at least 16", None));
         }
-        let hooks = &self.webhooks;
-        if hooks.max_attempts == 0 || hooks.timeout_ms == 0 || hooks.poll_ms == 0 || hooks.max_pending == 0 {
-            return Err(ConfigError::Invalid(
-                "webhooks.max_attempts, timeout_ms, poll_ms and max_pending must be at least 1".into(),
-            ));
+        if hooks.base_delay_ms > hooks.max_delay_ms {
+            out.push(ConfigProblem::new("webhooks.base_delay_ms", "must be at most webhooks.max_delay_ms", None));
         }
-        if hooks.max_url_bytes < 16 || hooks.base_delay_ms > hooks.max_delay_ms {
-            return Err(ConfigError::Invalid(
-                "webhooks.max_url_bytes must be at least 16 and base_delay_ms at most max_delay_ms".into(),
-            ));
-        }
-        if self.worker.concurrency == 0 {
-            return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
-        }
-        let store = &self.store;
-        if store.max_queued_tasks == 0 || store.max_queued_bytes == 0 || store.max_queued_per_owner == 0 {
-            return Err(ConfigError::Invalid(
-                "store.max_queued_tasks, max_queued_bytes and max_queued_per_owner must be at least 1".into(),
-            ));
-        }
-        if store.task_ttl_secs == 0 || store.idempotency_ttl_secs == 0 || store.lease_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "store.task_ttl_secs, idempotency_ttl_secs and lease_secs must be at least 1".into(),
-            ));
-        }
-        for rule in &store.retention {
-            if rule.task_ttl_secs == 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "store.retention for owner {:?}: task_ttl_secs must be at least 1",
-                    rule.owner
-                )));
-            }
-        }
-        for key in &self.auth.api_keys {
+        for (i, key) in self.auth.api_keys.iter().enumerate() {
             if key.sha256.is_none() == key.env.is_none() {
-                return Err(ConfigError::Invalid(format!(
-                    "auth.api_keys entry {:?}: give exactly one of sha256 or env",
-                    key.id
-                )));
+                out.push(ConfigProblem::new(
+                    &format!("auth.api_keys.{i}"),
+                    &format!("API key {:?}: give exactly one of sha256 or env", key.id),
+                    Some("sha256 = \"<hex sha256 of the key>\" or env = \"VAR_HOLDING_THE_KEY\""),
+                ));
+            }
+            if let Some(digest) = &key.sha256 {
+                if digest.trim().len() != 64 || !digest.trim().bytes().all(|b| b.is_ascii_hexdigit()) {
+                    out.push(ConfigProblem::new(
+                        &format!("auth.api_keys.{i}.sha256"),
+                        &format!("API key {:?}: sha256 must be 64 hex digits", key.id),
+                        Some("printf %s \"$KEY\" | sha256sum"),
+                    ));
+                }
             }
         }
-        Ok(())
+        if !LOG_FORMATS.contains(&self.telemetry.log_format.as_str()) {
+            out.push(ConfigProblem::new(
+                "telemetry.log_format",
+                &format!("unknown log format {:?}", self.telemetry.log_format),
+                Some("one of \"pretty\" (terminals) or \"json\" (production)"),
+            ));
+        }
+        out
+    }
+}
+
+/// The values `telemetry.log_format` accepts.
+pub const LOG_FORMATS: &[&str] = &["pretty", "json"];
+
+/// A value that parses but cannot work: where (dotted key, array items by index), what, and a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ConfigProblem {
+    fn new(key: &str, message: &str, hint: Option<&str>) -> Self {
+        Self { key: key.to_string(), message: message.to_string(), hint: hint.map(str::to_string) }
     }
 }
 
@@ -332,6 +384,16 @@ mod tests {
         assert!(Config::load(Some(&path)).is_err(), "a zero bound is refused");
         write("[[store.retention]]\nowner = \"bank\"\ntask_ttl_secs = 0\n");
         assert!(Config::load(Some(&path)).is_err(), "a zero retention is refused");
+    }
+
+    #[test]
+    fn unknown_log_format_fails_instead_of_falling_back() {
+        let mut cfg = Config::load(None).expect("defaults parse");
+        cfg.telemetry.log_format = "jsn".into();
+        let problems = cfg.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "telemetry.log_format");
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

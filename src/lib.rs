@@ -8,7 +8,8 @@
 //! - [`providers`]: the unified sub-call types; [`providers::http`] runs TOML-described vendors.
 //! - [`local`]: the built-in on-device provider (MRZ, faces, liveness) and its model files.
 //! - [`worker`]: claims tasks, runs the pipeline with a lease heartbeat, stores results.
-//! - [`app`], [`config`], [`cli`]: wiring, configuration, one-shot commands.
+//! - [`app`], [`config`], [`cli`]: wiring, configuration, one-shot commands; [`check`]: the
+//!   whole configuration validated with file:line:column (`kycgate check`, reload).
 //! - [`eval`]: `kycgate eval`, the local provider measured through the API's own sub-calls.
 //! - [`simulate`]: the vendor simulator (`kycgate simulate`) serving recorded vendor answers.
 //! - [`images`]: upload validation shared by the API and `verify`.
@@ -17,6 +18,7 @@
 
 pub mod api;
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod eval;

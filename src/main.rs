@@ -4,15 +4,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kycgate::app::{Gateway, Overrides};
 use kycgate::config::Config;
 
 #[derive(Parser)]
 #[command(name = "kycgate", version, about = "KYC gateway speaking the Progeny v3 API")]
 struct Cli {
-    /// Gateway config file (TOML), merged over the embedded defaults.
-    #[arg(long, global = true, env = "KYCGATE_CONFIG")]
+    /// Gateway config file (TOML), merged over the embedded defaults (config/default.toml);
+    /// `KYCGATE__SECTION__KEY` environment variables override both.
+    #[arg(long, global = true, env = "KYCGATE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -20,25 +21,41 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP gateway and its workers.
+    /// Run the HTTP gateway and its workers. SIGHUP re-reads routing and the adapters.
     Serve {
         /// Listen address (overrides server.listen).
-        #[arg(long)]
+        #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
         /// `memory` or a redis:// URL (overrides store.url).
-        #[arg(long)]
+        #[arg(long, value_name = "URL")]
         store: Option<kycgate::config::StoreUrl>,
-        /// Add a client API key, usable as `Authorization: Bearer KEY` (repeatable).
-        #[arg(long = "api-key", env = "KYCGATE_API_KEY")]
+        /// Add a client API key, usable as `Authorization: Bearer KEY`; its tasks are filed
+        /// under owner `cli` (repeatable).
+        #[arg(long = "api-key", env = "KYCGATE_API_KEY", hide_env_values = true, value_name = "KEY")]
         api_keys: Vec<String>,
+        /// Add client API keys with their owner ids, as `id:key` (comma-separated in the
+        /// environment variable: `KYCGATE_API_KEYS="id1:key1,id2:key2"`).
+        #[arg(
+            long = "api-keys",
+            env = "KYCGATE_API_KEYS",
+            hide_env_values = true,
+            value_delimiter = ',',
+            value_parser = parse_named_key,
+            value_name = "ID:KEY"
+        )]
+        named_api_keys: Vec<(String, String)>,
     },
+    /// Validate the whole configuration (gateway file, routing, every adapter, the local
+    /// provider's settings and models) and report every problem as file:line:column; exit
+    /// non-zero if there is one.
+    Check,
     /// Run one kyc_passport check in-process and print the task JSON.
     Verify {
         /// The selfie image (PNG/JPEG).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         selfie: PathBuf,
         /// The passport page image (PNG/JPEG).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         passport: PathBuf,
         /// Include the providers' raw payloads.
         #[arg(long)]
@@ -52,18 +69,19 @@ enum Command {
     /// Measure the local provider on a labelled evaluation set and print the table.
     Eval {
         /// The evaluation directory (faces/, spoof/, mrz/, documents/).
-        #[arg(long, default_value = "../shared/eval")]
+        #[arg(long, default_value = "../shared/eval", value_name = "DIR")]
         dir: PathBuf,
         /// A floors file (e.g. config/eval-floors.toml): exit non-zero if any metric is below it.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         floors: Option<PathBuf>,
     },
     /// Serve simulated vendor APIs from recorded fixtures, with latency and faults.
     Simulate {
         /// The scenario file.
-        #[arg(long, default_value = "sim/vendors.toml")]
+        #[arg(long, default_value = "sim/vendors.toml", value_name = "FILE")]
         scenario: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:9100")]
+        /// Address the simulated vendors listen on.
+        #[arg(long, default_value = "127.0.0.1:9100", value_name = "ADDR")]
         listen: SocketAddr,
     },
     /// Provider adapter files.
@@ -71,10 +89,26 @@ enum Command {
         #[command(subcommand)]
         action: ProvidersAction,
     },
-    /// Print an argon2 hash of a password (read from stdin) for auth.users[].password_hash.
-    HashPassword,
+    /// Print an argon2id hash of a password for auth.users[].password_hash. Without PASSWORD it
+    /// is prompted for on a terminal (not echoed), or read from stdin when that is not one.
+    HashPassword {
+        /// The password (avoid: it stays in the shell history; prefer the prompt or stdin).
+        password: Option<String>,
+    },
+    /// Exit 0 when the gateway answers `/healthz` (the container HEALTHCHECK: the image has no
+    /// curl).
+    Healthcheck {
+        /// The URL to probe; default: `http://127.0.0.1:<port of server.listen>/healthz`.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// Print a completion script for a shell to stdout (e.g. `kycgate completions bash >
+    /// /etc/bash_completion.d/kycgate`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
-
 #[derive(Subcommand)]
 enum ModelsAction {
     /// Obtain every model (model dir, cache, package registries, upstream), verifying checksums;
@@ -98,14 +132,31 @@ enum ProvidersAction {
         /// The provider name (file stem in the providers directory).
         name: String,
         /// Where `<name>/replay.toml` and its recorded answers live.
-        #[arg(long, default_value = "providers/fixtures")]
+        #[arg(long, default_value = "providers/fixtures", value_name = "DIR")]
         fixtures: PathBuf,
     },
+}
+
+/// `id:key` of `--api-keys` / `KYCGATE_API_KEYS`.
+fn parse_named_key(s: &str) -> Result<(String, String), String> {
+    match s.trim().split_once(':') {
+        Some((id, key)) if !id.is_empty() && !key.is_empty() => Ok((id.to_string(), key.to_string())),
+        _ => Err("expected id:key (e.g. KYCGATE_API_KEYS=\"mobile:k1,backoffice:k2\")".into()),
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        // `check` reports a broken config file itself, with every problem: before loading it.
+        Command::Check => return kycgate::cli::check(cli.config.as_deref()),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "kycgate", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -115,7 +166,11 @@ async fn main() -> ExitCode {
     };
     let telemetry = kycgate::telemetry::init(&config.telemetry);
     let result = match cli.command {
-        Command::Serve { listen, store, api_keys } => serve(config, Overrides { listen, store, api_keys }).await,
+        Command::Serve { listen, store, api_keys, named_api_keys } => {
+            let config_file = cli.config.clone();
+            serve(config, Overrides { listen, store, api_keys, named_api_keys, config_file }).await
+        }
+        Command::Check | Command::Completions { .. } => unreachable!("handled before the configuration is loaded"),
         Command::Verify { selfie, passport, extend_data } => {
             kycgate::cli::verify(config, &selfie, &passport, extend_data).await
         }
@@ -128,7 +183,8 @@ async fn main() -> ExitCode {
         Command::Providers { action: ProvidersAction::Test { name, fixtures } } => {
             kycgate::cli::providers_test(&config, &name, &fixtures).await
         }
-        Command::HashPassword => kycgate::cli::hash_password(),
+        Command::HashPassword { password } => kycgate::cli::hash_password(password),
+        Command::Healthcheck { url } => kycgate::cli::healthcheck(&config, url.as_deref()).await,
         Command::Simulate { scenario, listen } => kycgate::simulate::run(&scenario, listen).await,
     };
     // The exporters block on the runtime while flushing: do it off the async threads.
@@ -145,7 +201,10 @@ async fn main() -> ExitCode {
 async fn serve(config: Config, mut overrides: Overrides) -> anyhow::Result<()> {
     let gateway_cfg = config.clone();
     let listen = overrides.listen.unwrap_or(gateway_cfg.server.listen);
-    let no_credentials = overrides.api_keys.is_empty() && config.auth.api_keys.is_empty() && config.auth.users.is_empty();
+    let no_credentials = overrides.api_keys.is_empty()
+        && overrides.named_api_keys.is_empty()
+        && config.auth.api_keys.is_empty()
+        && config.auth.users.is_empty();
     if no_credentials {
         // With no credential configured the API would refuse everyone: make one for this run.
         let key = kycgate::cli::random_key();

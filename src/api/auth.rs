@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use super::throttle::{LoginLimits, LoginThrottle};
 use super::AppState;
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, Role};
 use crate::tasks::store::once::{MemoryOnce, SpendOnce};
 
 /// Who is calling. Tasks are filed under `owner` and only visible to it.
@@ -62,6 +62,7 @@ struct ApiKey {
     sha256: [u8; 32],
     /// The key's default webhook (`auth.api_keys[].callback_url`).
     callback_url: Option<String>,
+    role: Role,
 }
 
 /// Verifies credentials and issues tokens.
@@ -123,10 +124,10 @@ impl Authenticator {
                 }
                 (None, None) => return Err(AuthError::Config(format!("api key {:?}: no sha256 or env", k.id))),
             };
-            api_keys.push(ApiKey { owner: k.id.clone(), sha256: digest, callback_url: k.callback_url.clone() });
+            api_keys.push(ApiKey { owner: k.id.clone(), sha256: digest, callback_url: k.callback_url.clone(), role: k.role });
         }
         for key in extra_keys {
-            api_keys.push(ApiKey { owner: "cli".to_string(), sha256: key_digest(key), callback_url: None });
+            api_keys.push(ApiKey { owner: "cli".to_string(), sha256: key_digest(key), callback_url: None, role: Role::Client });
         }
         for u in &cfg.users {
             PasswordHash::new(&u.password_hash)
@@ -245,6 +246,24 @@ impl Authenticator {
         let claims = self.decode(bearer, "access")?;
         Ok(Principal { owner: format!("user:{}", claims.sub) })
     }
+}
+
+impl Authenticator {
+    /// What a bearer credential may do: an API key's configured role; a user's access token is a
+    /// client. `None`: not a valid credential.
+    pub fn role_of(&self, bearer: &str) -> Option<Role> {
+        let digest = key_digest(bearer);
+        if let Some(k) = self.api_keys.iter().find(|k| ct_eq(&k.sha256, &digest)) {
+            return Some(k.role);
+        }
+        self.decode(bearer, "access").ok().map(|_| Role::Client)
+    }
+}
+
+/// The bearer token of a request, if it sent one.
+pub(crate) fn request_bearer(parts: &Parts) -> Option<&str> {
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_token(header)
 }
 
 impl<S> FromRequestParts<S> for Principal

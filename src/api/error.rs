@@ -20,6 +20,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("unauthenticated: {0}")]
     Unauthenticated(&'static str),
+    /// 403: authenticated, but the credential's role may not do this (admin endpoints).
+    #[error("forbidden")]
+    Forbidden,
     #[error("not found")]
     NotFound,
     #[error("unsupported media type")]
@@ -59,6 +62,9 @@ impl IntoResponse for ApiError {
             Self::Fields(map) => (StatusCode::BAD_REQUEST, json!(map)),
             Self::BadRequest(detail) => (StatusCode::BAD_REQUEST, json!({ "detail": detail })),
             Self::Unauthenticated(detail) => (StatusCode::UNAUTHORIZED, json!({ "detail": detail })),
+            Self::Forbidden => {
+                (StatusCode::FORBIDDEN, json!({ "detail": "You do not have permission to perform this action." }))
+            }
             Self::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
             Self::UnsupportedMediaType(ct) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -1,8 +1,11 @@
 //! The HTTP API (axum): Progeny v3 routes, auth, health. Only this module knows status codes.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod form;
+pub mod openapi;
+pub mod request_id;
 pub mod result;
 pub mod services;
 pub mod tasks;
@@ -36,6 +39,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Signed callbacks of finished tasks (`callback_url`).
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Configuration reload for `POST /api/v3/admin/reload/`; `None`: not offered.
+    pub reload: Option<Arc<dyn admin::Reload>>,
 }
 
 /// The whole HTTP surface. Tests drive it in-process or over a socket.
@@ -53,6 +58,9 @@ pub fn app(state: AppState, max_body_bytes: usize, request_timeout: std::time::D
         .route("/api/v3/services/faces", delete(tasks::erase_faces))
         .route("/api/v3/services/{service}/", post(services::submit))
         .route("/api/v3/services/{service}", post(services::submit))
+        .route("/api/v3/admin/reload/", post(admin::reload))
+        .route("/api/v3/admin/reload", post(admin::reload))
+        .route("/api/v3/openapi.json", get(openapi::serve))
         .route("/media/{*path}", get(tasks::get_media))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -69,6 +77,8 @@ pub fn app(state: AppState, max_body_bytes: usize, request_timeout: std::time::D
         .layer(axum::middleware::from_fn(error::catch_panic))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(crate::telemetry::http::server_span))
+        // Outermost: every answer carries the id, and the server span above records it.
+        .layer(axum::middleware::from_fn(request_id::propagate))
         .with_state(state)
 }
 

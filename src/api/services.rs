@@ -41,8 +41,9 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// The form's field names (Progeny's), known only here: the task carries a [`ServiceInput`].
-mod field {
+/// The form's field names (Progeny's), known only here (and in the OpenAPI document built from
+/// them): the task carries a [`ServiceInput`].
+pub(crate) mod field {
     pub const IMAGE: &str = "image";
     pub const SELFIE: &str = "selfie_image";
     pub const PASSPORT: &str = "passport_image";
@@ -54,7 +55,7 @@ mod field {
 }
 
 /// The file fields `service` requires, in the order errors are reported.
-fn image_fields(service: ServiceKind) -> &'static [&'static str] {
+pub(crate) fn image_fields(service: ServiceKind) -> &'static [&'static str] {
     use field::*;
     match service {
         ServiceKind::FaceLiveness | ServiceKind::RegisterFace | ServiceKind::AuthenticateFace => &[IMAGE],

@@ -39,8 +39,8 @@ pub struct LocalSettings {
     pub embedding_model: EmbeddingModel,
     /// Same person when similarity (0..1) ≥ this. Default: the model's measured threshold.
     pub compare_threshold: Option<f64>,
-    /// `minifasnet` or `fr_liveness`.
-    pub liveness_model: String,
+    /// `minifasnet` or `fr_liveness` (anything else fails to load: no silent default).
+    pub liveness_model: LivenessModelKind,
     /// Live when the live probability ≥ this. Default: the model's measured threshold.
     pub liveness_threshold: Option<f64>,
     /// Smallest selfie face side in px (FACE_TOO_SMALL below).
@@ -63,7 +63,7 @@ impl Default for LocalSettings {
         Self {
             embedding_model: kycgate_vision::embed::DEFAULT_EMBEDDING_MODEL,
             compare_threshold: None,
-            liveness_model: "minifasnet".into(),
+            liveness_model: LivenessModelKind::Minifasnet,
             liveness_threshold: None,
             min_face_px: 48.0,
             max_yaw_deg: QualityRules::default().max_yaw_deg,
@@ -73,6 +73,16 @@ impl Default for LocalSettings {
             portrait_margin: 0.35,
         }
     }
+}
+
+/// Which passive-liveness model the local provider runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LivenessModelKind {
+    /// MiniFASNet V2 + V1SE (two files, averaged).
+    Minifasnet,
+    /// The FR liveness model (one file).
+    FrLiveness,
 }
 
 impl LocalSettings {
@@ -91,7 +101,7 @@ impl LocalSettings {
 
     /// Manifest names of the selected liveness model's files, in the order `load_liveness` takes.
     pub fn liveness_model_names(&self) -> &'static [&'static str] {
-        if self.liveness_model == "fr_liveness" {
+        if self.liveness_model == LivenessModelKind::FrLiveness {
             &["fr_liveness"]
         } else {
             &["minifasnet_v2_27", "minifasnet_v1se_40"]
@@ -101,7 +111,7 @@ impl LocalSettings {
     /// Loads the liveness model from the files `liveness_model_names` resolved to.
     pub fn load_liveness(&self, paths: &[std::path::PathBuf]) -> Result<LivenessModel, kycgate_vision::VisionError> {
         match paths {
-            [fr] if self.liveness_model == "fr_liveness" => LivenessModel::load_fr(fr),
+            [fr] if self.liveness_model == LivenessModelKind::FrLiveness => LivenessModel::load_fr(fr),
             [v2, v1se] => LivenessModel::load_minifasnet(v2, v1se),
             _ => Err(kycgate_vision::VisionError::BadInput("liveness model files do not match the selected model")),
         }
@@ -164,6 +174,13 @@ struct Engine {
     mrz: Loaded<MrzReader>,
     selfies: SelfieCache,
 }
+
+/// The embedded `providers/local.toml`, used when the providers directory has no `local.toml`
+/// (e.g. the binary runs outside the repository).
+pub const LOCAL_PROVIDER_TOML: &str = include_str!("../../providers/local.toml");
+
+/// Manifest name (`models.toml`) of the face detector every selfie check needs.
+pub const DETECTOR_MODEL: &str = "yunet";
 
 /// What each loadable part is called where a client can read it.
 const DETECTOR: &str = "face detection model";
@@ -232,21 +249,16 @@ async fn obtain(store: &ModelStore, name: &str, fetch: bool) -> Result<std::path
 }
 
 impl LocalProvider {
-    /// Loads every model the provider needs; failures are kept per capability, never fatal.
-    pub async fn build(name: &str, spec: &LocalSpec, models_cfg: &ModelsConfig) -> Self {
-        Self { engine: Arc::new(Engine::build(name, spec, models_cfg).await) }
+    /// Loads every model the provider needs; a missing model is kept per capability, never
+    /// fatal. Invalid `[settings]` are: a typo must not quietly run on default thresholds.
+    pub async fn build(name: &str, spec: &LocalSpec, models_cfg: &ModelsConfig) -> Result<Self, toml::de::Error> {
+        let settings = LocalSettings::from_spec(spec)?;
+        Ok(Self { engine: Arc::new(Engine::build(name, spec, settings, models_cfg).await) })
     }
 }
 
 impl Engine {
-    async fn build(name: &str, spec: &LocalSpec, models_cfg: &ModelsConfig) -> Self {
-        let settings = match LocalSettings::from_spec(spec) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "Invalid [settings] in the local provider file; using defaults");
-                LocalSettings::default()
-            }
-        };
+    async fn build(name: &str, spec: &LocalSpec, settings: LocalSettings, models_cfg: &ModelsConfig) -> Self {
         let store = match model_store(models_cfg) {
             Ok(s) => s,
             Err(e) => {
@@ -255,7 +267,7 @@ impl Engine {
             }
         };
         let fetch = models_cfg.fetch;
-        let detector = match obtain(&store, "yunet", fetch).await {
+        let detector = match obtain(&store, DETECTOR_MODEL, fetch).await {
             Ok(p) => FaceDetector::load(&p).map_err(|e| Missing::new(DETECTOR, e)),
             Err(e) => Err(Missing::new(DETECTOR, e)),
         };

@@ -95,7 +95,8 @@ impl Pipeline {
         let ctx = RouteContext::new(id.to_string())
             .with(Fact::Service, input.service().as_str())
             .with(Fact::Owner, input.owner.as_str());
-        async move { self.dispatch(id, input, &ctx, today).await }.instrument(span).await
+        // One routing configuration per task, even when a reload swaps another in meanwhile.
+        crate::routing::swap::pinned(async move { self.dispatch(id, input, &ctx, today).await }.instrument(span)).await
     }
 
     async fn dispatch(

@@ -30,6 +30,17 @@ impl RoutingConfig {
         }
     }
 
+    /// Everything wrong with the chains and policies, all at once, each at its dotted key under
+    /// `routing` (`routing.liveness.chain.0.provider`). `provider` says what the providers
+    /// directory knows of a name. [`crate::routing::build`] refuses the same things one at a time.
+    pub fn problems(&self, provider: &dyn Fn(&str) -> Known) -> Vec<RoutingProblem> {
+        let mut out = Vec::new();
+        for kind in SubCallKind::ALL {
+            self.route(kind).problems(kind, provider, &mut out);
+        }
+        out
+    }
+
     /// Every provider name used by any chain (with repeats), so start-up only builds those.
     pub fn provider_names(&self) -> impl Iterator<Item = &str> + '_ {
         SubCallKind::ALL.into_iter().flat_map(move |k| self.route(k).chain.iter().map(|r| r.provider.as_str()))
@@ -64,7 +75,104 @@ impl Default for RouteConfig {
     }
 }
 
+/// What the providers directory knows of a name used in routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Known {
+    /// No file of that name.
+    Missing { known: Vec<String> },
+    /// A file that failed to load (reported on its own).
+    Broken,
+    /// A valid file serving these sub-calls.
+    Serves(Vec<SubCallKind>),
+}
+
+/// One problem in `[routing]`: the dotted key it is at, what is wrong, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingProblem {
+    pub key: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
 impl RouteConfig {
+    fn problems(&self, kind: SubCallKind, provider: &dyn Fn(&str) -> Known, out: &mut Vec<RoutingProblem>) {
+        let base = format!("routing.{kind}");
+        let mut push = |key: String, message: String, hint: Option<String>| out.push(RoutingProblem { key, message, hint });
+        if self.chain.is_empty() {
+            push(format!("{base}.chain"), format!("the {kind} chain is empty"), Some("name at least one provider, e.g. { provider = \"local\" }".into()));
+        }
+        let names: Vec<&str> = self.chain.iter().map(|e| e.provider.as_str()).collect();
+        for (i, entry) in self.chain.iter().enumerate() {
+            let at = format!("{base}.chain.{i}");
+            match provider(&entry.provider) {
+                Known::Missing { known } => push(
+                    format!("{at}.provider"),
+                    format!("unknown provider `{}` (no {}.toml in the providers directory)", entry.provider, entry.provider),
+                    Some(format!("known providers: {}", known.join(", "))),
+                ),
+                Known::Broken => {}
+                Known::Serves(serves) if !serves.contains(&kind) => push(
+                    format!("{at}.provider"),
+                    format!("provider `{}` does not serve {kind}", entry.provider),
+                    Some(if serves.is_empty() {
+                        format!("`{}` serves no sub-call", entry.provider)
+                    } else {
+                        format!("`{}` serves: {}", entry.provider, serves.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))
+                    }),
+                ),
+                Known::Serves(_) => {}
+            }
+            if names[..i].contains(&entry.provider.as_str()) {
+                push(format!("{at}.provider"), format!("provider `{}` appears twice in the {kind} chain", entry.provider), None);
+            }
+            if let Err(reason) = entry.params().check() {
+                push(at.clone(), reason, None);
+            }
+            if entry.rate_limit.is_some_and(|r| !(r.per_second > 0.0)) {
+                push(format!("{at}.rate_limit.per_second"), "rate_limit.per_second must be > 0".into(), None);
+            }
+            if entry.daily_budget.is_some_and(|b| !(b >= 0.0)) || !(entry.cost_per_call >= 0.0) {
+                push(at.clone(), "cost_per_call and daily_budget must be >= 0".into(), None);
+            }
+        }
+        let in_chain_hint = || Some(format!("the {kind} chain has: {}", names.join(", ")));
+        for (j, s) in self.split.iter().enumerate() {
+            if !names.contains(&s.provider.as_str()) {
+                push(format!("{base}.split.{j}.provider"), format!("split names `{}`, which is not in the chain", s.provider), in_chain_hint());
+            }
+        }
+        if !self.split.is_empty() && self.split.iter().all(|s| s.weight == 0) {
+            push(format!("{base}.split"), "split weights are all zero".into(), Some("give at least one arm a weight > 0".into()));
+        }
+        for (r, rule) in self.rules.iter().enumerate() {
+            if rule.order.is_empty() {
+                push(format!("{base}.rules.{r}.order"), "a rule's order is empty".into(), None);
+            }
+            for (o, name) in rule.order.iter().enumerate() {
+                if !names.contains(&name.as_str()) {
+                    push(format!("{base}.rules.{r}.order.{o}"), format!("rule names `{name}`, which is not in the chain"), in_chain_hint());
+                }
+            }
+        }
+        if let Some(c) = &self.consensus {
+            if kind == SubCallKind::Liveness {
+                push(format!("{base}.consensus"), "consensus is offered for face_compare and document_ocr only".into(), None);
+            } else if c.providers.len() < 2 {
+                push(format!("{base}.consensus.providers"), "consensus needs at least two providers".into(), None);
+            }
+            for (p, name) in c.providers.iter().enumerate() {
+                if !names.contains(&name.as_str()) {
+                    push(format!("{base}.consensus.providers.{p}"), format!("consensus names `{name}`, which is not in the chain"), in_chain_hint());
+                }
+            }
+        }
+        if let Some(h) = &self.hedge {
+            if !(h.percentile > 0.0 && h.percentile < 1.0) {
+                push(format!("{base}.hedge.percentile"), "hedge.percentile must be within (0, 1)".into(), None);
+            }
+        }
+    }
+
     /// A plain ordered fallback chain, no other policy.
     pub fn with_chain(chain: Vec<ProviderRoute>) -> Self {
         Self { chain, split: Vec::new(), rules: Vec::new(), hedge: None, consensus: None }
@@ -410,6 +518,30 @@ mod tests {
         assert_eq!(c.face_compare.chain[0].provider, "local");
         assert_eq!(c.provider_names().collect::<Vec<_>>(), ["facepp", "local", "local"]);
         assert!(c.liveness.chain[0].params().check().is_ok());
+    }
+
+    #[test]
+    fn problems_are_all_reported_with_their_keys() {
+        let c: RoutingConfig = toml::from_str(
+            "[liveness]\nchain = [{ provider = \"nope\" }, { provider = \"ocr\", concurrency = 0 }]\nsplit = [{ provider = \"x\", weight = 0 }]\n",
+        )
+        .unwrap();
+        let known = |name: &str| match name {
+            "local" => Known::Serves(SubCallKind::ALL.to_vec()),
+            "ocr" => Known::Serves(vec![SubCallKind::DocumentOcr]),
+            _ => Known::Missing { known: vec!["local".into(), "ocr".into()] },
+        };
+        let keys: Vec<String> = c.problems(&known).into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "routing.liveness.chain.0.provider",
+                "routing.liveness.chain.1.provider",
+                "routing.liveness.chain.1",
+                "routing.liveness.split.0.provider",
+                "routing.liveness.split",
+            ]
+        );
     }
 
     #[test]

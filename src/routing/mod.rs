@@ -14,6 +14,7 @@ pub mod record;
 pub mod retry;
 pub mod service;
 pub mod stack;
+pub mod swap;
 pub mod timeout;
 
 use serde::{Deserialize, Serialize};

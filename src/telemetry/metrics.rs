@@ -19,6 +19,7 @@ use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, SdkMete
 /// Every metric name, for docs and the deploy check (`tests/telemetry/`).
 pub const NAMES: &[&str] = &[
     HTTP_REQUESTS,
+    HTTP_SERVER_DURATION_PROMETHEUS,
     TASKS_SUBMITTED,
     TASKS_FINISHED,
     TASK_DURATION,
@@ -36,6 +37,10 @@ pub const NAMES: &[&str] = &[
 ];
 
 pub const HTTP_REQUESTS: &str = "kycgate_http_requests_total";
+/// OpenTelemetry HTTP semantic conventions' server latency (seconds), under its standard name.
+pub const HTTP_SERVER_DURATION: &str = "http.server.request.duration";
+/// [`HTTP_SERVER_DURATION`] as `/metrics` shows it (dots to `_`, unit suffix; see `prometheus`).
+pub const HTTP_SERVER_DURATION_PROMETHEUS: &str = "http_server_request_duration_seconds";
 pub const TASKS_SUBMITTED: &str = "kycgate_tasks_submitted_total";
 pub const TASKS_FINISHED: &str = "kycgate_tasks_finished_total";
 pub const TASK_DURATION: &str = "kycgate_task_duration_seconds";
@@ -89,6 +94,8 @@ impl MetricReader for SharedReader {
 
 /// Task latency buckets: a task runs from tens of milliseconds (cached local) to minutes.
 const TASK_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+/// HTTP server latency buckets: the semantic conventions' advice.
+const HTTP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
 /// Vendor attempt buckets: p99 of a healthy vendor is a few seconds, timeouts reach 30 s.
 const ATTEMPT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0];
 
@@ -105,6 +112,7 @@ struct QueueSample {
 /// Routing reports through the event structs of [`super::events`].
 pub struct Metrics {
     http_requests: Counter<u64>,
+    http_duration: Histogram<f64>,
     tasks_submitted: Counter<u64>,
     tasks_finished: Counter<u64>,
     task_duration: Histogram<f64>,
@@ -178,6 +186,12 @@ impl Metrics {
             .build();
         let metrics = Self {
             http_requests: meter.u64_counter(HTTP_REQUESTS).with_description("HTTP requests served").build(),
+            http_duration: meter
+                .f64_histogram(HTTP_SERVER_DURATION)
+                .with_description("Duration of HTTP server requests")
+                .with_unit("s")
+                .with_boundaries(HTTP_BUCKETS.to_vec())
+                .build(),
             tasks_submitted: meter.u64_counter(TASKS_SUBMITTED).with_description("Tasks accepted").build(),
             tasks_finished: meter
                 .u64_counter(TASKS_FINISHED)
@@ -252,6 +266,19 @@ impl Metrics {
     pub fn webhook_delivery(&self, outcome: &'static str) {
         debug_assert!(WEBHOOK_OUTCOMES.contains(&outcome));
         self.webhooks.add(1, &[kv("outcome", outcome)]);
+    }
+
+    /// How long one request took, with the semantic conventions' attribute names. `method` is
+    /// a closed set (`telemetry::http::method_label`), `route` the matched template.
+    pub fn http_server_duration(&self, route: &str, method: &'static str, status: u16, elapsed: Duration) {
+        self.http_duration.record(
+            elapsed.as_secs_f64(),
+            &[
+                kv("http.request.method", method),
+                kv("http.route", route.to_string()),
+                kv("http.response.status_code", i64::from(status)),
+            ],
+        );
     }
 
     pub fn task_submitted(&self, service: &'static str) {

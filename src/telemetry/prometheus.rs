@@ -26,7 +26,8 @@ fn render_from(reader: &SharedReader) -> String {
     let mut out = String::new();
     for scope in rm.scope_metrics() {
         for metric in scope.metrics() {
-            let name = metric.name();
+            let name = prometheus_name(metric.name(), metric.unit());
+            let name = name.as_str();
             match metric.data() {
                 AggregatedMetrics::U64(d) => write_data(&mut out, name, metric.description(), d, |v| v.to_string()),
                 AggregatedMetrics::I64(d) => write_data(&mut out, name, metric.description(), d, |v| v.to_string()),
@@ -84,7 +85,7 @@ fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, le: Option<&str>) -> St
                 Value::String(s) => s.as_str().to_string(),
                 other => other.to_string(),
             };
-            (kv.key.as_str().to_string(), v)
+            (sanitize(kv.key.as_str()), v)
         })
         .collect();
     pairs.sort();
@@ -99,6 +100,23 @@ fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, le: Option<&str>) -> St
         .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
         .collect();
     format!("{{{}}}", body.join(","))
+}
+
+/// An OpenTelemetry instrument name as Prometheus spells it: characters outside
+/// `[a-zA-Z0-9_:]` become `_`, and a seconds unit not already in a dotted name is suffixed
+/// (`http.server.request.duration` → `http_server_request_duration_seconds`). kycgate's own
+/// names are already Prometheus names and pass unchanged.
+fn prometheus_name(name: &str, unit: &str) -> String {
+    let mut out = sanitize(name);
+    if name.contains('.') && unit == "s" && !out.ends_with("_seconds") {
+        out.push_str("_seconds");
+    }
+    out
+}
+
+/// Replaces every character Prometheus does not allow in names and label keys with `_`.
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' }).collect()
 }
 
 fn fmt_f64(v: f64) -> String {
@@ -147,5 +165,11 @@ mod tests {
         assert!(text.contains("x_seconds_sum 5.55\n"), "{text}");
         assert!(text.contains("x_seconds_count 3\n"), "{text}");
         assert!(text.contains("# TYPE x_in_flight gauge\nx_in_flight 1\n"), "{text}");
+
+        let d = meter.f64_histogram("http.server.request.duration").with_unit("s").with_boundaries(vec![1.0]).build();
+        d.record(0.5, &[KeyValue::new("http.request.method", "GET")]);
+        let text = render_from(&reader);
+        assert!(text.contains("# TYPE http_server_request_duration_seconds histogram\n"), "{text}");
+        assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\"} 1\n"), "{text}");
     }
 }

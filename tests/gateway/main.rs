@@ -13,6 +13,7 @@ mod corpus;
 mod hostile;
 mod instances;
 mod props;
+mod openapi;
 mod store_conformance;
 mod store_costs;
 mod store_limits;
