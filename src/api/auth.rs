@@ -359,6 +359,7 @@ mod tests {
             sha256: Some(hex::encode(key_digest("k-hooked"))),
             env: None,
             callback_url: Some("https://example.com/hook".into()),
+            role: crate::config::Role::Client,
         });
         let a = Authenticator::new(&cfg, &["k-plain".to_string()]).unwrap();
         let hooked = a.authenticate("k-hooked").unwrap();
