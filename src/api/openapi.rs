@@ -65,7 +65,8 @@ fn build() -> Value {
     for service in ServiceKind::ALL {
         paths.insert(format!("/api/v3/services/{}/", service.as_str()), json!({ "post": service_operation(service) }));
     }
-    paths.insert("/api/v3/services/task/".into(), json!({ "get": task_operation() }));
+    paths.insert("/api/v3/services/task/".into(), json!({ "get": task_operation(), "delete": task_delete() }));
+    paths.insert("/api/v3/services/faces/".into(), json!({ "delete": faces_erase() }));
     paths.insert("/api/v3/accounts/token/obtain/".into(), json!({ "post": token_obtain() }));
     paths.insert("/api/v3/accounts/token/refresh/".into(), json!({ "post": token_refresh() }));
     paths.insert("/media/{path}".into(), json!({ "get": media() }));
@@ -199,10 +200,34 @@ fn service_operation(service: ServiceKind) -> Value {
     auth_responses(&mut responses);
     responses.insert("413".into(), json_response("The body is larger than server.max_body_bytes", "Detail", &[]));
     responses.insert("415".into(), json_response("Not multipart/form-data", "Detail", &[]));
+    responses.insert(
+        "422".into(),
+        json_response("The `Idempotency-Key` was used before with a different form", "Detail", &[]),
+    );
+    responses.insert(
+        "429".into(),
+        json_response(
+            "A queue bound is reached (store.max_queued_tasks, max_queued_bytes, max_queued_per_owner); \
+             retry after the `Retry-After` header's seconds",
+            "Detail",
+            &[],
+        ),
+    );
+    responses.insert(
+        "503".into(),
+        json_response("The task store is unreachable, or too many webhook deliveries are pending: retry later", "Detail", &[]),
+    );
     json!({
         "operationId": service.as_str(),
         "summary": format!("Start a {} task", service.as_str()),
         "tags": ["services"],
+        "parameters": [{
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": false,
+            "description": "1 to 255 visible ASCII characters: the same key with the same form returns the same task id for 24 h",
+            "schema": { "type": "string", "minLength": 1, "maxLength": 255 },
+        }],
         "requestBody": {
             "required": true,
             "content": { "multipart/form-data": {
@@ -213,6 +238,53 @@ fn service_operation(service: ServiceKind) -> Value {
                 },
             }},
         },
+        "responses": responses,
+    })
+}
+
+fn task_delete() -> Value {
+    let mut responses = Map::new();
+    responses.insert("204".into(), json!({ "description": "Erased: record, result, uploaded images, portraits" }));
+    responses.insert(
+        "400".into(),
+        json_response(
+            "Missing or malformed id",
+            "FieldErrors",
+            &[("missing_id", json!({ "id": [messages::REQUIRED] })), ("not_a_uuid", json!({ "id": [messages::INVALID_UUID] }))],
+        ),
+    );
+    responses.insert(
+        "404".into(),
+        json_response("No such task for this caller", "Detail", &[("unknown", detail("Not found."))]),
+    );
+    auth_responses(&mut responses);
+    json!({
+        "operationId": "delete_task",
+        "summary": "Erase a task and everything kept for it, now",
+        "tags": ["tasks"],
+        "parameters": [{
+            "name": "id",
+            "in": "query",
+            "required": true,
+            "schema": { "type": "string", "format": "uuid" },
+            "examples": {
+                "missing_id": { "value": "" },
+                "not_a_uuid": { "value": "2188" },
+                "unknown": { "value": "00000000-0000-4000-8000-000000000000" },
+            },
+        }],
+        "responses": responses,
+    })
+}
+
+fn faces_erase() -> Value {
+    let mut responses = Map::new();
+    responses.insert("204".into(), json!({ "description": "Every face this caller registered is erased" }));
+    auth_responses(&mut responses);
+    json!({
+        "operationId": "erase_faces",
+        "summary": "Erase every face registered by the caller (register_face)",
+        "tags": ["tasks"],
         "responses": responses,
     })
 }

@@ -9,6 +9,7 @@ mod support;
 
 mod api;
 mod chaos;
+mod console;
 mod corpus;
 mod hostile;
 mod instances;

@@ -148,12 +148,19 @@ fn json_schema_of(op: &Value, code: &str) -> Option<Value> {
 fn request(api: &Api, method: &str, path: &str, op: &Value, name: Option<&str>, authenticated: bool) -> reqwest::RequestBuilder {
     let mut url_path = path.to_string();
     let mut query = Vec::new();
+    let mut headers = Vec::new();
     for p in op["parameters"].as_array().into_iter().flatten() {
         let pname = p["name"].as_str().expect("parameter name");
         let value = name.and_then(|n| p["examples"][n]["value"].as_str()).unwrap_or("x").to_string();
         match p["in"].as_str() {
             Some("path") => url_path = url_path.replace(&format!("{{{pname}}}"), &value),
             Some("query") => query.push((pname.to_string(), value)),
+            // Optional headers are sent only when the example names a value.
+            Some("header") => {
+                if let Some(v) = name.and_then(|n| p["examples"][n]["value"].as_str()) {
+                    headers.push((pname.to_string(), v.to_string()));
+                }
+            }
             other => panic!("parameter location {other:?}"),
         }
     }
@@ -164,6 +171,9 @@ fn request(api: &Api, method: &str, path: &str, op: &Value, name: Option<&str>, 
         "delete" => api.http.delete(url),
         other => panic!("method {other}"),
     };
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
     if !query.is_empty() {
         req = req.query(&query);
     }
@@ -187,7 +197,7 @@ fn request(api: &Api, method: &str, path: &str, op: &Value, name: Option<&str>, 
 
 /// Whether `op` can be sent with no input at all.
 fn needs_no_input(op: &Value) -> bool {
-    op["parameters"].as_array().is_none_or(|p| p.is_empty()) && op["requestBody"]["required"] != true
+    op["parameters"].as_array().is_none_or(|ps| ps.iter().all(|p| p["required"] != true)) && op["requestBody"]["required"] != true
 }
 
 fn is_authenticated(doc: &Value, op: &Value) -> bool {

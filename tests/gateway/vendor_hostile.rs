@@ -186,7 +186,7 @@ async fn vendor_error_text_reaches_neither_the_log_nor_the_result() {
             assert!(!result.contains(pii), "{pii} reached the client's result: {result}");
         }
         let captured = String::from_utf8_lossy(&logs.0.lock().expect("logs")).to_string();
-        assert!(captured.contains(&id), "the capture works: the task id is logged");
+        // The capture works: the failed attempt (logged before the task completes) is in it.
         assert!(captured.contains("Provider attempt failed"), "the vendor error was logged");
         for pii in ECHOED {
             assert!(!captured.contains(pii), "{pii} reached the log (vendor {status})");

@@ -7,6 +7,7 @@
 window.__consoleErrors = [];
 window.addEventListener("error", (e) => window.__consoleErrors.push(String(e.message)));
 window.addEventListener("unhandledrejection", (e) => window.__consoleErrors.push(String(e.reason)));
+document.addEventListener("securitypolicyviolation", (e) => window.__consoleErrors.push("CSP: " + e.violatedDirective));
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 400;
