@@ -242,56 +242,10 @@ fn service_operation(service: ServiceKind) -> Value {
     })
 }
 
-fn task_delete() -> Value {
+/// `GET` and `DELETE task/`: the same `id` parameter, the same 400/404/401 answers.
+fn task_by_id(operation_id: &str, summary: &str, success: (&str, Value)) -> Value {
     let mut responses = Map::new();
-    responses.insert("204".into(), json!({ "description": "Erased: record, result, uploaded images, portraits" }));
-    responses.insert(
-        "400".into(),
-        json_response(
-            "Missing or malformed id",
-            "FieldErrors",
-            &[("missing_id", json!({ "id": [messages::REQUIRED] })), ("not_a_uuid", json!({ "id": [messages::INVALID_UUID] }))],
-        ),
-    );
-    responses.insert(
-        "404".into(),
-        json_response("No such task for this caller", "Detail", &[("unknown", detail("Not found."))]),
-    );
-    auth_responses(&mut responses);
-    json!({
-        "operationId": "delete_task",
-        "summary": "Erase a task and everything kept for it, now",
-        "tags": ["tasks"],
-        "parameters": [{
-            "name": "id",
-            "in": "query",
-            "required": true,
-            "schema": { "type": "string", "format": "uuid" },
-            "examples": {
-                "missing_id": { "value": "" },
-                "not_a_uuid": { "value": "2188" },
-                "unknown": { "value": "00000000-0000-4000-8000-000000000000" },
-            },
-        }],
-        "responses": responses,
-    })
-}
-
-fn faces_erase() -> Value {
-    let mut responses = Map::new();
-    responses.insert("204".into(), json!({ "description": "Every face this caller registered is erased" }));
-    auth_responses(&mut responses);
-    json!({
-        "operationId": "erase_faces",
-        "summary": "Erase every face registered by the caller (register_face)",
-        "tags": ["tasks"],
-        "responses": responses,
-    })
-}
-
-fn task_operation() -> Value {
-    let mut responses = Map::new();
-    responses.insert("200".into(), json_response("The task; `result` is null until it finished", "Task", &[]));
+    responses.insert(success.0.into(), success.1);
     responses.insert(
         "400".into(),
         json_response(
@@ -306,8 +260,8 @@ fn task_operation() -> Value {
     );
     auth_responses(&mut responses);
     json!({
-        "operationId": "get_task",
-        "summary": "A task's status and, once finished, its result",
+        "operationId": operation_id,
+        "summary": summary,
         "tags": ["tasks"],
         "parameters": [{
             "name": "id",
@@ -320,6 +274,34 @@ fn task_operation() -> Value {
                 "unknown": { "value": "00000000-0000-4000-8000-000000000000" },
             },
         }],
+        "responses": responses,
+    })
+}
+
+fn task_operation() -> Value {
+    task_by_id(
+        "get_task",
+        "A task's status and, once finished, its result",
+        ("200", json_response("The task; `result` is null until it finished", "Task", &[])),
+    )
+}
+
+fn task_delete() -> Value {
+    task_by_id(
+        "delete_task",
+        "Erase a task and everything kept for it, now",
+        ("204", json!({ "description": "Erased: record, result, uploaded images, portraits" })),
+    )
+}
+
+fn faces_erase() -> Value {
+    let mut responses = Map::new();
+    responses.insert("204".into(), json!({ "description": "Every face this caller registered is erased" }));
+    auth_responses(&mut responses);
+    json!({
+        "operationId": "erase_faces",
+        "summary": "Erase every face registered by the caller (register_face)",
+        "tags": ["tasks"],
         "responses": responses,
     })
 }

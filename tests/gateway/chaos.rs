@@ -6,8 +6,8 @@
 //! The gateways are the real binary (`kycgate serve`), not in-process servers, so the kill is a
 //! real SIGKILL of a process holding leases and connections.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::store_outage::{free_port, Server};
 use crate::support::*;
 
 /// Each call answers a distinct liveness score, after `delay` (so tasks are mid-run when the
@@ -36,63 +37,13 @@ impl Respond for CountingVendor {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-/// A private redis-server that persists every write (appendfsync always) in `dir`.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Redis {
-    async fn start(port: u16, dir: &Path) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server (is it on PATH?): {e}"));
-        let redis = Self { child, port, dir: dir.to_path_buf() };
-        let client = redis::Client::open(redis.url()).expect("url");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let up = client
-                .get_connection_with_timeout(Duration::from_millis(200))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok();
-            if up {
-                return redis;
-            }
-            assert!(Instant::now() < deadline, "redis-server on port {port} did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL, then a new server on the same port and data directory.
-    async fn crash_and_restart(mut self, down_for: Duration) -> Self {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        tokio::time::sleep(down_for).await;
-        let (port, dir) = (self.port, self.dir.clone());
-        std::mem::forget(self); // its child is reaped; Drop would kill nothing useful
-        Self::start(port, &dir).await
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// SIGKILL `redis`, then a new server on the same port and data directory.
+async fn crash_and_restart(mut redis: Server, port: u16, dir: &Path, down_for: Duration) -> Server {
+    redis.stop();
+    tokio::time::sleep(down_for).await;
+    let restarted = Server::start_persistent(port, dir);
+    restarted.ready().await;
+    restarted
 }
 
 /// One `kycgate serve` process.
@@ -153,7 +104,9 @@ async fn instance_killed_and_redis_restarted_mid_run_lose_no_task_and_answer_non
     let work = tempfile::tempdir().expect("tempdir");
     let data = work.path().join("redis");
     std::fs::create_dir(&data).expect("redis dir");
-    let mut redis = Redis::start(free_port(), &data).await;
+    let redis_port = free_port();
+    let mut redis = Server::start_persistent(redis_port, &data);
+    redis.ready().await;
 
     let calls = Arc::new(AtomicUsize::new(0));
     let vendor = MockServer::start().await;
@@ -213,7 +166,7 @@ chain = [{{ provider = "vendor", timeout_ms = 20000 }}]
 
     // Then Redis crashes while B is working, and comes back from its append-only file.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    redis = redis.crash_and_restart(Duration::from_secs(2)).await;
+    redis = crash_and_restart(redis, redis_port, &data, Duration::from_secs(2)).await;
     // B reconnects by itself: a client sees 503 (JSON, "try again later") until then.
     let api = b.api();
     let deadline = Instant::now() + Duration::from_secs(30);

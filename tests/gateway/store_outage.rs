@@ -23,8 +23,20 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(port: u16) -> Self {
+        Self::spawn(port, &["--appendonly", "no"])
+    }
+
+    /// A server that keeps every acknowledged write in an append-only file in `dir`, so a crash
+    /// and a restart on the same directory lose nothing (a production Redis with persistence).
+    pub(crate) fn start_persistent(port: u16, dir: &std::path::Path) -> Self {
+        let dir = dir.to_str().expect("utf-8 path");
+        Self::spawn(port, &["--appendonly", "yes", "--appendfsync", "always", "--dir", dir])
+    }
+
+    fn spawn(port: u16, persistence: &[&str]) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(persistence)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -78,7 +90,8 @@ impl Server {
         }
     }
 
-    fn stop(&mut self) {
+    /// SIGKILL (a crash, as far as the clients can tell).
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
