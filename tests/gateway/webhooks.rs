@@ -166,3 +166,45 @@ async fn callback_urls_must_be_public_and_well_formed() {
     assert_eq!((code, &body["callback_url"][0]), (400, &serde_json::json!("Webhooks are not enabled on this gateway.")));
     off.stop().await;
 }
+
+/// A receiver that is down (connection refused) while the task finishes, and the instance that
+/// holds the delivery stopped meanwhile: another instance on the same Redis delivers it once the
+/// receiver is back, signed, with the first attempt's delivery id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_survives_a_receiver_outage_and_an_instance_restart() {
+    // Reserve a port for the receiver, then close it: connections are refused until it is back.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port");
+    let opts = Options {
+        store: redis_url(),
+        namespace: namespace("webhook-outage"),
+        extra_toml: webhooks_toml(true, 30),
+        ..Options::default()
+    };
+    let a = TestGateway::start(opts.clone()).await;
+    let (code, body) = submit_with_callback(&a, &format!("http://{addr}/hook")).await;
+    assert_eq!(code, 200, "{body}");
+    let id = body["id"].as_str().expect("id").to_string();
+    let (task, _) = a.client().wait(&id, Duration::from_secs(60)).await;
+    // At least one attempt met the closed port before the instance goes away.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deliveries(&a, "retry").await < 1.0 {
+        assert!(Instant::now() < deadline, "no failed attempt was counted");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    a.stop().await;
+
+    let listener = std::net::TcpListener::bind(addr).expect("the receiver's port is free again");
+    let receiver = MockServer::builder().listener(listener).start().await;
+    Mock::given(method("POST")).and(path("/hook")).respond_with(ResponseTemplate::new(204)).mount(&receiver).await;
+    let b = TestGateway::start(opts).await;
+    let got = received(&receiver, 1).await;
+    verify_signature(&got[0]);
+    let posted: Value = serde_json::from_slice(&got[0].body).expect("JSON body");
+    assert_eq!(posted, task, "the finished task, delivered by the other instance");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deliveries(&b, "delivered").await < 1.0 {
+        assert!(Instant::now() < deadline, "the delivery was not counted");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    b.stop().await;
+}
