@@ -292,8 +292,12 @@ pub enum AuthSpec {
         service: String,
         /// Region, usually `${region}` from `vars`.
         region: String,
-        access_key_id: Credential,
-        secret_access_key: Credential,
+        /// Both keys, or neither: without them the AWS default credential chain finds them
+        /// (environment, profile, web identity / IRSA, container endpoint, instance metadata).
+        #[serde(default)]
+        access_key_id: Option<Credential>,
+        #[serde(default)]
+        secret_access_key: Option<Credential>,
         #[serde(default)]
         session_token: Option<Credential>,
     },

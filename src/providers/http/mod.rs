@@ -9,6 +9,7 @@
 pub mod validate;
 
 mod auth;
+pub mod aws_chain;
 mod request;
 mod response;
 mod select;
@@ -29,7 +30,7 @@ pub use wire::Secret;
 use self::request::Scope;
 use self::response::Checked;
 use self::wire::{Builtins, RawResponse};
-use self::validate::{Poll, RequestTpl, ResolvedAuth};
+use self::validate::{AwsKeys, Poll, RequestTpl, ResolvedAuth};
 use super::spec::{HttpSpec, ProviderFile, ProviderSpec, SpecError};
 use super::{Answer, Provider, ProviderError, SubCall, SubCallKind, Verdict};
 
@@ -307,8 +308,12 @@ impl HttpProvider {
     /// Adds credentials that depend on the request or on a token endpoint.
     async fn authorize(&self, req: &mut reqwest::Request, now: SystemTime, builtins: &Builtins) -> Result<(), ProviderError> {
         match &self.spec.auth {
-            ResolvedAuth::AwsSigv4 { service, region, access_key_id, secret_access_key, session_token } => {
+            ResolvedAuth::AwsSigv4 { service, region, credentials: AwsKeys::Static { access_key_id, secret_access_key, session_token } } => {
                 auth::sign_sigv4(req, service, region, access_key_id, secret_access_key, session_token.as_ref(), now)
+            }
+            ResolvedAuth::AwsSigv4 { service, region, credentials: AwsKeys::Chain(chain) } => {
+                let keys = chain.credentials(&self.client, now).await?;
+                auth::sign_sigv4(req, service, region, &keys.access_key_id, &keys.secret_access_key, keys.session_token.as_ref(), now)
             }
             ResolvedAuth::Token(source) => {
                 let spec = &self.spec;

@@ -11,6 +11,7 @@ use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Url};
 
 use super::auth::{Digest, TokenSource};
+use super::aws_chain::AwsChain;
 use super::wire::Secret;
 use super::select;
 use super::template::Template;
@@ -40,10 +41,19 @@ pub(crate) enum ResolvedAuth {
     Fields(Vec<(String, Secret)>),
     Query(Vec<(String, Secret)>),
     Basic(Secret, Secret),
-    AwsSigv4 { service: String, region: String, access_key_id: Secret, secret_access_key: Secret, session_token: Option<Secret> },
+    AwsSigv4 { service: String, region: String, credentials: AwsKeys },
     /// A cached token from a token endpoint (shared by clones of the spec).
     Token(Arc<TokenSource>),
     Hmac { secrets: BTreeMap<String, Secret>, digests: Vec<Digest>, signature: Digest, headers: Vec<(HeaderName, Template)> },
+}
+
+/// Where a SigV4 adapter's keys come from.
+#[derive(Debug, Clone)]
+pub(crate) enum AwsKeys {
+    /// Named in the adapter file.
+    Static { access_key_id: Secret, secret_access_key: Secret, session_token: Option<Secret> },
+    /// The AWS default credential chain, shared by clones of the spec (one cache).
+    Chain(Arc<AwsChain>),
 }
 
 /// The answer mapping of one endpoint, per sub-call.
@@ -553,9 +563,14 @@ fn header_templates(
 /// Static checks of the auth table (templates, header names), before any secret is read.
 fn check_auth(auth: &AuthSpec, var_known: &dyn Fn(&str) -> bool) -> Result<(), InvalidSpec> {
     match auth {
-        AuthSpec::AwsSigv4 { service, region, .. } => {
+        AuthSpec::AwsSigv4 { service, region, access_key_id, secret_access_key, .. } => {
             if service.is_empty() {
                 return Err(invalid("auth.service is empty"));
+            }
+            if access_key_id.is_some() != secret_access_key.is_some() {
+                return Err(invalid(
+                    "auth: give both access_key_id and secret_access_key, or neither (the AWS default credential chain)",
+                ));
             }
             let t = Template::parse(region).map_err(|e| invalid(format!("auth.region: {e}")))?;
             t.check_names(var_known).map_err(|n| invalid(format!("auth.region uses `${{{n}}}`, which is not in `vars`")))
@@ -693,14 +708,19 @@ fn resolve_auth(auth: &AuthSpec, env: &dyn EnvSource, vars: &BTreeMap<String, St
             v.set_sensitive(true);
             ResolvedAuth::Header(AUTHORIZATION, v)
         }
-        AuthSpec::AwsSigv4 { service, region, access_key_id, secret_access_key, session_token } => ResolvedAuth::AwsSigv4 {
-            service: service.clone(),
-            region: render(region)?,
-            access_key_id: resolve(access_key_id, env)?,
-            secret_access_key: resolve(secret_access_key, env)?,
-            // Optional: long-term keys have no session token.
-            session_token: session_token.as_ref().and_then(|c| resolve(c, env).ok()),
-        },
+        AuthSpec::AwsSigv4 { service, region, access_key_id, secret_access_key, session_token } => {
+            let region = render(region)?;
+            let credentials = match (access_key_id, secret_access_key) {
+                (Some(id), Some(secret)) => AwsKeys::Static {
+                    access_key_id: resolve(id, env)?,
+                    secret_access_key: resolve(secret, env)?,
+                    // Optional: long-term keys have no session token.
+                    session_token: session_token.as_ref().and_then(|c| resolve(c, env).ok()),
+                },
+                _ => AwsKeys::Chain(Arc::new(AwsChain::from_env(env, &region))),
+            };
+            ResolvedAuth::AwsSigv4 { service: service.clone(), region, credentials }
+        }
         AuthSpec::Oauth2 { token_url, grant, client_id, client_secret, service_account, scope, client_auth, refresh_before_s } => {
             let url = Url::parse(&render(token_url)?).map_err(|e| format!("auth.token_url: {e}"))?;
             let opt = |c: &Option<Credential>| c.as_ref().map(|c| resolve(c, env)).transpose();

@@ -484,3 +484,153 @@ async fn rekognition_liveness_session_failures() {
     let p = provider("azure_face", &[("AZURE_FACE_ENDPOINT", uri.as_str()), ("AZURE_FACE_KEY", "k")]);
     assert!(matches!(p.create_liveness_session().await, Err(ProviderError::Unsupported(SubCallKind::Liveness))));
 }
+
+// === AWS default credential chain (an adapter that names no keys) ===
+
+/// `aws_rekognition.toml` without its key lines, so the default chain finds the credentials.
+fn rekognition_on_chain(server: &MockServer, env: &[(&str, &str)]) -> (HttpProvider, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(repo().join("providers/aws_rekognition.toml")).expect("adapter");
+    let text: String = text
+        .lines()
+        .filter(|l| !["access_key_id", "secret_access_key", "session_token"].iter().any(|k| l.trim_start().starts_with(k)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = dir.path().join("aws_rekognition.toml");
+    std::fs::write(&path, text).expect("write adapter");
+    let file = spec::load_file(&path).expect("adapter parses");
+    let home = dir.path().display().to_string();
+    let uri = server.uri();
+    let mut vars: HashMap<String, String> =
+        [("AWS_REKOGNITION_BASE_URL", uri.as_str()), ("AWS_REGION", "eu-west-1"), ("HOME", home.as_str())]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let p = HttpProvider::from_file_with(&file, &vars, reqwest::Client::new()).expect("adapter validates");
+    (p.with_clock(fixed_time), dir)
+}
+
+async fn rekognition_vendor() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/"))
+        .respond_with(json_response(200, fixture("aws_rekognition", "success.json")))
+        .mount(&server)
+        .await;
+    server
+}
+
+const TEMP_ID: &str = "ASIATEMPORARYEXAMPLE";
+const TEMP_SECRET: &str = "temporary/secret/EXAMPLEKEY";
+const TEMP_TOKEN: &str = "FwoGZXIvYXdzEXAMPLETOKEN";
+
+#[tokio::test]
+async fn chain_takes_instance_metadata_credentials_and_caches_them() {
+    use wiremock::matchers::header as has_header;
+    let imds = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(path("/latest/api/token"))
+        .and(has_header("x-aws-ec2-metadata-token-ttl-seconds", "21600"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("imds-session"))
+        .mount(&imds)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/latest/meta-data/iam/security-credentials/"))
+        .and(has_header("x-aws-ec2-metadata-token", "imds-session"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("kycgate-node\n"))
+        .mount(&imds)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/latest/meta-data/iam/security-credentials/kycgate-node"))
+        .and(has_header("x-aws-ec2-metadata-token", "imds-session"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "Code": "Success", "AccessKeyId": TEMP_ID, "SecretAccessKey": TEMP_SECRET,
+            "Token": TEMP_TOKEN, "Expiration": "2100-01-01T00:00:00Z"
+        })))
+        .expect(1)
+        .mount(&imds)
+        .await;
+    let vendor = rekognition_vendor().await;
+    let (p, _dir) = rekognition_on_chain(&vendor, &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.uri().as_str())]);
+    for _ in 0..2 {
+        assert!(p.call(compare_call()).await.is_ok());
+    }
+    let reqs = requests(&vendor).await;
+    assert_eq!(reqs.len(), 2);
+    for req in &reqs {
+        verify_sigv4(req, TEMP_ID, TEMP_SECRET, "eu-west-1", "rekognition");
+        assert_eq!(header(req, "x-amz-security-token"), TEMP_TOKEN);
+    }
+    // `.expect(1)`: the second call used the cached credentials (checked when `imds` drops).
+}
+
+#[tokio::test]
+async fn chain_exchanges_a_web_identity_token_at_sts() {
+    use wiremock::matchers::query_param;
+    let sts = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .and(query_param("Action", "AssumeRoleWithWebIdentity"))
+        .and(query_param("RoleArn", "arn:aws:iam::123456789012:role/kycgate"))
+        .and(query_param("WebIdentityToken", "projected-service-account-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(format!(
+            "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+             <AccessKeyId>{TEMP_ID}</AccessKeyId><SecretAccessKey>{TEMP_SECRET}</SecretAccessKey>\
+             <SessionToken>{TEMP_TOKEN}</SessionToken><Expiration>2100-01-01T00:00:00Z</Expiration>\
+             </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+        )))
+        .expect(1)
+        .mount(&sts)
+        .await;
+    let token_dir = tempfile::tempdir().expect("tempdir");
+    let token_file = token_dir.path().join("token");
+    std::fs::write(&token_file, "projected-service-account-token\n").expect("token");
+    let vendor = rekognition_vendor().await;
+    let token_path = token_file.display().to_string();
+    let (p, _dir) = rekognition_on_chain(
+        &vendor,
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_path.as_str()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/kycgate"),
+            ("AWS_ENDPOINT_URL_STS", sts.uri().as_str()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    assert!(p.call(compare_call()).await.is_ok());
+    let req = &requests(&vendor).await[0];
+    verify_sigv4(req, TEMP_ID, TEMP_SECRET, "eu-west-1", "rekognition");
+    assert_eq!(header(req, "x-amz-security-token"), TEMP_TOKEN);
+}
+
+#[tokio::test]
+async fn chain_reads_the_named_profile_and_says_what_it_tried_when_nothing_is_there() {
+    let vendor = rekognition_vendor().await;
+    let creds_dir = tempfile::tempdir().expect("tempdir");
+    let creds = creds_dir.path().join("credentials");
+    std::fs::write(
+        &creds,
+        format!("[default]\naws_access_key_id = AKIAWRONG\naws_secret_access_key = wrong\n\n[kyc]\naws_access_key_id = {AKID}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .expect("credentials file");
+    let creds_path = creds.display().to_string();
+    let (p, _dir) = rekognition_on_chain(
+        &vendor,
+        &[("AWS_SHARED_CREDENTIALS_FILE", creds_path.as_str()), ("AWS_PROFILE", "kyc"), ("AWS_EC2_METADATA_DISABLED", "true")],
+    );
+    assert!(p.call(compare_call()).await.is_ok());
+    verify_sigv4(&requests(&vendor).await[0], AKID, SECRET, "eu-west-1", "rekognition");
+
+    // No source at all: a configuration error naming every source tried, and no request made.
+    let empty = rekognition_vendor().await;
+    let (p, _dir) = rekognition_on_chain(&empty, &[("AWS_EC2_METADATA_DISABLED", "true")]);
+    match p.call(compare_call()).await {
+        Err(ProviderError::Config(why)) => {
+            for source in ["environment", "profile", "web identity", "container", "instance metadata"] {
+                assert!(why.contains(source), "{why}");
+            }
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert!(requests(&empty).await.is_empty());
+}
