@@ -354,6 +354,10 @@ pub enum OAuthGrant {
     ClientCredentials,
     /// RFC 7523 JWT bearer assertion signed with a service-account key (Google).
     JwtBearer,
+    /// Google Application Default Credentials, found as Google's client libraries find them:
+    /// `GOOGLE_APPLICATION_CREDENTIALS` (a service-account or authorized-user key file), then
+    /// gcloud's well-known file, then the metadata server (GKE Workload Identity, Compute Engine).
+    GoogleDefault,
 }
 
 /// Where OAuth2 client credentials go.

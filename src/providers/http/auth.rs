@@ -255,6 +255,62 @@ enum TokenKind {
         client_auth: ClientAuth,
     },
     Custom(Box<CustomToken>),
+    /// Google Application Default Credentials (`grant = "google_default"`).
+    Google { token_url: Url, source: GoogleSource, scope: Option<String> },
+}
+
+/// Where Application Default Credentials were found, decided when the adapter is loaded.
+#[derive(Debug)]
+pub(crate) enum GoogleSource {
+    /// A service-account key: an RS256 assertion exchanged at the token URL.
+    ServiceAccount(ServiceAccount),
+    /// `gcloud auth application-default login`: a refresh token exchanged at the token URL.
+    AuthorizedUser { client_id: Secret, client_secret: Secret, refresh_token: Secret },
+    /// The metadata server's token for the attached service account.
+    Metadata { url: Url },
+}
+
+impl GoogleSource {
+    /// Resolves ADC from `env` the way Google's libraries do. `Err` only for a key file that
+    /// is named but unusable (a missing or malformed file must not silently fall through).
+    pub(crate) fn find(env: &dyn super::EnvSource) -> Result<Self, String> {
+        let var = |k: &str| env.var(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        if let Some(path) = var("GOOGLE_APPLICATION_CREDENTIALS") {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("GOOGLE_APPLICATION_CREDENTIALS names a file that cannot be read: {}", e.kind()))?;
+            return Self::from_key_file(&text);
+        }
+        let config_dir = var("CLOUDSDK_CONFIG").or_else(|| var("HOME").map(|h| format!("{h}/.config/gcloud")));
+        if let Some(dir) = config_dir {
+            let well_known = std::path::Path::new(&dir).join("application_default_credentials.json");
+            if let Ok(text) = std::fs::read_to_string(&well_known) {
+                return Self::from_key_file(&text);
+            }
+        }
+        let host = var("GCE_METADATA_HOST").unwrap_or_else(|| "metadata.google.internal".into());
+        let url = Url::parse(&format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token"))
+            .map_err(|_| "GCE_METADATA_HOST is not a host name".to_string())?;
+        Ok(Self::Metadata { url })
+    }
+
+    fn from_key_file(text: &str) -> Result<Self, String> {
+        let v: Value = serde_json::from_str(text).map_err(|_| "the Google credentials file is not JSON".to_string())?;
+        let field = |k: &str| {
+            v.get(k).and_then(Value::as_str).map(str::to_string).ok_or_else(|| format!("the Google credentials file has no `{k}`"))
+        };
+        match v.get("type").and_then(Value::as_str) {
+            Some("service_account") => Ok(Self::ServiceAccount(ServiceAccount {
+                client_email: field("client_email")?,
+                private_key: Secret::new(field("private_key")?),
+            })),
+            Some("authorized_user") => Ok(Self::AuthorizedUser {
+                client_id: Secret::new(field("client_id")?),
+                client_secret: Secret::new(field("client_secret")?),
+                refresh_token: Secret::new(field("refresh_token")?),
+            }),
+            _ => Err("the Google credentials file is neither `service_account` nor `authorized_user`".into()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -275,7 +331,7 @@ struct CustomToken {
 }
 
 /// The parts of a Google-style service-account key used for the JWT-bearer grant.
-struct ServiceAccount {
+pub(crate) struct ServiceAccount {
     client_email: String,
     private_key: Secret,
 }
@@ -315,6 +371,16 @@ impl TokenSource {
             prefix: "Bearer ".into(),
             cache: tokio::sync::Mutex::new(None),
         })
+    }
+
+    pub(crate) fn google(token_url: Url, source: GoogleSource, scope: Option<String>, refresh_before: Duration) -> Self {
+        Self {
+            kind: TokenKind::Google { token_url, source, scope },
+            refresh_before,
+            header: AUTHORIZATION,
+            prefix: "Bearer ".into(),
+            cache: tokio::sync::Mutex::new(None),
+        }
     }
 
     pub(crate) fn custom(
@@ -425,11 +491,45 @@ impl TokenSource {
                         form.push(("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".into()));
                         form.push(("assertion", jwt_assertion(sa, url, scope.as_deref(), secs)?));
                     }
+                    // Resolved into `TokenKind::Google` when the adapter is loaded.
+                    OAuthGrant::GoogleDefault => {
+                        return Err(ProviderError::Config("google_default credentials were not resolved".into()))
+                    }
                 }
                 if let (Some(s), OAuthGrant::ClientCredentials) = (scope, grant) {
                     form.push(("scope", s.clone()));
                 }
                 let raw = super::send(req.form(&form)).await?;
+                let json = token_json(&raw, &[], classify)?;
+                let token = select(&json, "/access_token")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ProviderError::Decode("token answer has no access_token".into()))?;
+                let ttl = select(&json, "/expires_in").and_then(number).map_or(Duration::from_secs(3600), Duration::from_secs_f64);
+                Ok((token.to_string(), now + ttl))
+            }
+            TokenKind::Google { token_url, source, scope } => {
+                let req = match source {
+                    GoogleSource::ServiceAccount(sa) => client.post(token_url.clone()).form(&[
+                        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".to_string()),
+                        ("assertion", jwt_assertion(sa, token_url, scope.as_deref(), secs)?),
+                    ]),
+                    GoogleSource::AuthorizedUser { client_id, client_secret, refresh_token } => {
+                        client.post(token_url.clone()).form(&[
+                            ("grant_type", "refresh_token"),
+                            ("client_id", client_id.expose()),
+                            ("client_secret", client_secret.expose()),
+                            ("refresh_token", refresh_token.expose()),
+                        ])
+                    }
+                    GoogleSource::Metadata { url } => {
+                        let mut url = url.clone();
+                        if let Some(s) = scope {
+                            url.query_pairs_mut().append_pair("scopes", s);
+                        }
+                        client.get(url).header("Metadata-Flavor", "Google")
+                    }
+                };
+                let raw = super::send(req).await?;
                 let json = token_json(&raw, &[], classify)?;
                 let token = select(&json, "/access_token")
                     .and_then(Value::as_str)

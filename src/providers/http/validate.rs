@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Url};
 
-use super::auth::{Digest, TokenSource};
+use super::auth::{Digest, GoogleSource, TokenSource};
 use super::aws_chain::AwsChain;
 use super::wire::Secret;
 use super::select;
@@ -720,6 +720,11 @@ fn resolve_auth(auth: &AuthSpec, env: &dyn EnvSource, vars: &BTreeMap<String, St
                 _ => AwsKeys::Chain(Arc::new(AwsChain::from_env(env, &region))),
             };
             ResolvedAuth::AwsSigv4 { service: service.clone(), region, credentials }
+        }
+        AuthSpec::Oauth2 { token_url, grant: OAuthGrant::GoogleDefault, scope, refresh_before_s, .. } => {
+            let url = Url::parse(&render(token_url)?).map_err(|e| format!("auth.token_url: {e}"))?;
+            let source = GoogleSource::find(env)?;
+            ResolvedAuth::Token(Arc::new(TokenSource::google(url, source, scope.clone(), Duration::from_secs(*refresh_before_s))))
         }
         AuthSpec::Oauth2 { token_url, grant, client_id, client_secret, service_account, scope, client_auth, refresh_before_s } => {
             let url = Url::parse(&render(token_url)?).map_err(|e| format!("auth.token_url: {e}"))?;

@@ -281,6 +281,57 @@ fn google(server: &MockServer, clock: Arc<AtomicU64>) -> HttpProvider {
     )
 }
 
+/// `google_docai` on Application Default Credentials other than a service-account key.
+fn google_adc(server: &MockServer, env: &[(&str, &str)]) -> HttpProvider {
+    let uri = server.uri();
+    let token_url = format!("{uri}/token");
+    let mut vars = vec![
+        ("GOOGLE_DOCUMENTAI_BASE_URL", uri.as_str()),
+        ("GOOGLE_OAUTH_TOKEN_URL", token_url.as_str()),
+        ("GOOGLE_DOCUMENTAI_PROJECT", "kycgate-test"),
+        ("GOOGLE_DOCUMENTAI_PROCESSOR", "abc123"),
+        ("GOOGLE_DOCUMENTAI_LOCATION", "eu"),
+    ];
+    vars.extend_from_slice(env);
+    provider_with_clock("google_docai", &vars, fixed_ms())
+}
+
+#[tokio::test]
+async fn google_adc_authorized_user_from_the_gcloud_well_known_file() {
+    let server = google_server(ok("google_docai", "token.json"), ok("google_docai", "success.json")).await;
+    let gcloud = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        gcloud.path().join("application_default_credentials.json"),
+        r#"{"type": "authorized_user", "client_id": "cid.apps.googleusercontent.com", "client_secret": "csecret", "refresh_token": "1//refresh"}"#,
+    )
+    .expect("well-known file");
+    let dir = gcloud.path().display().to_string();
+    let p = google_adc(&server, &[("CLOUDSDK_CONFIG", dir.as_str())]);
+    assert!(p.call(SubCall::DocumentOcr { pages: vec![page_png()] }).await.is_ok());
+    assert_eq!(paths(&server).await, ["/token", PROCESS]);
+    let form: HashMap<String, String> = form(&requests(&server).await[0].body);
+    assert_eq!(form["grant_type"], "refresh_token");
+    assert_eq!((form["client_id"].as_str(), form["refresh_token"].as_str()), ("cid.apps.googleusercontent.com", "1//refresh"));
+}
+
+#[tokio::test]
+async fn google_adc_falls_back_to_the_metadata_server() {
+    let server = google_server(ok("google_docai", "token.json"), ok("google_docai", "success.json")).await;
+    Mock::given(method("GET"))
+        .and(path("/computeMetadata/v1/instance/service-accounts/default/token"))
+        .and(has_header("metadata-flavor", "Google"))
+        .and(wiremock::matchers::query_param("scopes", "https://www.googleapis.com/auth/cloud-platform"))
+        .respond_with(ok("google_docai", "token.json"))
+        .mount(&server)
+        .await;
+    let host = server.address().to_string();
+    let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path().display().to_string();
+    let p = google_adc(&server, &[("GCE_METADATA_HOST", host.as_str()), ("HOME", home.as_str())]);
+    assert!(p.call(SubCall::DocumentOcr { pages: vec![page_png()] }).await.is_ok());
+    assert_eq!(paths(&server).await, ["/computeMetadata/v1/instance/service-accounts/default/token", PROCESS]);
+}
+
 fn fixed_ms() -> Arc<AtomicU64> {
     Arc::new(AtomicU64::new(FIXED_SECS * 1000))
 }
