@@ -29,12 +29,18 @@ struct Served {
 
 impl Served {
     async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[]).await
+    }
+
+    /// As `start`, with more environment variables for the child.
+    async fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kycgate"))
             .args(["serve", "--config", "gateway.toml", "--listen", "127.0.0.1:0"])
             .current_dir(dir)
             .env_remove("KYCGATE_CONFIG")
             .env("KYCGATE_API_KEYS", format!("client:{CLIENT_KEY}"))
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -221,4 +227,24 @@ async fn sighup_and_admin_reload_swap_routing_and_keep_it_on_a_bad_file() {
     assert!(probe.status.success(), "{}", crate::stderr(&probe));
     let dead = crate::kycgate(dir.path(), &["healthcheck", "--url", "http://127.0.0.1:9/healthz"]);
     assert!(!dead.status.success());
+}
+
+/// Vendor calls honour the operator's egress proxy (`HTTP_PROXY` / `HTTPS_PROXY`, as curl and
+/// the cloud SDKs read them): a vendor at a name that does not resolve is reached through the
+/// proxy, which sees the vendor's host in the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_calls_go_through_the_environment_proxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let providers = dir.path().join("providers");
+    std::fs::create_dir(&providers).expect("providers dir");
+    local_adapter(&providers);
+    vendor_adapter(&providers, "kbyai.toml", "behind_proxy", "http://vendor.kycgate.invalid", &[]);
+    write_gateway(dir.path(), "behind_proxy");
+    let proxy = liveness_vendor().await;
+    let proxy_url = proxy.uri();
+    let served = Served::start_with(dir.path(), &[("HTTP_PROXY", proxy_url.as_str()), ("NO_PROXY", "")]).await;
+    assert_eq!(answered_by(&served.api(CLIENT_KEY)).await, "behind_proxy");
+    let seen = proxy.received_requests().await.expect("recorded");
+    assert_eq!(seen.len(), 1, "the vendor call went through the proxy");
+    assert_eq!(seen[0].url.host_str(), Some("vendor.kycgate.invalid"), "{}", seen[0].url);
 }
