@@ -67,6 +67,9 @@ impl Gateway {
         if let Some(store) = &overrides.store {
             config.store.url = store.clone();
         }
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         let store = open_store(&config.store).await?;
         let (providers, local) = build_providers(&config).await?;
         let router: Arc<dyn SubCallRouter> = Arc::new(
@@ -212,7 +215,7 @@ async fn build_providers(
                     .map_err(|e| AppError::Provider { name: file.name.clone(), reason: e.to_string() })?,
             ),
             ProviderSpec::Local(spec) => {
-                let l = Arc::new(LocalProvider::build(&file.name, spec, &config.models).await);
+                let l = Arc::new(LocalProvider::build(&file.name, spec, &config.models, &config.local).await);
                 local = Some(l.clone());
                 l as SharedProvider
             }

@@ -66,7 +66,7 @@ pub struct Subject<'a> {
 /// Runs every section: the model-only ones on the blocking pool, the product ones through a
 /// local provider built exactly as `serve` builds it.
 pub async fn run(dir: &Path, subject: &Subject<'_>) -> Result<EvalReport, EvalError> {
-    let provider = LocalProvider::build("local", subject.spec, &subject.config.models).await;
+    let provider = LocalProvider::build("local", subject.spec, &subject.config.models, &subject.config.local).await;
     for kind in [SubCallKind::Liveness, SubCallKind::FaceCompare] {
         if let Some(why) = provider.unavailable_reason(kind) {
             return Err(EvalError::Model(why));

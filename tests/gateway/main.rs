@@ -12,3 +12,4 @@ mod hostile;
 mod instances;
 mod store_conformance;
 mod store_outage;
+mod uploads;
