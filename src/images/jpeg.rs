@@ -32,12 +32,14 @@ pub(super) fn inspect(b: &[u8]) -> Result<Dimensions, Structure> {
     let mut frame: Option<(Dimensions, Vec<Component>)> = None;
     // Bit n set: quantisation table n was defined.
     let mut quant_tables = 0u8;
+    let mut scanned = false;
     loop {
         let marker = next_marker(b, &mut i)?;
         match marker {
             EOI => {
                 return match frame {
-                    Some((dims, _)) => Ok(dims),
+                    Some((dims, _)) if scanned => Ok(dims),
+                    Some(_) => Err(Structure::BadScan),
                     None => Err(Structure::NoFrame),
                 }
             }
@@ -65,6 +67,7 @@ pub(super) fn inspect(b: &[u8]) -> Result<Dimensions, Structure> {
                 let Some((_, components)) = &frame else { return Err(Structure::NoFrame) };
                 scan_header(segment, components, quant_tables)?;
                 i = skip_entropy_coded(b, i)?;
+                scanned = true;
             }
             // APPn, COM, DHT, DRI, DAC and reserved markers: length-skipped.
             _ => {}

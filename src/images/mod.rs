@@ -287,8 +287,12 @@ mod tests {
             }),
             Err(Structure::SecondFrame)
         );
-        // Only EOI after SOI: no image at all.
+        // Only EOI after SOI: no image at all; a frame header but no scan: no image data.
         assert_eq!(inspect(b"\xFF\xD8\xFF\xD9"), Err(Structure::NoFrame));
+        let segs = jpeg_segments(&jpeg(24, 16));
+        let mut headers_only = join(&segs[..segs.len() - 1]);
+        headers_only.extend([0xFF, 0xD9]);
+        assert_eq!(inspect(&headers_only), Err(Structure::BadScan));
     }
 
     #[test]
