@@ -94,7 +94,8 @@ mod tests {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let hold = hold.clone();
             async move {
-                if let Some(rx) = hold.lock().await.take() {
+                let first = hold.lock().await.take();
+                if let Some(rx) = first {
                     let _ = rx.await;
                 }
                 Ok::<_, ProviderError>(())
