@@ -1,4 +1,4 @@
-"""kycgate against nginx on loopback, in front of the same simulated vendors (see README.md here).
+"""kycgate against nginx on loopback, in front of the same simulated vendors (method and numbers: docs/PERFORMANCE.md).
 
 Started by run.sh. Every server is started and stopped here, by its own pid. Prints one table:
 CPU per proxied call, added latency p50/p99, finished tasks/s, with ratios to nginx; medians of
@@ -23,7 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 BIN = os.environ.get("KYCGATE_BIN", os.path.join(REPO, "target", "release", "kycgate"))
 RUNS = int(os.environ.get("RUNS", "3"))
-LATENCY_SECS = int(os.environ.get("LATENCY_SECS", "10"))
+LATENCY_SECS = int(os.environ.get("LATENCY_SECS", "5"))
+LATENCY_REQUESTS = int(os.environ.get("LATENCY_REQUESTS", "1000"))
 THROUGHPUT_TASKS = int(os.environ.get("TASKS", "2000"))
 NGINX_SECS = int(os.environ.get("NGINX_SECS", "10"))
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "64"))
@@ -127,14 +128,42 @@ def wait_drained(timeout=300):
     raise RuntimeError("tasks did not finish")
 
 
-def wrk(url, script, conns, secs, env_extra, latency=True):
+def wrk_cmd(url, script, conns, secs, env_extra, latency=True):
     env = dict(os.environ)
     env.update(BENCH_SELFIE=SELFIE, BENCH_PASSPORT=PASSPORT, BENCH_KEY=KEY, **env_extra)
     threads = 1 if conns == 1 else 2
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--timeout", "30s", "-s", os.path.join(HERE, script), url]
     if latency:
         cmd.insert(1, "--latency")
+    return cmd, env
+
+
+def wrk(url, script, conns, secs, env_extra, latency=True):
+    cmd, env = wrk_cmd(url, script, conns, secs, env_extra, latency)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def wrk_tasks(url, conns, tasks, latency=False):
+    """Submits about `tasks` uploads from `conns` connections, then stops wrk (SIGINT: it
+    prints its summary). wrk's threads stop themselves at their share; wrk itself would wait
+    out its duration."""
+    share = tasks if conns == 1 else tasks // 2
+    cmd, env = wrk_cmd(url, "submit.lua", conns, 3600, {"BENCH_MAX": str(share)}, latency=latency)
+    before = metric_sum("kycgate_tasks_submitted_total")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    last, still = -1.0, 0
+    while time.time() < deadline:
+        time.sleep(0.05)
+        n = metric_sum("kycgate_tasks_submitted_total") - before
+        # Done when the share is in, or when nothing more arrives (refusals count for wrk only).
+        still = still + 1 if n == last else 0
+        last = n
+        if n >= tasks or (n > 0 and still >= 40):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
     return parse_wrk(out)
 
 
@@ -198,14 +227,13 @@ def bench_gateway(store_name):
     try:
         url = f"http://127.0.0.1:{GATEWAY}"
         # Latency: one client, one upload at a time; each task runs while the next is sent.
-        lat = wrk(url, "submit.lua", 1, LATENCY_SECS, {})
+        lat = wrk_tasks(url, 1, LATENCY_REQUESTS, latency=True)
         wait_drained()
         # Throughput: 64 clients, a fixed number of tasks, until every one finished.
         ok0 = metric_sum("kycgate_tasks_finished_total", outcome="SUCCESS")
         done0 = metric_sum("kycgate_tasks_finished_total")
         cpu0, t0 = cpu_seconds([gw.pid]), time.time()
-        per_thread = THROUGHPUT_TASKS // 2
-        thr = wrk(url, "submit.lua", CONCURRENCY, 600, {"BENCH_MAX": str(per_thread)}, latency=False)
+        thr = wrk_tasks(url, CONCURRENCY, THROUGHPUT_TASKS)
         t1 = wait_drained()
         cpu1 = cpu_seconds([gw.pid])
         ok = metric_sum("kycgate_tasks_finished_total", outcome="SUCCESS") - ok0
@@ -300,7 +328,8 @@ def report(results):
     n_cpu = median(ng, "cpu_ms_per_call")
     n50, n99 = median(ng, "p50") - d50, median(ng, "p99") - d99
     print(f"\nkycgate vs nginx, loopback, vendors answering at once; medians of {RUNS} runs")
-    print(f"upload: {os.path.basename(SELFIE)} + {os.path.basename(PASSPORT)}; c=1 latency for {LATENCY_SECS}s, "
+    print(f"upload: {os.path.basename(SELFIE)} + {os.path.basename(PASSPORT)}; c=1 latency over {LATENCY_REQUESTS} submits "
+          f"(nginx, direct: {LATENCY_SECS}s), "
           f"c={CONCURRENCY} throughput over {THROUGHPUT_TASKS} tasks (nginx: {NGINX_SECS}s of the four exchanges)")
     print(f"direct upload to the simulated backend (subtracted as 'added'): p50 {d50:.3f} ms, p99 {d99:.3f} ms\n")
     head = f"{'server':<16}{'CPU/call':>12}{'x nginx':>9}{'added p50':>12}{'x nginx':>9}{'added p99':>12}{'x nginx':>9}{'tasks/s':>10}{'RSS after':>11}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kycgate against nginx on loopback, in front of the same simulated vendors. See README.md here.
+# kycgate against nginx on loopback, in front of the same simulated vendors. Method and numbers: docs/PERFORMANCE.md.
 #
 #   benches/gateway/run.sh            # builds the release binary if needed, 3 runs, prints the table
 #   RUNS=1 STORES=memory benches/gateway/run.sh
