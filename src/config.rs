@@ -202,7 +202,7 @@ impl Config {
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
-        let cfg: Config = builder
+        let mut cfg: Config = builder
             .add_source(
                 config::Environment::with_prefix("KYCGATE")
                     .prefix_separator("__")
