@@ -19,22 +19,25 @@ local upload = part("selfie_image", "selfie.jpg", read(os.getenv("BENCH_SELFIE")
   .. part("passport_image", "passport.jpg", read(os.getenv("BENCH_PASSPORT")))
   .. "--" .. boundary .. "--\r\n"
 
-local requests = {
-  wrk.format("POST", os.getenv("BENCH_PATH") or "/api/v3/services/kyc_passport/", {
+-- Built in init(): wrk fills in wrk.headers.Host (which wrk.format copies) only after the
+-- script's top level has run.
+local requests = {}
+function init(args)
+  table.insert(requests, wrk.format("POST", os.getenv("BENCH_PATH") or "/api/v3/services/kyc_passport/", {
     ["Content-Type"] = "multipart/form-data; boundary=" .. boundary,
     ["Authorization"] = "Bearer benchkey",
-  }, upload),
-}
-local dir = os.getenv("BENCH_REQ")
-local prefix = os.getenv("BENCH_PREFIX") or ""
-for _, vendor in ipairs({ "regula", "kbyai", "compreface" }) do
-  local base = dir .. "/" .. vendor
-  local headers = {}
-  for line in read(base .. ".headers"):gmatch("[^\n]+") do
-    local name, value = line:match("^([^:]+):%s*(.*)$")
-    if name then headers[name] = value end
+  }, upload))
+  local dir = os.getenv("BENCH_REQ")
+  local prefix = os.getenv("BENCH_PREFIX") or ""
+  for _, vendor in ipairs({ "regula", "kbyai", "compreface" }) do
+    local base = dir .. "/" .. vendor
+    local headers = {}
+    for line in read(base .. ".headers"):gmatch("[^\n]+") do
+      local name, value = line:match("^([^:]+):%s*(.*)$")
+      if name then headers[name] = value end
+    end
+    table.insert(requests, wrk.format(read(base .. ".method"), prefix .. read(base .. ".path"), headers, read(base .. ".body")))
   end
-  table.insert(requests, wrk.format(read(base .. ".method"), prefix .. read(base .. ".path"), headers, read(base .. ".body")))
 end
 
 local i = 0
