@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc returns memory to the OS after a burst; glibc's arenas kept it resident
+/// (measured in docs/PERFORMANCE.md, "Allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use kycgate::app::{Gateway, Overrides};
 use kycgate::config::Config;
 
