@@ -76,6 +76,9 @@ impl Gateway {
         if let Some(store) = &overrides.store {
             config.store.url = store.clone();
         }
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         for (id, key) in &overrides.named_api_keys {
             config.auth.api_keys.push(crate::config::ApiKeyConfig {
                 id: id.clone(),
@@ -330,7 +333,7 @@ async fn build_providers(
             ProviderSpec::Local(spec) => {
                 let l = match reuse {
                     Some((old, built)) if old.serves == spec.serves && old.settings == spec.settings => built.clone(),
-                    _ => Arc::new(LocalProvider::build(&file.name, spec, &config.models).await.map_err(|e| {
+                    _ => Arc::new(LocalProvider::build(&file.name, spec, &config.models, &config.local).await.map_err(|e| {
                         AppError::Provider { name: file.name.clone(), reason: format!("invalid [settings]: {e}") }
                     })?),
                 };

@@ -266,11 +266,12 @@ fn gateway_file(doc: &Doc, problems: &mut Vec<Problem>) -> bool {
             "routing" => section::<crate::routing::config::RoutingConfig>(value),
             "telemetry" => section::<config::TelemetryConfig>(value),
             "webhooks" => section::<config::WebhookConfig>(value),
+            "local" => section::<config::LocalConfig>(value),
             _ => {
                 problems.push(doc.problem(
                     Some(key.span()),
                     format!("unknown section `{name}`"),
-                    Some("sections: server, images, store, worker, auth, providers, models, routing, telemetry, webhooks".into()),
+                    Some("sections: server, images, store, worker, auth, providers, models, routing, telemetry, webhooks, local".into()),
                 ));
                 continue;
             }

@@ -37,6 +37,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub providers: ProvidersConfig,
     pub models: ModelsConfig,
+    pub local: LocalConfig,
     pub routing: RoutingConfig,
     pub telemetry: TelemetryConfig,
     pub webhooks: WebhookConfig,
@@ -218,6 +219,24 @@ pub struct ModelsConfig {
     pub fetch: bool,
 }
 
+/// `[local]`: bounds of the on-device provider.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Images decoded (and held as pixels) at once; 0 = one per CPU core.
+    pub max_concurrent_decodes: usize,
+}
+
+impl LocalConfig {
+    /// The decode cap in force: the configured one, or the number of CPU cores.
+    pub fn decode_cap(&self) -> usize {
+        match self.max_concurrent_decodes {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
+    }
+}
+
 impl ModelsConfig {
     /// The model directory in force: `KYCGATE_MODEL_DIR` wins over the file.
     pub fn model_dir(&self) -> Option<PathBuf> {
@@ -245,7 +264,7 @@ impl Config {
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
-        let cfg: Config = builder
+        let mut cfg: Config = builder
             .add_source(
                 config::Environment::with_prefix("KYCGATE")
                     .prefix_separator("__")
@@ -254,7 +273,25 @@ impl Config {
             )
             .build()?
             .try_deserialize()?;
+        cfg.routing.default_concurrency(cfg.worker.concurrency);
         Ok(cfg)
+    }
+
+    /// Settings that load but work against each other, in words for the operator's log (the
+    /// gateway logs them at start-up; nothing here is fatal).
+    pub fn warnings(&self) -> Vec<String> {
+        let workers = self.worker.concurrency;
+        self.routing
+            .fewer_slots_than(workers)
+            .into_iter()
+            .map(|(kind, provider, slots)| {
+                format!(
+                    "routing.{kind} provider {provider:?}: concurrency = {slots} is below worker.concurrency = {workers}; \
+                     tasks beyond {slots} wait for a slot and skip {provider:?} after its timeout_ms \
+                     (leave concurrency unset unless the vendor caps concurrent calls)"
+                )
+            })
+            .collect()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -406,5 +443,27 @@ mod tests {
         assert_eq!(cfg.auth.login_max_failures_per_user, 5);
         assert!(cfg.server.max_header_bytes >= 1024);
         assert!(cfg.worker.concurrency >= 1);
+        assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
+        assert_eq!(cfg.local.max_concurrent_decodes, 0);
+        assert!(cfg.local.decode_cap() >= 1);
+        assert_eq!(LocalConfig { max_concurrent_decodes: 3 }.decode_cap(), 3);
+    }
+
+    #[test]
+    fn route_slots_follow_workers_and_fewer_are_warned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            "[worker]\nconcurrency = 256\n[routing.liveness]\nchain = [{ provider = \"kbyai\", concurrency = 16 }, { provider = \"local\" }]\n",
+        )
+        .expect("write config");
+        let cfg = Config::load(Some(&path)).expect("loads");
+        assert_eq!(cfg.routing.liveness.chain[0].params().concurrency, 16);
+        assert_eq!(cfg.routing.liveness.chain[1].params().concurrency, 256);
+        assert_eq!(cfg.routing.document_ocr.chain[0].params().concurrency, 256);
+        let warnings = cfg.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("routing.liveness provider \"kbyai\": concurrency = 16"), "{warnings:?}");
     }
 }

@@ -5,6 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+
+/// jemalloc purges freed memory back to the OS from a background thread; glibc's arenas kept a
+/// burst's memory resident (docs/PERFORMANCE.md, "Allocator").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its start: purge dirty pages after 1 s (default 10 s) from the
+/// background thread. A C string, as jemalloc's `malloc_conf` symbol (prefixed `_rjem_`).
+#[used]
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 use kycgate::app::{Gateway, Overrides};
 use kycgate::config::Config;
 

@@ -66,7 +66,7 @@ pub struct Subject<'a> {
 /// Runs every section: the model-only ones on the blocking pool, the product ones through a
 /// local provider built exactly as `serve` builds it.
 pub async fn run(dir: &Path, subject: &Subject<'_>) -> Result<EvalReport, EvalError> {
-    let provider = LocalProvider::build("local", subject.spec, &subject.config.models)
+    let provider = LocalProvider::build("local", subject.spec, &subject.config.models, &subject.config.local)
         .await
         .map_err(|e| EvalError::Model(format!("[settings] of the local provider: {e}")))?;
     for kind in [SubCallKind::Liveness, SubCallKind::FaceCompare] {

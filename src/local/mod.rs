@@ -10,6 +10,7 @@
 
 pub use kycgate_models as models;
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,7 +24,7 @@ use kycgate_vision::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::ModelsConfig;
+use crate::config::{LocalConfig, ModelsConfig};
 use crate::providers::spec::LocalSpec;
 use crate::providers::{
     Answer, CompareAnswer, DocumentFields, Image, IssueCode, LivenessAnswer, OcrAnswer, PartialDate, PortraitCropper,
@@ -162,6 +163,62 @@ pub struct LocalProvider {
     engine: Arc<Engine>,
 }
 
+/// Caps the calls that decode images (and hold their pixels) at once. A call waits for its
+/// permit on the async side, so waiting holds no blocking-pool thread; a decoded 6000x6000
+/// upload is ~108 MB, so without the cap N concurrent uploads meant N of them in memory
+/// (issue 12). Also counts decodes, so the cap can be observed.
+struct DecodeCap {
+    permits: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+    decoding: AtomicUsize,
+    peak: AtomicUsize,
+    decodes: AtomicU64,
+}
+
+/// What [`LocalProvider::decode_stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// The configured cap.
+    pub limit: usize,
+    /// The most decodes ever in progress at once.
+    pub peak: usize,
+    /// Decodes started so far.
+    pub decodes: u64,
+}
+
+impl DecodeCap {
+    fn new(limit: usize) -> Self {
+        let limit = limit.max(1);
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+            decoding: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            decodes: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits for a slot without holding a thread.
+    async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ProviderError> {
+        self.permits.clone().acquire_owned().await.map_err(|_| ProviderError::Unavailable("decode cap closed".into()))
+    }
+
+    /// Waits for a slot on a blocking thread (the portrait cropper is called from one).
+    fn acquire_blocking(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        futures::executor::block_on(self.permits.clone().acquire_owned()).ok()
+    }
+
+    /// Runs one decode, counted (callers hold a permit).
+    fn decode<T>(&self, decode: impl FnOnce() -> T) -> T {
+        let now = self.decoding.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        self.decodes.fetch_add(1, Ordering::Relaxed);
+        let out = decode();
+        self.decoding.fetch_sub(1, Ordering::SeqCst);
+        out
+    }
+}
+
 /// The loaded models and settings; every method is blocking CPU work.
 struct Engine {
     name: String,
@@ -173,6 +230,7 @@ struct Engine {
     liveness: Loaded<LivenessModel>,
     mrz: Loaded<MrzReader>,
     selfies: SelfieCache,
+    decodes: DecodeCap,
 }
 
 /// The embedded `providers/local.toml`, used when the providers directory has no `local.toml`
@@ -251,19 +309,35 @@ async fn obtain(store: &ModelStore, name: &str, fetch: bool) -> Result<std::path
 impl LocalProvider {
     /// Loads every model the provider needs; a missing model is kept per capability, never
     /// fatal. Invalid `[settings]` are: a typo must not quietly run on default thresholds.
-    pub async fn build(name: &str, spec: &LocalSpec, models_cfg: &ModelsConfig) -> Result<Self, toml::de::Error> {
+    pub async fn build(
+        name: &str,
+        spec: &LocalSpec,
+        models_cfg: &ModelsConfig,
+        local: &LocalConfig,
+    ) -> Result<Self, toml::de::Error> {
         let settings = LocalSettings::from_spec(spec)?;
-        Ok(Self { engine: Arc::new(Engine::build(name, spec, settings, models_cfg).await) })
+        let decodes = DecodeCap::new(local.decode_cap());
+        Ok(Self { engine: Arc::new(Engine::build(name, spec, settings, models_cfg, decodes).await) })
+    }
+
+    /// The decode cap and what it has seen.
+    pub fn decode_stats(&self) -> DecodeStats {
+        let cap = &self.engine.decodes;
+        DecodeStats {
+            limit: cap.limit,
+            peak: cap.peak.load(Ordering::SeqCst),
+            decodes: cap.decodes.load(Ordering::Relaxed),
+        }
     }
 }
 
 impl Engine {
-    async fn build(name: &str, spec: &LocalSpec, settings: LocalSettings, models_cfg: &ModelsConfig) -> Self {
+    async fn build(name: &str, spec: &LocalSpec, settings: LocalSettings, models_cfg: &ModelsConfig, decodes: DecodeCap) -> Self {
         let store = match model_store(models_cfg) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(reason = %e, "Model manifest unusable; the checks needing models are disabled");
-                return Self::without_models(name, spec, settings, &format!("model manifest: {e}"));
+                return Self::without_models(name, spec, settings, &format!("model manifest: {e}"), decodes);
             }
         };
         let fetch = models_cfg.fetch;
@@ -301,10 +375,11 @@ impl Engine {
             liveness,
             mrz,
             selfies: SelfieCache::new(),
+            decodes,
         }
     }
 
-    fn without_models(name: &str, spec: &LocalSpec, settings: LocalSettings, why: &str) -> Self {
+    fn without_models(name: &str, spec: &LocalSpec, settings: LocalSettings, why: &str, decodes: DecodeCap) -> Self {
         Self {
             name: name.to_string(),
             serves: spec.serves.clone(),
@@ -315,6 +390,7 @@ impl Engine {
             liveness: Err(Missing::new(LIVENESS, why)),
             mrz: MrzReader::new().map_err(|e| Missing::new(MRZ, e)),
             selfies: SelfieCache::new(),
+            decodes,
         }
     }
 
@@ -335,8 +411,12 @@ impl Engine {
         self.detector.as_ref().map_err(Missing::to_provider_error)
     }
 
+    /// The one place pixels are decoded (callers hold a decode permit). Uploads were only
+    /// checked structurally at submit, so a file that still fails here is an input verdict.
     fn decode(&self, img: &Image) -> Result<RgbImage, Rejection> {
-        decode_image(&img.bytes, &self.limits).map_err(|_| Rejection::new(IssueCode::FailedToReadImage))
+        self.decodes
+            .decode(|| decode_image(&img.bytes, &self.limits))
+            .map_err(|_| Rejection::new(IssueCode::FailedToReadImage))
     }
 
     /// The selfie decoded (shrunk to `SELFIE_MAX_SIDE`) with its one gated face, computed once
@@ -564,10 +644,16 @@ impl Provider for LocalProvider {
             return Err(ProviderError::Unsupported(request.kind()));
         }
         let this = self.engine.clone();
-        tokio::task::spawn_blocking(move || match &request {
-            SubCall::Liveness { image } => this.run_liveness(image),
-            SubCall::FaceCompare { probe, reference } => this.run_compare(probe, reference),
-            SubCall::DocumentOcr { pages } => this.run_ocr(pages),
+        // Every local call decodes: it waits here, off the blocking pool, for a decode slot
+        // and keeps it while the pixels live.
+        let permit = this.decodes.acquire().await?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            match &request {
+                SubCall::Liveness { image } => this.run_liveness(image),
+                SubCall::FaceCompare { probe, reference } => this.run_compare(probe, reference),
+                SubCall::DocumentOcr { pages } => this.run_ocr(pages),
+            }
         })
         .await
         .map_err(|e| ProviderError::Unavailable(format!("local inference task failed: {e}")))?
@@ -586,7 +672,8 @@ impl Provider for LocalProvider {
 
 impl PortraitCropper for LocalProvider {
     fn crop(&self, page: &Image) -> Option<Bytes> {
-        let img = decode_image(&page.bytes, &self.engine.limits).ok()?;
+        let _permit = self.engine.decodes.acquire_blocking()?;
+        let img = self.engine.decode(page).ok()?;
         self.engine.portrait(&img)
     }
 }

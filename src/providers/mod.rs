@@ -334,6 +334,10 @@ pub enum ProviderError {
     Unavailable(String),
     #[error("circuit open")]
     CircuitOpen,
+    /// No concurrency slot freed up within the attempt's deadline: the gateway was busy, the
+    /// provider was not called (so the breaker does not count it; the chain moves on).
+    #[error("no free slot within {waited:?} ({limit} calls in flight)")]
+    Saturated { waited: Duration, limit: usize },
     #[error("bad adapter configuration: {0}")]
     Config(String),
 }

@@ -156,11 +156,11 @@ fn skip(log: &AttemptLog, kind: SubCallKind, route: &Route, reason: String) {
         kycgate.circuit.state = route.circuit.state().as_str(),
         status = outcome.as_str(),
         reason = reason.as_str(),
-        latency_ms = 0u64,
+        latency_ms = 0.0f64,
     )
     .entered();
     AttemptSkipped { provider, sub_call: kind.as_str(), outcome: outcome.as_str() }.emit();
-    log.push(Attempt { provider: provider.to_string(), attempt: 0, latency_ms: 0, outcome, reason: Some(reason) });
+    log.push(Attempt { provider: provider.to_string(), attempt: 0, latency_ms: 0.0, outcome, reason: Some(reason) });
 }
 
 /// Counts the verdict behind the decision-rate metrics.
@@ -211,9 +211,10 @@ async fn attempt(route: &Route, kind: SubCallKind, call: SubCall, log: &AttemptL
             route.latency.record(started.elapsed());
             Ok(a)
         }
-        // The breaker refused the first attempt: nothing reached the provider (a circuit that
-        // opens during retries ends them with the failure that opened it, see `retry`).
-        Err(e @ ProviderError::CircuitOpen) => {
+        // The breaker refused the first attempt, or no concurrency slot freed up in time:
+        // nothing reached the provider (a circuit that opens during retries ends them with the
+        // failure that opened it, see `retry`).
+        Err(e @ (ProviderError::CircuitOpen | ProviderError::Saturated { .. })) => {
             skip(log, kind, route, e.to_string());
             Err(Miss::Skipped)
         }
@@ -529,7 +530,7 @@ mod tests {
         assert_eq!(routed.attempts[0].outcome, AttemptOutcome::Error);
         assert!(routed.attempts[0].reason.as_deref().is_some_and(|r| r.contains("timed out")));
         // The paused clock makes the deadline exact.
-        assert_eq!(routed.attempts[0].latency_ms, 200);
+        assert_eq!(routed.attempts[0].latency_ms, 200.0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -643,7 +644,7 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(60));
         let seen: Vec<(&str, AttemptOutcome)> = routed.attempts.iter().map(|a| (a.provider.as_str(), a.outcome)).collect();
         assert_eq!(seen, [("fast", AttemptOutcome::Ok), ("slow", AttemptOutcome::Cancelled)]);
-        assert_eq!(routed.attempts[1].latency_ms, 60);
+        assert_eq!(routed.attempts[1].latency_ms, 60.0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -41,6 +41,31 @@ impl RoutingConfig {
         out
     }
 
+    /// Gives every route without its own `concurrency` the worker count: each task has at most
+    /// one call in flight per (sub-call, provider), so `workers` slots never make a task wait.
+    pub fn default_concurrency(&mut self, workers: usize) {
+        for kind in SubCallKind::ALL {
+            let route = match kind {
+                SubCallKind::Liveness => &mut self.liveness,
+                SubCallKind::FaceCompare => &mut self.face_compare,
+                SubCallKind::DocumentOcr => &mut self.document_ocr,
+            };
+            for entry in &mut route.chain {
+                entry.concurrency.get_or_insert(workers);
+            }
+        }
+    }
+
+    /// Routes whose slots are fewer than the tasks run at once: `(sub_call, provider, slots)`.
+    /// Tasks beyond the slots wait, and after the route's `timeout_ms` skip the provider.
+    pub fn fewer_slots_than(&self, workers: usize) -> Vec<(SubCallKind, String, usize)> {
+        SubCallKind::ALL
+            .into_iter()
+            .flat_map(|kind| self.route(kind).chain.iter().map(move |e| (kind, e)))
+            .filter_map(|(kind, e)| e.concurrency.filter(|&c| c < workers).map(|c| (kind, e.provider.clone(), c)))
+            .collect()
+    }
+
     /// Every provider name used by any chain (with repeats), so start-up only builds those.
     pub fn provider_names(&self) -> impl Iterator<Item = &str> + '_ {
         SubCallKind::ALL.into_iter().flat_map(move |k| self.route(k).chain.iter().map(|r| r.provider.as_str()))
@@ -273,9 +298,11 @@ pub struct ProviderRoute {
     pub timeout_ms: u64,
     #[serde(default)]
     pub retry: RetryConfig,
-    /// In-flight calls allowed at this provider for this sub-call.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
+    /// In-flight calls allowed at this provider for this sub-call. Unset: `[worker]
+    /// concurrency` (filled in by `RoutingConfig::default_concurrency` when the gateway config
+    /// loads), so a slot is never what tasks wait for; set it lower only for a vendor's own cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
     #[serde(default)]
     pub breaker: BreakerConfig,
     /// Calls per second allowed to this provider for this sub-call (token bucket); beyond it
@@ -311,7 +338,7 @@ impl ProviderRoute {
             provider: provider.to_string(),
             timeout_ms: default_timeout_ms(),
             retry: RetryConfig::default(),
-            concurrency: default_concurrency(),
+            concurrency: None,
             breaker: BreakerConfig::default(),
             rate_limit: None,
             cost_per_call: 0.0,
@@ -323,7 +350,7 @@ impl ProviderRoute {
     pub fn params(&self) -> RouteParams {
         RouteParams {
             timeout: Duration::from_millis(self.timeout_ms),
-            concurrency: self.concurrency,
+            concurrency: self.concurrency.unwrap_or(UNRESOLVED_CONCURRENCY),
             retry: RetryParams {
                 max_attempts: self.retry.max_attempts,
                 base_delay: Duration::from_millis(self.retry.base_delay_ms),
@@ -346,9 +373,9 @@ fn default_timeout_ms() -> u64 {
     10_000
 }
 
-fn default_concurrency() -> usize {
-    16
-}
+/// Slots of a route whose `concurrency` was neither set nor filled from `[worker]` (a routing
+/// table used outside a gateway config, as tests do).
+const UNRESOLVED_CONCURRENCY: usize = 16;
 
 /// Retries at one provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -542,6 +569,21 @@ mod tests {
                 "routing.liveness.split",
             ]
         );
+    }
+
+    #[test]
+    fn unset_slots_follow_the_workers_and_fewer_are_reported() {
+        let mut c: RoutingConfig = toml::from_str(
+            "[liveness]\nchain = [{ provider = \"a\", concurrency = 16 }, { provider = \"b\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(c.liveness.chain[1].concurrency, None);
+        c.default_concurrency(256);
+        assert_eq!(c.liveness.chain[0].concurrency, Some(16), "an explicit cap is kept");
+        assert_eq!(c.liveness.chain[1].concurrency, Some(256));
+        assert_eq!(c.face_compare.chain[0].params().concurrency, 256);
+        assert_eq!(c.fewer_slots_than(256), vec![(SubCallKind::Liveness, "a".to_string(), 16)]);
+        assert!(c.fewer_slots_than(16).is_empty());
     }
 
     #[test]

@@ -28,9 +28,10 @@ pub use stack::{stack, ProviderStack};
 
 use crate::providers::{Answer, SubCall, SubCallKind};
 
-/// A duration in whole milliseconds, saturating (for attempt records and span fields).
-pub(crate) fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+/// A duration in milliseconds with microsecond precision (for attempt records and span
+/// fields): whole milliseconds read 0 for every call to a fast vendor.
+pub(crate) fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }
 
 /// One attempt at one provider, as recorded in the task result (`result.data.providers`).
@@ -39,7 +40,8 @@ pub struct Attempt {
     pub provider: String,
     /// 1-based attempt number at this provider.
     pub attempt: u32,
-    pub latency_ms: u64,
+    /// Fractional milliseconds, microsecond precision.
+    pub latency_ms: f64,
     pub outcome: AttemptOutcome,
     /// Why it failed or was skipped (error text never carries personal data).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -170,6 +170,7 @@ fn error_type(e: &ProviderError) -> &'static str {
         ProviderError::Unsupported(_) => "unsupported",
         ProviderError::Unavailable(_) => "unavailable",
         ProviderError::CircuitOpen => "circuit_open",
+        ProviderError::Saturated { .. } => "saturated",
         ProviderError::Config(_) => "config",
     }
 }

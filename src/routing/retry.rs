@@ -92,6 +92,8 @@ where
                     // The circuit opened after an earlier attempt failed: that failure is the
                     // answer (`CircuitOpen` out of the stack means no call was made at all).
                     Err(ProviderError::CircuitOpen) => return Err(previous.unwrap_or(ProviderError::CircuitOpen)),
+                    // Likewise when no concurrency slot freed up for the retry.
+                    Err(e @ ProviderError::Saturated { .. }) => return Err(previous.unwrap_or(e)),
                     Err(e) => e,
                 };
                 if error.class() != ErrorClass::Retryable || attempt >= params.max_attempts {

@@ -33,11 +33,7 @@ pub fn stack(kind: SubCallKind, provider: SharedProvider, params: &RouteParams) 
     };
     // The vendor call itself.
     let svc = ProviderService::new(provider);
-    // Concurrency limit, innermost: the slot is held only while the vendor works, never during
-    // a retry's backoff sleep.
-    let svc = ConcurrencyLimitLayer::new(params.concurrency).layer(svc);
-    // Timeout around the limit: the per-attempt deadline also bounds waiting for a slot, so a
-    // saturated provider times out and the chain moves on instead of queueing without bound.
+    // Timeout, innermost: the per-attempt deadline bounds the vendor's work.
     let svc = TimeoutLayer::new(params.timeout).layer(svc);
     // Recording outside the timeout, so timed-out attempts are recorded with their latency;
     // inside the retry, so every retry is its own attempt.
@@ -46,8 +42,13 @@ pub fn stack(kind: SubCallKind, provider: SharedProvider, params: &RouteParams) 
     // fast without an attempt being made (the router records the provider as skipped).
     let handle = breaker.handle();
     let svc = breaker.layer(svc);
-    // Retry outermost: each retry passes through the breaker again (an open circuit is Fatal
-    // and stops retrying) and waits its backoff holding no concurrency slot.
+    // Concurrency limit outside the breaker: waiting for a slot is our congestion, not the
+    // provider failing, so it never reaches the breaker; a wait past the same deadline ends as
+    // `Saturated` (the router records the provider as skipped and moves on). Inside the retry,
+    // so a retry's backoff sleep holds no slot.
+    let svc = ConcurrencyLimitLayer::new(params.concurrency, params.timeout).layer(svc);
+    // Retry outermost: each retry passes through the limit and the breaker again (an open
+    // circuit or no free slot stops retrying) and waits its backoff holding no slot.
     let svc = RetryLayer::new(params.retry).layer(svc);
     (BoxCloneSyncService::new(svc), handle)
 }

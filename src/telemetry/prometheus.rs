@@ -172,4 +172,20 @@ mod tests {
         assert!(text.contains("# TYPE http_server_request_duration_seconds histogram\n"), "{text}");
         assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\"} 1\n"), "{text}");
     }
+
+    /// Sub-millisecond attempts (a vendor on the same host) land in their own buckets.
+    #[test]
+    fn attempt_histogram_resolves_sub_millisecond_attempts() {
+        let reader = SharedReader::new(ManualReader::builder().build());
+        let provider = SdkMeterProvider::builder().with_reader(reader.clone()).build();
+        let metrics = super::super::metrics::Metrics::for_tests(&provider.meter("test"));
+        for seconds in [0.0003, 0.0008, 0.004] {
+            metrics.attempt_duration.record(seconds, &[]);
+        }
+        let text = render_from(&reader);
+        let name = crate::telemetry::metrics::PROVIDER_ATTEMPT_DURATION;
+        assert!(text.contains(&format!("{name}_bucket{{le=\"0.0005\"}} 1\n")), "{text}");
+        assert!(text.contains(&format!("{name}_bucket{{le=\"0.001\"}} 2\n")), "{text}");
+        assert!(text.contains(&format!("{name}_bucket{{le=\"0.005\"}} 3\n")), "{text}");
+    }
 }

@@ -21,3 +21,4 @@ mod store_limits;
 mod store_outage;
 mod vendor_hostile;
 mod webhooks;
+mod uploads;

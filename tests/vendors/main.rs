@@ -17,3 +17,4 @@ mod fallback;
 mod policies;
 mod routing;
 mod simulate;
+mod slots;

@@ -159,7 +159,7 @@ hedge = { delay_ms = 150 }
     let tried = attempts(&task, "liveness");
     assert_eq!(tried, [pair("fast", "ok"), pair("slow", "cancelled")]);
     let cancelled = &task["result"]["data"]["providers"]["liveness"][1];
-    assert!(cancelled["latency_ms"].as_u64().is_some_and(|ms| ms < 3000), "{cancelled}");
+    assert!(cancelled["latency_ms"].as_f64().is_some_and(|ms| ms < 3000.0), "{cancelled}");
     assert_eq!(hits(&slow).await, 1, "the primary was called");
     gw.stop().await;
 }

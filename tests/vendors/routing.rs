@@ -91,7 +91,7 @@ async fn falls_back_when_the_first_provider_times_out() {
     assert_eq!(outcomes(&routed), [o("slow", 1, "error"), o("fast", 1, "ok")]);
     let timed_out = &routed.attempts[0];
     assert!(timed_out.reason.as_deref().is_some_and(|r| r.contains("timed out")), "{timed_out:?}");
-    assert!((200..2_000).contains(&timed_out.latency_ms), "{timed_out:?}");
+    assert!((200.0..2_000.0).contains(&timed_out.latency_ms), "{timed_out:?}");
 }
 
 #[tokio::test]

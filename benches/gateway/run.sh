@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# kycgate against nginx on loopback, in front of the same simulated vendors. Method and numbers: docs/PERFORMANCE.md.
+#
+#   benches/gateway/run.sh            # builds the release binary if needed, 3 runs, prints the table
+#   RUNS=1 STORES=memory benches/gateway/run.sh
+#
+# Needs: nginx (Debian nginx-light), wrk, curl, python3, redis-server on 127.0.0.1:6379 for the
+# Redis rows (KYCGATE_TEST_REDIS to use another), and the shared images (KYCGATE_EVAL_DIR).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+for tool in nginx wrk curl python3 redis-cli; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y nginx-light wrk curl redis-tools)" >&2; exit 1; }
+done
+if [ -z "${KYCGATE_BIN:-}" ]; then
+  (cd "$repo" && cargo build --release --locked --bin kycgate)
+fi
+exec python3 "$here/bench.py"
