@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::tasks::store::StoreError;
@@ -110,13 +110,7 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 
 impl RedisQueue {
     pub async fn connect(url: &str, namespace: &str) -> Result<Self, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(5))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
+        let conn = crate::tasks::store::redis::side_connection(url).await?;
         Ok(Self { conn, due: format!("{namespace}:webhooks:due"), records: format!("{namespace}:webhooks:rec") })
     }
 }

@@ -500,12 +500,7 @@ impl TokenSource {
                     form.push(("scope", s.clone()));
                 }
                 let raw = super::send(req.form(&form)).await?;
-                let json = token_json(&raw, &[], classify)?;
-                let token = select(&json, "/access_token")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| ProviderError::Decode("token answer has no access_token".into()))?;
-                let ttl = select(&json, "/expires_in").and_then(number).map_or(Duration::from_secs(3600), Duration::from_secs_f64);
-                Ok((token.to_string(), now + ttl))
+                oauth2_answer(&token_json(&raw, &[], classify)?, now)
             }
             TokenKind::Google { token_url, source, scope } => {
                 let req = match source {
@@ -530,12 +525,7 @@ impl TokenSource {
                     }
                 };
                 let raw = super::send(req).await?;
-                let json = token_json(&raw, &[], classify)?;
-                let token = select(&json, "/access_token")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| ProviderError::Decode("token answer has no access_token".into()))?;
-                let ttl = select(&json, "/expires_in").and_then(number).map_or(Duration::from_secs(3600), Duration::from_secs_f64);
-                Ok((token.to_string(), now + ttl))
+                oauth2_answer(&token_json(&raw, &[], classify)?, now)
             }
             TokenKind::Custom(c) => {
                 let url = if c.url.starts_with('/') {
@@ -624,6 +614,15 @@ fn render_value(v: &toml::Value, lookup: &dyn Fn(&str) -> Option<String>) -> Res
 }
 
 /// RS256 assertion for the JWT-bearer grant (RFC 7523), as Google service accounts use.
+/// An RFC 6749 token answer: `access_token`, and `expires_in` seconds (an hour when absent).
+fn oauth2_answer(json: &Value, now: SystemTime) -> Result<(String, SystemTime), ProviderError> {
+    let token = select(json, "/access_token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProviderError::Decode("token answer has no access_token".into()))?;
+    let ttl = select(json, "/expires_in").and_then(number).map_or(Duration::from_secs(3600), Duration::from_secs_f64);
+    Ok((token.to_string(), now + ttl))
+}
+
 fn jwt_assertion(sa: &ServiceAccount, token_url: &Url, scope: Option<&str>, now_secs: u64) -> Result<String, ProviderError> {
     #[derive(serde::Serialize)]
     struct Claims<'a> {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
 use super::StoreError;
@@ -56,15 +56,7 @@ pub struct RedisOnce {
 impl RedisOnce {
     /// Connects to the store's Redis. Fails with `Unavailable` if it cannot be reached now.
     pub async fn connect(url: &str, namespace: &str) -> Result<Self, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(5))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let conn = super::redis::side_connection(url).await?;
         Ok(Self { conn, namespace: namespace.to_string() })
     }
 }

@@ -111,6 +111,18 @@ fn millis(d: Duration) -> u64 {
 
 // === impl RedisStore ===
 
+/// A connection to the store's Redis for a side ledger (spent tokens, webhook deliveries): fails
+/// fast (2 s to connect, 5 s per answer, no retry inside a call), reconnects on the next call.
+/// `Unavailable` if Redis cannot be reached now.
+pub async fn side_connection(url: &str) -> Result<ConnectionManager, StoreError> {
+    let client = Client::open(url).map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(5))
+        .set_number_of_retries(0);
+    ConnectionManager::new_with_config(client, config).await.map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
 impl RedisStore {
     /// Connects with default [`RedisOptions`]. Fails with `Unavailable` if Redis cannot be
     /// reached now; afterwards the store reconnects by itself.
