@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-async fn liveness_vendor(delay: Duration) -> MockServer {
+/// A kbyai-style liveness vendor answering "real" after `delay` (also used by `slots`).
+pub(crate) async fn liveness_vendor(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/check_liveness"))

@@ -7,20 +7,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
 
+use crate::policies::liveness_vendor;
 use crate::support::*;
-
-async fn kbyai(delay: Duration) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/check_liveness"))
-        .respond_with(vendor_answer("kbyai", "real.json").set_delay(delay))
-        .mount(&server)
-        .await;
-    server
-}
 
 /// Every attempt of every task's liveness sub-call: (provider, outcome, reason).
 async fn run_tasks(gw: &TestGateway, n: usize) -> Vec<Vec<(String, String, String)>> {
@@ -51,8 +40,8 @@ async fn run_tasks(gw: &TestGateway, n: usize) -> Vec<Vec<(String, String, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_for_a_slot_skips_the_provider_without_opening_its_circuit() {
-    let slow = kbyai(Duration::from_millis(400)).await;
-    let spare = kbyai(Duration::ZERO).await;
+    let slow = liveness_vendor(Duration::from_millis(400)).await;
+    let spare = liveness_vendor(Duration::ZERO).await;
     let dir = tempfile::tempdir().expect("tempdir");
     local_adapter(dir.path());
     vendor_adapter(dir.path(), "kbyai.toml", "slow", &slow.uri(), &[]);
@@ -83,7 +72,7 @@ chain = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unset_concurrency_follows_the_workers() {
-    let slow = kbyai(Duration::from_millis(300)).await;
+    let slow = liveness_vendor(Duration::from_millis(300)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     local_adapter(dir.path());
     vendor_adapter(dir.path(), "kbyai.toml", "slow", &slow.uri(), &[]);
