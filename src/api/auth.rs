@@ -275,12 +275,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthenticated("Authentication credentials were not provided."))?;
-        let token = bearer_token(header).ok_or(ApiError::Unauthenticated("Authentication credentials were not provided."))?;
+        let token =
+            request_bearer(parts).ok_or(ApiError::Unauthenticated("Authentication credentials were not provided."))?;
         state
             .auth
             .authenticate(token)
