@@ -133,8 +133,9 @@ pub async fn submit(
         trace_context: crate::telemetry::propagation::traceparent(&tracing::Span::current()),
         base_url: state.public_url.clone().or(base_url),
     };
-    let id = enqueue(&state, input, idempotency.as_ref()).await?;
-    if let Some(url) = callback {
+    let (id, created) = enqueue(&state, input, idempotency.as_ref()).await?;
+    // A repeat of an idempotent submit names a task whose delivery is already queued.
+    if let (Some(url), true) = (callback, created) {
         state.webhooks.enqueue(id, &url).await?;
     }
     Ok(Json(json!({ "id": id })))
@@ -282,18 +283,24 @@ fn service_input(
 
 /// Stores the Pending task and queues it; its id is the answer. A repeated idempotency key
 /// (same request) answers the task it first created, which is not queued again.
-async fn enqueue(state: &AppState, input: TaskInput, idempotency: Option<&Idempotency>) -> Result<TaskId, ApiError> {
+/// Stores and queues the task; `true` with a new task, `false` when an idempotency key named
+/// an existing one.
+async fn enqueue(
+    state: &AppState,
+    input: TaskInput,
+    idempotency: Option<&Idempotency>,
+) -> Result<(TaskId, bool), ApiError> {
     let id = TaskId::new();
     let service = input.service();
     match state.store.submit_with(TaskRecord::new(id, &input, now_ms()), input, idempotency).await? {
         Submitted::Created => {
             crate::telemetry::metrics().task_submitted(service.as_str());
             tracing::info!(task = %id, service = %service, "Task accepted");
-            Ok(id)
+            Ok((id, true))
         }
         Submitted::Existing(existing) => {
             tracing::info!(task = %existing, service = %service, "Repeated submit answered with its task");
-            Ok(existing)
+            Ok((existing, false))
         }
     }
 }

@@ -70,8 +70,8 @@ pub async fn run(dir: &Path, subject: &Subject<'_>) -> Result<EvalReport, EvalEr
         .await
         .map_err(|e| EvalError::Model(format!("[settings] of the local provider: {e}")))?;
     for kind in [SubCallKind::Liveness, SubCallKind::FaceCompare] {
-        if let Some(why) = provider.unavailable_reason(kind) {
-            return Err(EvalError::Model(why));
+        if let Some(why) = provider.unavailable(kind) {
+            return Err(EvalError::Model(why.reason));
         }
     }
     let limits: ImageLimits = subject.config.images;

@@ -3,7 +3,7 @@
 //!
 //! Models are resolved (and, when allowed, fetched) once at start-up through [`models`] (the
 //! `kycgate-models` crate). A model that cannot be had disables only the sub-call that needs it:
-//! the provider reports `MODEL_UNAVAILABLE` through `unavailable_reason` (so `/readyz` and routing
+//! the provider reports `MODEL_UNAVAILABLE` through `Provider::unavailable` (so `/readyz` and routing
 //! skip it), never a crash. What clients and `/readyz` see is a fixed sentence naming the check;
 //! the detail (paths, per-source failures) goes to the operator's log only. Inference is
 //! CPU-bound and runs on the blocking pool.
@@ -28,7 +28,7 @@ use crate::config::{LocalConfig, ModelsConfig};
 use crate::providers::spec::LocalSpec;
 use crate::providers::{
     Answer, CompareAnswer, DocumentFields, Image, IssueCode, LivenessAnswer, OcrAnswer, PartialDate, PortraitCropper,
-    Provider, ProviderError, Rejection, Score, SubCall, SubCallKind, Verdict,
+    Provider, ProviderError, Rejection, Score, SubCall, SubCallKind, Unavailable, Verdict,
 };
 use models::{ModelManifest, ModelStore};
 
@@ -148,12 +148,13 @@ impl Missing {
     }
 
     /// The stable code and a short sentence, free of paths and other internals.
-    fn public(&self) -> String {
-        format!("{}: the {} is not installed on this server", IssueCode::ModelUnavailable.as_str(), self.what)
+    fn public(&self) -> Unavailable {
+        let reason = format!("{}: the {} is not installed on this server", IssueCode::ModelUnavailable.as_str(), self.what);
+        Unavailable { code: Some(IssueCode::ModelUnavailable), reason }
     }
 
     fn to_provider_error(&self) -> ProviderError {
-        ProviderError::Unavailable(self.public())
+        ProviderError::Unavailable(self.public().reason)
     }
 }
 
@@ -659,7 +660,7 @@ impl Provider for LocalProvider {
         .map_err(|e| ProviderError::Unavailable(format!("local inference task failed: {e}")))?
     }
 
-    fn unavailable_reason(&self, kind: SubCallKind) -> Option<String> {
+    fn unavailable(&self, kind: SubCallKind) -> Option<Unavailable> {
         let this = &self.engine;
         let missing = match kind {
             SubCallKind::Liveness => this.detector.as_ref().err().or(this.liveness.as_ref().err()),

@@ -72,9 +72,8 @@ fn provider_of(r: &Routed) -> Option<&str> {
 /// Every provider was passed over because a model it needs is not installed: the check was not
 /// performed, which is not a negative verdict.
 fn not_performed(r: &Routed) -> bool {
-    let code = IssueCode::ModelUnavailable.as_str();
     !r.attempts.is_empty()
-        && r.attempts.iter().all(|a| a.outcome == AttemptOutcome::Skipped && a.reason.as_deref().is_some_and(|w| w.starts_with(code)))
+        && r.attempts.iter().all(|a| a.outcome == AttemptOutcome::Skipped && a.code == Some(IssueCode::ModelUnavailable))
 }
 
 /// The section of a check no provider answered: `MODEL_UNAVAILABLE` with `result: null` when it

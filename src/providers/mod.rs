@@ -84,6 +84,22 @@ impl SubCall {
     }
 }
 
+/// Why a provider cannot serve a sub-call right now. `code` is set when the reason is one a
+/// client is told about as such (`MODEL_UNAVAILABLE`: the check was not performed); `reason`
+/// is the short public sentence (no paths or other internals: it reaches `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    pub code: Option<IssueCode>,
+    pub reason: String,
+}
+
+impl Unavailable {
+    /// A reason without a client-facing code (unsupported, credentials not set, …).
+    pub fn because(reason: impl Into<String>) -> Self {
+        Self { code: None, reason: reason.into() }
+    }
+}
+
 /// Unified error codes (Progeny's, plus a few of kycgate's own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -382,8 +398,9 @@ pub trait Provider: Send + Sync + 'static {
     fn supports(&self, kind: SubCallKind) -> bool;
     /// Runs one attempt of a sub-call. Retries and fallback are the stack's job, not this one's.
     async fn call(&self, request: SubCall) -> Result<Answer, ProviderError>;
-    /// Why the provider cannot serve `kind` right now (e.g. a model is missing), for `/readyz`.
-    fn unavailable_reason(&self, _kind: SubCallKind) -> Option<String> {
+    /// Why the provider cannot serve `kind` right now (e.g. a model is missing), for `/readyz`
+    /// and the attempt it is skipped with.
+    fn unavailable(&self, _kind: SubCallKind) -> Option<Unavailable> {
         None
     }
     /// What one answered call costs, as declared (`cost_per_call`), for the cost metric.

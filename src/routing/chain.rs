@@ -21,7 +21,7 @@ use super::policy::{hedge_delay, LatencyWindow, OrderPolicy, RouteContext};
 use super::service::{AttemptLog, RouteRequest};
 use super::stack::{stack, ProviderStack};
 use super::{millis, Attempt, AttemptOutcome, Routed, SubCallRouter};
-use crate::providers::{Answer, ProviderError, SharedProvider, SubCall, SubCallKind, Verdict};
+use crate::providers::{Answer, IssueCode, ProviderError, SharedProvider, SubCall, SubCallKind, Verdict};
 use crate::telemetry::events::{AttemptSkipped, Decided, FellBack};
 
 /// Why routing could not be built from config.
@@ -39,7 +39,7 @@ pub enum RoutingError {
     Policy { kind: SubCallKind, reason: String },
 }
 
-/// One provider in a chain: the provider (for `supports`/`unavailable_reason`), its stack, its
+/// One provider in a chain: the provider (for `supports`/`unavailable`), its stack, its
 /// admission gates and its recent latencies (for hedging).
 #[derive(Clone)]
 struct Route {
@@ -144,7 +144,7 @@ pub fn build_with(
 
 /// Records a provider passed over without a call: in the log, the metrics, and as an empty
 /// `attempt` span so the trace shows the circuit decision.
-fn skip(log: &AttemptLog, kind: SubCallKind, route: &Route, reason: String) {
+fn skip(log: &AttemptLog, kind: SubCallKind, route: &Route, reason: String, code: Option<IssueCode>) {
     let provider = route.provider.name();
     let outcome = AttemptOutcome::Skipped;
     let _span = tracing::info_span!(
@@ -160,7 +160,7 @@ fn skip(log: &AttemptLog, kind: SubCallKind, route: &Route, reason: String) {
     )
     .entered();
     AttemptSkipped { provider, sub_call: kind.as_str(), outcome: outcome.as_str() }.emit();
-    log.push(Attempt { provider: provider.to_string(), attempt: 0, latency_ms: 0.0, outcome, reason: Some(reason) });
+    log.push(Attempt { provider: provider.to_string(), attempt: 0, latency_ms: 0.0, outcome, reason: Some(reason), code });
 }
 
 /// Counts the verdict behind the decision-rate metrics.
@@ -191,15 +191,15 @@ enum Miss {
 async fn attempt(route: &Route, kind: SubCallKind, call: SubCall, log: &AttemptLog) -> Result<Answer, Miss> {
     let name = route.provider.name();
     if !route.provider.supports(kind) {
-        skip(log, kind, route, ProviderError::Unsupported(kind).to_string());
+        skip(log, kind, route, ProviderError::Unsupported(kind).to_string(), None);
         return Err(Miss::Skipped);
     }
-    if let Some(reason) = route.provider.unavailable_reason(kind) {
-        skip(log, kind, route, reason);
+    if let Some(u) = route.provider.unavailable(kind) {
+        skip(log, kind, route, u.reason, u.code);
         return Err(Miss::Skipped);
     }
     if let Err(reason) = route.gates.admit().await {
-        skip(log, kind, route, reason);
+        skip(log, kind, route, reason, None);
         return Err(Miss::Skipped);
     }
     let made_before = log.count_for(name);
@@ -215,7 +215,7 @@ async fn attempt(route: &Route, kind: SubCallKind, call: SubCall, log: &AttemptL
         // nothing reached the provider (a circuit that opens during retries ends them with the
         // failure that opened it, see `retry`).
         Err(e @ (ProviderError::CircuitOpen | ProviderError::Saturated { .. })) => {
-            skip(log, kind, route, e.to_string());
+            skip(log, kind, route, e.to_string(), None);
             Err(Miss::Skipped)
         }
         Err(e) => Err(Miss::Failed(e.to_string())),
@@ -241,6 +241,7 @@ fn cancelled(log: &AttemptLog, loser: &Route, started: Instant, winner: &str) {
         latency_ms: millis(started.elapsed()),
         outcome: AttemptOutcome::Cancelled,
         reason: Some(format!("hedge: {winner} answered first")),
+        code: None,
     });
 }
 
@@ -395,8 +396,8 @@ impl SubCallRouter for ChainRouter {
                     let name = route.provider.name();
                     if !route.provider.supports(kind) {
                         reasons.push(format!("{name}: does not serve {kind}"));
-                    } else if let Some(r) = route.provider.unavailable_reason(kind) {
-                        reasons.push(format!("{name}: {r}"));
+                    } else if let Some(u) = route.provider.unavailable(kind) {
+                        reasons.push(format!("{name}: {}", u.reason));
                     } else {
                         return (kind, Ok(()));
                     }

@@ -46,6 +46,10 @@ pub struct Attempt {
     /// Why it failed or was skipped (error text never carries personal data).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The stable code of a skip a client is told about (`MODEL_UNAVAILABLE`), so the merge
+    /// reads the cause from a field, not from the reason's wording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::providers::IssueCode>,
 }
 
 /// How one attempt ended. The serde names are the wire strings of `result.data.providers`.

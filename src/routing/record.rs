@@ -148,6 +148,7 @@ where
                     latency_ms,
                     outcome,
                     reason,
+                    code: None,
                 });
                 result
             }

@@ -80,7 +80,7 @@ mod tests {
     impl SubCallRouter for Named {
         async fn route(&self, call: SubCall) -> Routed {
             let attempt =
-                Attempt { provider: self.0.into(), attempt: 1, latency_ms: 0.0, outcome: AttemptOutcome::Ok, reason: None };
+                Attempt { provider: self.0.into(), attempt: 1, latency_ms: 0.0, outcome: AttemptOutcome::Ok, reason: None, code: None };
             Routed { kind: call.kind(), answer: None, attempts: vec![attempt] }
         }
 

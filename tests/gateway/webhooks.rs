@@ -116,6 +116,44 @@ async fn a_delivery_is_given_up_after_max_attempts() {
     gw.stop().await;
 }
 
+/// A retried submit with the same `Idempotency-Key` names the first task; its webhook is
+/// delivered once, not once per retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_repeat_is_delivered_once() {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/once")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
+    let gw = TestGateway::start(Options { extra_toml: webhooks_toml(true, 3), ..Options::default() }).await;
+    let url = format!("{}/once", receiver.uri());
+    let image = png(64);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let form = reqwest::multipart::Form::new()
+            .part("image", reqwest::multipart::Part::bytes(image.clone()).file_name("s.png").mime_str("image/png").expect("mime"))
+            .text("callback_url", url.clone());
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v3/services/face_liveness/", gw.base))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", "retry-7f2c")
+            .multipart(form)
+            .send()
+            .await
+            .expect("POST");
+        let (code, body) = json_of(resp).await;
+        assert_eq!(code, 200, "{body}");
+        ids.push(body["id"].as_str().expect("id").to_string());
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "one task: {ids:?}");
+    gw.client().wait(&ids[0], Duration::from_secs(60)).await;
+    received(&receiver, 1).await;
+    // Leave time for a duplicate delivery to show up (deliveries poll every 50 ms).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = receiver.received_requests().await.expect("recorded");
+    assert_eq!(got.len(), 1, "one delivery for one task");
+    let body: Value = serde_json::from_slice(&got[0].body).expect("json");
+    assert_eq!(body["id"], ids[0].as_str(), "{body}");
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_deliveries_are_bounded() {
     let receiver = MockServer::start().await;

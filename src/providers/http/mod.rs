@@ -32,7 +32,7 @@ use self::response::Checked;
 use self::wire::{Builtins, RawResponse};
 use self::validate::{AwsKeys, Poll, RequestTpl, ResolvedAuth};
 use super::spec::{HttpSpec, ProviderFile, ProviderSpec, SpecError};
-use super::{Answer, Provider, ProviderError, SubCall, SubCallKind, Verdict};
+use super::{Answer, Provider, ProviderError, SubCall, SubCallKind, Unavailable, Verdict};
 
 /// Largest vendor answer read (portraits in base64 included).
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -484,10 +484,10 @@ impl Provider for HttpProvider {
         }
     }
 
-    fn unavailable_reason(&self, kind: SubCallKind) -> Option<String> {
+    fn unavailable(&self, kind: SubCallKind) -> Option<Unavailable> {
         if !self.supports(kind) {
-            return Some(format!("{} does not serve {kind}", self.name));
+            return Some(Unavailable::because(format!("{} does not serve {kind}", self.name)));
         }
-        self.spec.unavailable.clone()
+        self.spec.unavailable.clone().map(Unavailable::because)
     }
 }

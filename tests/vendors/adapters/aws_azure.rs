@@ -124,7 +124,7 @@ async fn aws_without_keys_is_unavailable_and_silent() {
     let server = MockServer::start().await;
     let uri = server.uri();
     let p = provider("aws_rekognition", &[("AWS_REKOGNITION_BASE_URL", uri.as_str()), ("AWS_ACCESS_KEY_ID", AKID)]);
-    assert!(p.unavailable_reason(SubCallKind::FaceCompare).is_some_and(|r| r.contains("AWS_SECRET_ACCESS_KEY")));
+    assert!(p.unavailable(SubCallKind::FaceCompare).is_some_and(|u| u.reason.contains("AWS_SECRET_ACCESS_KEY")));
     assert!(matches!(p.call(compare_call()).await, Err(ProviderError::Unavailable(_))));
     assert!(requests(&server).await.is_empty());
 }

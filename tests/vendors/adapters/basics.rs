@@ -94,7 +94,7 @@ async fn facepp_without_credentials_does_not_call() {
     let server = MockServer::start().await;
     let uri = server.uri();
     let p = provider("facepp", &[("FACEPP_BASE_URL", uri.as_str()), ("FACEPP_API_KEY", "k")]);
-    assert!(p.unavailable_reason(SubCallKind::FaceCompare).is_some_and(|r| r.contains("FACEPP_API_SECRET")));
+    assert!(p.unavailable(SubCallKind::FaceCompare).is_some_and(|u| u.reason.contains("FACEPP_API_SECRET")));
     assert!(matches!(p.call(compare_call()).await, Err(ProviderError::Unavailable(_))));
     assert!(server.received_requests().await.expect("recording").is_empty());
     assert!(matches!(p.call(liveness_call()).await, Err(ProviderError::Unsupported(SubCallKind::Liveness))));

@@ -162,7 +162,7 @@ async fn every_adapter_file_and_its_recorded_answers() {
         if let ProviderSpec::Http(spec) = &file.spec {
             if !matches!(spec.auth, AuthSpec::None) {
                 let kind = SubCallKind::ALL.into_iter().find(|k| p.supports(*k)).expect("a kind");
-                assert!(p.unavailable_reason(kind).is_some_and(|r| r.contains("not set")), "{}", file.name);
+                assert!(p.unavailable(kind).is_some_and(|u| u.reason.contains("not set")), "{}", file.name);
             }
         }
         // `kycgate providers test`: the recording replays to its expected result.
