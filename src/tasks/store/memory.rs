@@ -201,6 +201,18 @@ fn write_spill(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
+/// A spill file written for a submit not yet stored: removed when dropped (a refused or
+/// cancelled submit) unless the store took the path.
+struct SpillFile(Option<PathBuf>);
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Periodically drops expired entries; exits once the store is gone.
 async fn sweeper(shared: Weak<Shared>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -394,37 +406,16 @@ impl TaskStore for MemoryStore {
         let opts = &self.shared.opts;
         let id = record.id;
         let bytes = input.upload.image_bytes();
-        // Past the RAM bound, the images go to a spill file, written before the state is
-        // locked (file IO never holds the lock); a refused submit removes it again.
-        let ram_full = self.shared.state.lock().await.ram_bytes.saturating_add(bytes) > opts.memory_max_bytes;
-        let spilled = match self.spill_path(id).filter(|_| ram_full) {
-            Some(path) => {
-                let file = codec::to_file(&input);
-                let target = path.clone();
-                tokio::task::spawn_blocking(move || write_spill(&target, &file))
-                    .await
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?
-                    .map_err(|e| StoreError::Unavailable(format!("spill file: {e}")))?;
-                Some(path)
-            }
-            None => None,
-        };
-        let discard = || {
-            if let Some(path) = &spilled {
-                let _ = std::fs::remove_file(path);
-            }
-        };
-
-        let now = Instant::now();
         let ttl = opts.task_ttl(&self.shared.ttls, &input.owner);
-        let expires = now + ttl;
-        {
+        // Set once the images are in a spill file; removes the file again unless the task is stored.
+        let mut spilled: Option<SpillFile> = None;
+        loop {
+            let now = Instant::now();
             let mut st = self.shared.state.lock().await;
             st.sweep_if_due(now);
             let key = idempotency.map(|k| (input.owner.clone(), k.key.clone()));
             if let (Some(k), Some(idem)) = (&key, idempotency) {
                 if let Some(used) = st.keys.get(k).filter(|u| u.live(now)) {
-                    discard();
                     return if used.value.fingerprint == idem.fingerprint {
                         Ok(Submitted::Existing(used.value.task))
                     } else {
@@ -434,11 +425,27 @@ impl TaskStore for MemoryStore {
             }
             if let Some(existing) = st.record_mut(id, now) {
                 let from = existing.status;
-                discard();
                 return Err(StoreError::IllegalTransition { from, to: TaskStatus::Pending });
             }
+            // Past the RAM bound the images go to a spill file. The file is written with the
+            // lock released (file IO never holds it), then everything is checked again: the
+            // decision and the insert must sit in one critical section, or concurrent submits
+            // that all saw room in RAM are refused once the first of them fill it.
+            let ram_full = st.ram_bytes.saturating_add(bytes) > opts.memory_max_bytes;
+            if ram_full && spilled.is_none() {
+                if let Some(path) = self.spill_path(id) {
+                    drop(st);
+                    let file = codec::to_file(&input);
+                    let target = path.clone();
+                    tokio::task::spawn_blocking(move || write_spill(&target, &file))
+                        .await
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                        .map_err(|e| StoreError::Unavailable(format!("spill file: {e}")))?;
+                    spilled = Some(SpillFile(Some(path)));
+                    continue;
+                }
+            }
             if let Some(scope) = st.over_bound(&input.owner, bytes, opts, spilled.is_none()) {
-                discard();
                 return Err(StoreError::Full { scope, retry_after: opts.limits.retry_after });
             }
             if let (Some(k), Some(idem)) = (key, idempotency) {
@@ -448,18 +455,20 @@ impl TaskStore for MemoryStore {
             st.inflight.insert(id, Inflight { owner: input.owner.clone(), bytes });
             st.inflight_bytes += bytes;
             *st.per_owner.entry(input.owner.clone()).or_default() += 1;
-            let held = match spilled {
+            let held = match spilled.as_mut().and_then(|f| f.0.take()) {
                 Some(path) => Held::Spilled(path),
                 None => {
                     st.ram_bytes += bytes;
                     Held::Ram(input)
                 }
             };
+            let expires = now + ttl;
             st.records.insert(id, Expiring { value: record, expires });
             st.inputs.insert(id, Expiring { value: StoredInput { held, bytes }, expires });
             let seq = st.next_seq;
             st.next_seq += 1;
             st.queue.push_back(Queued { seq, id, enqueued: now });
+            break;
         }
         self.shared.submitted.notify_waiters();
         Ok(Submitted::Created)
@@ -780,6 +789,36 @@ mod tests {
             store.complete("w1", &c, TaskOutcome::Passed { data: Default::default() }).await.unwrap();
         }
         assert_eq!(std::fs::read_dir(dir.path().join("s")).unwrap().count(), 0, "every spill file deleted");
+    }
+
+    #[tokio::test]
+    async fn concurrent_submits_past_the_ram_bound_spill_instead_of_being_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room in RAM for two 4-byte inputs; the rest must spill.
+        let opts = StoreOptions { memory_max_bytes: 8, spill_dir: Some(dir.path().join("s")), ..StoreOptions::default() };
+        let store = MemoryStore::open(ttls(3_600_000, 60_000), opts).unwrap();
+        // Hold the lock so all submits queue on it (the mutex is fair): each looks at the RAM
+        // bound before any of them has stored its input, as under a burst.
+        let guard = store.shared.state.lock().await;
+        let submits: Vec<_> = (0..10)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let inp = input();
+                    store.submit(TaskRecord::new(TaskId::new(), &inp, now_ms()), inp).await
+                })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        drop(guard);
+        for submit in submits {
+            submit.await.unwrap().expect("a submit past the RAM bound spills, it is not refused");
+        }
+        let st = store.shared.state.lock().await;
+        assert_eq!((st.ram_bytes, st.inflight.len()), (8, 10));
+        assert_eq!(std::fs::read_dir(dir.path().join("s")).unwrap().count(), 8);
     }
 
     #[tokio::test]
