@@ -2,9 +2,9 @@
 //!
 //! Everything lives behind one tokio `Mutex`; every trait method is one critical section, so
 //! each transition is atomic exactly like a Redis Lua script. Waiting workers park on a
-//! `Notify` that `submit` wakes. Expiry is checked lazily on access and swept every
-//! [`SWEEP_EVERY`] (on access, and by a background task when a tokio runtime is present), so
-//! KYC images do not linger in memory after their TTL even on an idle gateway.
+//! `Notify` that `submit` wakes, one worker per task. Expiry is checked lazily on access and
+//! swept every [`SWEEP_EVERY`] (on access, and by a background task when a tokio runtime is
+//! present), so KYC images do not linger in memory after their TTL even on an idle gateway.
 //!
 //! Bounded: unfinished tasks count against [`QueueLimits`] (per owner and in total, tasks and
 //! image bytes). Queued images beyond `memory_max_bytes` of RAM spill to `spill_dir` (one file
@@ -37,7 +37,9 @@ pub struct MemoryStore {
 /// State shared by clones and by the sweeper task.
 struct Shared {
     state: Mutex<State>,
-    /// Woken on every submit so parked `claim` calls look again.
+    /// One parked `claim` is woken per submit (`notify_one`: one task needs one worker; waking
+    /// them all had every idle worker contend for the lock to find the queue empty). A woken
+    /// `claim` dropped before it looks passes its wake-up on to the next one (tokio's `Notified`).
     submitted: Notify,
     ttls: Ttls,
     opts: StoreOptions,
@@ -470,7 +472,7 @@ impl TaskStore for MemoryStore {
             st.queue.push_back(Queued { seq, id, enqueued: now });
             break;
         }
-        self.shared.submitted.notify_waiters();
+        self.shared.submitted.notify_one();
         Ok(Submitted::Created)
     }
 
