@@ -2,7 +2,8 @@
 
 Started by run.sh. Every server is started and stopped here, by its own pid. Prints one table:
 CPU per proxied call, added latency p50/p99, finished tasks/s, with ratios to nginx; medians of
-RUNS runs.
+RUNS runs. SCENARIO=inflight instead piles INFLIGHT_TASKS tasks onto vendors that answer after
+2 s and reports what the gateway (and Redis) hold for them.
 """
 
 import json
@@ -15,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -35,7 +37,14 @@ PRELOAD = os.environ.get("BENCH_PRELOAD", "")
 EVAL = os.environ.get("KYCGATE_EVAL_DIR", os.path.join(REPO, "..", "shared", "eval"))
 SELFIE = os.environ.get("BENCH_SELFIE", os.path.join(EVAL, "faces/deepface/img20.jpg"))
 PASSPORT = os.environ.get("BENCH_PASSPORT", os.path.join(EVAL, "documents/passporteye_100_pass-uto.jpg"))
-SIM, GATEWAY, NGINX, CAPTURE = 19100, 19180, 19190, 19170
+SCENARIO = os.environ.get("SCENARIO", "proxy")
+# SCENARIO=inflight: tasks submitted in one burst, workers, RAM bound of the memory store's
+# queued images (past it they spill to a directory), and how long RSS is watched afterwards.
+INFLIGHT_TASKS = int(os.environ.get("INFLIGHT_TASKS", "10000"))
+INFLIGHT_WORKERS = int(os.environ.get("INFLIGHT_WORKERS", "512"))
+INFLIGHT_RAM = int(os.environ.get("INFLIGHT_MEMORY_MAX_BYTES", str(64 << 20)))
+INFLIGHT_AFTER = int(os.environ.get("INFLIGHT_AFTER_SECS", "60"))
+SIM, GATEWAY, NGINX, CAPTURE, PRIVATE_REDIS = 19100, 19180, 19190, 19170, 19179
 KEY = "benchkey"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -94,9 +103,10 @@ def vendor_env(base):
     return env
 
 
-def start_gateway(store, vendors_port, namespace):
+def start_gateway(store, vendors_port, namespace, extra_env=None):
     env = vendor_env(vendors_port)
     env["KYCGATE__STORE__NAMESPACE"] = namespace
+    env.update(extra_env or {})
     if PRELOAD:
         env["LD_PRELOAD"] = PRELOAD
     cmd = [BIN, "--config", os.path.join(HERE, "gateway.toml"), "serve", "--store", store, "--api-key", KEY]
@@ -117,6 +127,10 @@ def metric_sum(name, **labels):
 
 
 def wait_drained(timeout=300):
+    return wait_finished(timeout)
+
+
+def wait_finished(timeout):
     """Waits until every submitted task finished; returns when the last one did."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -145,6 +159,10 @@ def wrk(url, script, conns, secs, env_extra, latency=True):
 
 
 def wrk_tasks(url, conns, tasks, latency=False):
+    return wrk_burst(url, conns, tasks, latency)[0]
+
+
+def wrk_burst(url, conns, tasks, latency=False):
     """Submits about `tasks` uploads from `conns` connections, then stops wrk (SIGINT: it
     prints its summary). wrk's threads stop themselves at their share; wrk itself would wait
     out its duration."""
@@ -164,7 +182,7 @@ def wrk_tasks(url, conns, tasks, latency=False):
             break
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
-    return parse_wrk(out)
+    return parse_wrk(out), last
 
 
 def to_ms(value):
@@ -253,6 +271,137 @@ def bench_gateway(store_name):
             redis_cleanup(namespace)
 
 
+class Sampler(threading.Thread):
+    """Samples the gateway's RSS, tasks in flight (submitted - finished) and Redis used memory
+    every `period` seconds until stopped; keeps the peaks."""
+
+    def __init__(self, pid, redis_url, period=0.25):
+        super().__init__(daemon=True)
+        self.pid, self.redis_url, self.period = pid, redis_url, period
+        self.halt = threading.Event()
+        self.peak_rss = self.peak_inflight = 0.0
+        self.redis_base = redis_used(redis_url) if redis_url else 0
+        self.peak_redis = (0, 0)  # (used memory over the baseline, tasks in flight then)
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                self.peak_rss = max(self.peak_rss, rss_mb(self.pid))
+                inflight = metric_sum("kycgate_tasks_submitted_total") - metric_sum("kycgate_tasks_finished_total")
+                self.peak_inflight = max(self.peak_inflight, inflight)
+                if self.redis_url:
+                    used = redis_used(self.redis_url) - self.redis_base
+                    if used > self.peak_redis[0]:
+                        self.peak_redis = (used, inflight)
+            except (OSError, ValueError):
+                pass
+            self.halt.wait(self.period)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+
+def redis_used(url):
+    out = subprocess.run(["redis-cli", "-u", url, "info", "memory"], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"^used_memory:(\d+)", out, re.M).group(1))
+
+
+def bench_inflight(store_name, redis_url):
+    """INFLIGHT_TASKS submitted in one burst from CONCURRENCY connections onto 2 s vendors:
+    all must finish (none refused); peak RSS, RSS INFLIGHT_AFTER seconds after the last one
+    finished, Redis used memory against the raw image bytes of the tasks then in flight."""
+    namespace = f"kycgate-bench-{uuid.uuid4().hex[:8]}"
+    spill = os.path.join(WORK, f"spill-{namespace}")
+    env = {
+        "KYCGATE__WORKER__CONCURRENCY": str(INFLIGHT_WORKERS),
+        "KYCGATE__STORE__MAX_QUEUED_TASKS": str(max(INFLIGHT_TASKS, 10000)),
+        "KYCGATE__STORE__MAX_QUEUED_PER_OWNER": str(max(INFLIGHT_TASKS, 10000)),
+        "KYCGATE__STORE__MEMORY_MAX_BYTES": str(INFLIGHT_RAM),
+        "KYCGATE__STORE__SPILL_DIR": spill,
+    }
+    store = "memory" if store_name == "memory" else redis_url
+    gw = start_gateway(store, SIM, namespace, env)
+    sampler = Sampler(gw.pid, None if store_name == "memory" else redis_url)
+    try:
+        url = f"http://127.0.0.1:{GATEWAY}"
+        ok0 = metric_sum("kycgate_tasks_finished_total", outcome="SUCCESS")
+        sub0 = metric_sum("kycgate_tasks_submitted_total")
+        sampler.start()
+        t0 = time.time()
+        burst, _ = wrk_burst(url, CONCURRENCY, INFLIGHT_TASKS)
+        t_submitted = time.time()
+        wait_finished(timeout=1800)
+        t1 = time.time()
+        rss_end = rss_mb(gw.pid)
+        time.sleep(INFLIGHT_AFTER)
+        sampler.stop()
+        ok = metric_sum("kycgate_tasks_finished_total", outcome="SUCCESS") - ok0
+        # wrk stops a few dozen submits past INFLIGHT_TASKS (those already sent): count them all.
+        submitted = metric_sum("kycgate_tasks_submitted_total") - sub0
+        redis_peak, redis_inflight = sampler.peak_redis
+        return {
+            "submitted": submitted, "succeeded": ok, "refused": burst["non2xx"], "socket_errors": burst["socket_errors"],
+            "submit_secs": t_submitted - t0, "finish_secs": t1 - t0, "peak_inflight": sampler.peak_inflight,
+            "peak_rss_mb": sampler.peak_rss, "rss_at_end_mb": rss_end, "rss_after_mb": rss_mb(gw.pid),
+            "redis_peak_mb": redis_peak / 2**20, "redis_raw_mb": redis_inflight * UPLOAD_BYTES / 2**20,
+        }
+    finally:
+        if sampler.is_alive():
+            sampler.stop()
+        stop(gw)
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def start_private_redis():
+    """A Redis of our own for the in-flight run, so its memory is ours alone."""
+    proc = subprocess.Popen(["redis-server", "--port", str(PRIVATE_REDIS), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", WORK], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(PRIVATE_REDIS)
+    return proc, f"redis://127.0.0.1:{PRIVATE_REDIS}"
+
+
+def main_inflight():
+    log(f"binary {BIN}; in flight: {INFLIGHT_TASKS} tasks from {CONCURRENCY} connections, vendors answering after 2 s, "
+        f"{INFLIGHT_WORKERS} workers, memory store RAM bound {INFLIGHT_RAM} bytes; work dir {WORK}")
+    sim = subprocess.Popen([BIN, "simulate", "--scenario", os.path.join(HERE, "vendors-2s.toml"), "--listen", f"127.0.0.1:{SIM}"],
+                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(os.path.join(WORK, "sim.log"), "a"))
+    redis, redis_url = (None, None) if STORES == ["memory"] else start_private_redis()
+    results = {s: [] for s in STORES}
+    try:
+        wait_port(SIM)
+        for run in range(1, RUNS + 1):
+            for store in STORES:
+                results[store].append(bench_inflight(store, redis_url))
+                if redis_url:
+                    subprocess.run(["redis-cli", "-u", redis_url, "flushall"], capture_output=True)
+            log(f"run {run}/{RUNS}: " + json.dumps({k: v[-1] for k, v in results.items()}))
+    finally:
+        stop(sim)
+        if redis:
+            stop(redis)
+    print(f"\n{INFLIGHT_TASKS} tasks in flight on vendors answering after 2 s; {INFLIGHT_WORKERS} workers; medians of {RUNS} runs")
+    head = (f"{'store':<10}{'submitted':>10}{'succeeded':>10}{'refused':>9}{'peak in flight':>16}{'peak RSS':>10}{'RSS at end':>12}"
+            f"{f'RSS {INFLIGHT_AFTER}s after':>16}{'Redis used':>12}{'raw images':>12}{'ratio':>7}{'all done in':>13}")
+    print(head)
+    print("-" * len(head))
+    for store in STORES:
+        rows = results[store]
+        redis_cols = (f"{median(rows, 'redis_peak_mb'):>9.0f} MB{median(rows, 'redis_raw_mb'):>9.0f} MB"
+                      f"{median(rows, 'redis_peak_mb') / max(median(rows, 'redis_raw_mb'), 1e-9):>7.2f}") if store != "memory" else f"{'':>31}"
+        print(f"{store:<10}{median(rows, 'submitted'):>10.0f}{median(rows, 'succeeded'):>10.0f}{median(rows, 'refused'):>9.0f}{median(rows, 'peak_inflight'):>16.0f}"
+              f"{median(rows, 'peak_rss_mb'):>7.0f} MB{median(rows, 'rss_at_end_mb'):>9.0f} MB{median(rows, 'rss_after_mb'):>13.0f} MB"
+              f"{redis_cols}{median(rows, 'finish_secs'):>11.0f} s")
+    print("\nRedis used: used_memory over its value before the burst, at its peak (records included);"
+          " raw images: the image bytes of the tasks in flight at that moment.")
+    for store in STORES:
+        bad = [(r["submitted"], r["succeeded"], r["refused"]) for r in results[store]
+               if r["succeeded"] != r["submitted"] or r["submitted"] < INFLIGHT_TASKS or r["refused"]]
+        if bad:
+            print(f"WARNING {store}: runs where not every task succeeded (submitted, succeeded, refused): {bad}")
+    return results
+
+
 def nginx_pids(master):
     children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
     return [master, *map(int, children)]
@@ -295,9 +444,17 @@ def median(rows, key):
 
 
 def main():
-    global WORK
+    global WORK, UPLOAD_BYTES
     WORK = tempfile.mkdtemp(prefix="kycgate-bench-")
     os.chmod(WORK, 0o777)
+    UPLOAD_BYTES = os.path.getsize(SELFIE) + os.path.getsize(PASSPORT)
+    if SCENARIO == "inflight":
+        results = main_inflight()
+        if os.environ.get("BENCH_JSON"):
+            with open(os.environ["BENCH_JSON"], "w") as f:
+                json.dump(results, f, indent=1)
+        shutil.rmtree(WORK, ignore_errors=True)
+        return
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(WORK, sub), mode=0o777, exist_ok=True)
     log(f"binary {BIN}; upload {os.path.getsize(SELFIE) + os.path.getsize(PASSPORT)} bytes of images; work dir {WORK}")

@@ -3,6 +3,7 @@
 #
 #   benches/gateway/run.sh            # builds the release binary if needed, 3 runs, prints the table
 #   RUNS=1 STORES=memory benches/gateway/run.sh
+#   SCENARIO=inflight benches/gateway/run.sh   # 10,000 tasks in flight on 2 s vendors: RSS, Redis memory
 #
 # Needs: nginx (Debian nginx-light), wrk, curl, python3, redis-server on 127.0.0.1:6379 for the
 # Redis rows (KYCGATE_TEST_REDIS to use another), and the shared images (KYCGATE_EVAL_DIR).
