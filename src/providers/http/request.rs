@@ -226,8 +226,12 @@ impl<'a> Body<'a> {
 
     /// The JSON body: fields rendered, credentials added, images written at their pointers.
     /// Serialized here (not `.json()`) so the bytes are buffered for signing.
-    fn json(&self, images: &[JsonImage], fields: &toml::Table) -> Result<Vec<u8>, ProviderError> {
-        let b64 = base64::engine::general_purpose::STANDARD;
+    ///
+    /// An image goes into the tree as a placeholder string and its base64 is written straight
+    /// into the serialized bytes ([`splice_images`]): as a `Value` string, serde_json would scan
+    /// every byte of it for escapes (a passport page is a ~160 KB string), after it was built
+    /// once as a `String` and copied into the tree.
+    fn json(&self, images: &'a [JsonImage], fields: &toml::Table) -> Result<Vec<u8>, ProviderError> {
         let label = &self.tpl.label;
         let mut body = self.scope.render_tree(&toml::Value::Table(fields.clone()), label)?;
         if let Value::Object(map) = &mut body {
@@ -235,18 +239,59 @@ impl<'a> Body<'a> {
                 map.insert(k.clone(), Value::String(v.expose().to_string()));
             }
         }
+        // A fresh nonce per body: no vendor-supplied or rendered text can equal a placeholder.
+        let nonce = uuid::Uuid::new_v4().simple();
+        let mut placed: Vec<Placed<'a>> = Vec::new();
         for slot in images {
             let Some(image) = image_for(self.call, slot.source)? else { continue };
-            set_pointer(&mut body, &slot.pointer, Value::String(b64.encode(&image.bytes)))?;
+            let placeholder = format!("kycgate-image-{nonce}-{}", placed.len());
+            set_pointer(&mut body, &slot.pointer, Value::String(placeholder.clone()))?;
             if let Some(mp) = &slot.mime_pointer {
                 set_pointer(&mut body, mp, Value::String(image.mime.to_string()))?;
             }
             for (p, v) in &slot.also {
                 set_pointer(&mut body, p, self.scope.render_tree(v, label)?)?;
             }
+            placed.push(Placed { placeholder, bytes: &image.bytes });
         }
-        serde_json::to_vec(&body).map_err(|e| ProviderError::Config(format!("body: {e}")))
+        let json = serde_json::to_vec(&body).map_err(|e| ProviderError::Config(format!("body: {e}")))?;
+        Ok(splice_images(json, &placed))
     }
+}
+
+/// An image's placeholder in a serialized JSON body, and the bytes whose base64 replaces it.
+struct Placed<'a> {
+    /// Letters, digits and `-` only, so serde_json writes it unescaped.
+    placeholder: String,
+    bytes: &'a Bytes,
+}
+
+/// Replaces each placeholder string in `json` by its image's base64 (standard alphabet, padded:
+/// it needs no JSON escaping, so the surrounding quotes stay). A placeholder a later pointer
+/// overwrote is absent and skipped, as the overwritten value would have been.
+fn splice_images(json: Vec<u8>, placed: &[Placed<'_>]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    // Found with its quotes, so `…-1` never matches inside `…-10`; `i` is where its text starts.
+    let find = |p: &Placed<'_>| memchr::memmem::find(&json, format!("\"{}\"", p.placeholder).as_bytes()).map(|i| i + 1);
+    let mut at: Vec<(usize, &Placed<'_>)> = placed.iter().filter_map(|p| find(p).map(|i| (i, p))).collect();
+    if at.is_empty() {
+        return json;
+    }
+    at.sort_by_key(|(i, _)| *i);
+    let extra: usize = at.iter().map(|(_, p)| base64::encoded_len(p.bytes.len(), true).unwrap_or(0)).sum();
+    let mut out = Vec::with_capacity(json.len() + extra);
+    let mut from = 0;
+    for (i, p) in at {
+        out.extend_from_slice(&json[from..i]);
+        let start = out.len();
+        out.resize(start + base64::encoded_len(p.bytes.len(), true).unwrap_or(0), 0);
+        // The slice was sized by `encoded_len` for these very bytes.
+        let written = b64.encode_slice(p.bytes, &mut out[start..]).unwrap_or(0);
+        out.truncate(start + written);
+        from = i + p.placeholder.len();
+    }
+    out.extend_from_slice(&json[from..]);
+    out
 }
 
 /// A streamed `multipart/form-data` body (unsigned adapters).
@@ -356,5 +401,21 @@ mod tests {
                    "SourceImage": {"Bytes": "BBB"}})
         );
         assert!(set_pointer(&mut v, "/List/5/x", json!(1)).is_err());
+    }
+
+    #[test]
+    fn spliced_images_equal_the_base64_strings_serde_json_would_write() {
+        let (a, b) = (Bytes::from(vec![0xffu8; 1000]), Bytes::from_static(b"\x00\x01 \"quoted\" \\ png"));
+        let placed = [Placed { placeholder: "kycgate-image-n-0".into(), bytes: &a }, Placed {
+            placeholder: "kycgate-image-n-1".into(),
+            bytes: &b,
+        }];
+        let tree = json!({"z": [{"img": "kycgate-image-n-1"}], "a": {"img": "kycgate-image-n-0"}, "x": "kycgate-image-n"});
+        let spliced = splice_images(serde_json::to_vec(&tree).unwrap(), &placed);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let expected = json!({"z": [{"img": b64.encode(&b)}], "a": {"img": b64.encode(&a)}, "x": "kycgate-image-n"});
+        assert_eq!(spliced, serde_json::to_vec(&expected).unwrap());
+        // Nothing placed (or every placeholder overwritten): the body as serialized.
+        assert_eq!(splice_images(b"{}".to_vec(), &placed), b"{}");
     }
 }
