@@ -60,7 +60,7 @@ impl Form {
             let Some(field) = next else { break };
             let Some(name) = field.name().map(str::to_string) else { continue };
             let is_file = field.file_name().is_some();
-            let bytes = field.bytes().await.map_err(multipart_error)?;
+            let bytes = field_bytes(field).await?;
             if is_file {
                 form.files.entry(name).or_insert(FilePart { bytes });
             } else {
@@ -98,6 +98,21 @@ impl Form {
         }
         Err(ApiError::UnsupportedMediaType(ct.split(';').next().unwrap_or("").trim().to_string()))
     }
+}
+
+/// A part's bytes in one allocation of exactly their size. `Field::bytes` grows a buffer by
+/// doubling (up to twice an image's size, held as long as the task holds its upload), and a
+/// part's chunks are slices of the parser's buffer, which they would keep alive.
+async fn field_bytes(mut field: axum::extract::multipart::Field<'_>) -> Result<Bytes, ApiError> {
+    let mut chunks = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        chunks.push(chunk);
+    }
+    let mut bytes = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for chunk in &chunks {
+        bytes.extend_from_slice(chunk);
+    }
+    Ok(Bytes::from(bytes))
 }
 
 /// Minimal `application/x-www-form-urlencoded` decoding (first value per key).
