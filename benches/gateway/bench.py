@@ -453,7 +453,8 @@ def main():
         if os.environ.get("BENCH_JSON"):
             with open(os.environ["BENCH_JSON"], "w") as f:
                 json.dump(results, f, indent=1)
-        shutil.rmtree(WORK, ignore_errors=True)
+        if not os.environ.get("BENCH_KEEP_WORK"):
+            shutil.rmtree(WORK, ignore_errors=True)
         return
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(WORK, sub), mode=0o777, exist_ok=True)
