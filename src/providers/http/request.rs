@@ -2,6 +2,9 @@
 //! template, the sub-call's images and the values captured so far.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -130,14 +133,18 @@ pub(crate) fn build(
             }
         }
         BodySpec::Json { images, fields } => {
-            let bytes = body.json(images, fields)?;
+            let bytes = Bytes::from(body.json(images, fields)?);
             // An adapter's own Content-Type wins.
             let req = if tpl.headers.iter().any(|(n, _)| *n == CONTENT_TYPE) {
                 req
             } else {
                 req.header(CONTENT_TYPE, "application/json")
             };
-            req.body(bytes)
+            if spec.resends_body {
+                req.body(bytes)
+            } else {
+                req.body(reqwest::Body::wrap(OnceBody(Some(bytes))))
+            }
         }
         BodySpec::Raw { source, content_type } => {
             let image = image_for(call, *source)?
@@ -148,6 +155,30 @@ pub(crate) fn build(
         BodySpec::None => req,
     };
     req.build().map_err(|e| ProviderError::Config(format!("{}: {}", tpl.label, e.without_url())))
+}
+
+/// A request body sent once, released as soon as it is written. reqwest keeps a clone of a
+/// resendable (`Bytes`) body until the answer arrives, to resend it on a 307/308 even when
+/// redirects are off: a JSON body carrying base64 images (160–400 KB) would stay in memory for
+/// as long as the vendor takes to answer, for every call in flight. Its exact length is known,
+/// so it goes out with `Content-Length`, not chunked.
+struct OnceBody(Option<Bytes>);
+
+impl hyper::body::Body for OnceBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.get_mut().0.take().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
+    }
 }
 
 /// Credentials the adapter sends as body fields (`auth.type = "fields"`).

@@ -126,6 +126,9 @@ pub struct ValidatedHttpSpec {
     pub(crate) unavailable: Option<String>,
     /// The auth signs the body bytes: multipart bodies are built in memory, not streamed.
     pub(crate) signs_body: bool,
+    /// The client may send a body twice (it follows same-origin 307/308 redirects, or signing
+    /// reads the built body): such bodies stay resendable `Bytes` for the whole exchange.
+    pub(crate) resends_body: bool,
     /// Declared cost of one answered call (`cost_per_call`, 0 when absent).
     pub(crate) cost_per_call: f64,
 }
@@ -232,6 +235,7 @@ impl ValidatedHttpSpec {
             liveness_session,
             unavailable,
             signs_body: ctx_signs_body,
+            resends_body: ctx_signs_body || spec.redirects != crate::providers::spec::Redirects::None,
             cost_per_call: spec.cost_per_call.unwrap_or(0.0),
         })
     }

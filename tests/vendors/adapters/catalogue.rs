@@ -191,6 +191,9 @@ async fn regula_request_prefers_mrz_values_and_returns_the_portrait() {
     let (server, result) = regula_with(200, fixture("regula", "success.json"), vec![jpeg("passport-page")]).await;
     let req = &requests(&server).await[0];
     assert_eq!(header(req, "content-type"), "application/json");
+    // Sent once and released (not a resendable body), but still with its length, not chunked.
+    assert_eq!(header(req, "content-length"), req.body.len().to_string());
+    assert!(req.headers.get("transfer-encoding").is_none());
     assert_eq!(
         body_json(req),
         serde_json::json!({
