@@ -1,5 +1,6 @@
-//! `POST /api/v3/admin/reload/`: re-reads routing and the adapters as `SIGHUP` does, for API
-//! keys configured with `role = "operator"`. Not part of Progeny.
+//! Operator-only endpoints (API keys configured with `role = "operator"`; not part of Progeny):
+//! `POST /api/v3/admin/reload/` re-reads routing and the adapters as `SIGHUP` does;
+//! `GET /api/v3/admin/routing/` shows the routing in force and each provider's state.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
@@ -66,5 +67,44 @@ pub async fn reload(State(state): State<AppState>, _operator: Operator) -> Resul
             })),
         )
             .into_response(),
+    })
+}
+
+/// `GET /api/v3/admin/routing/`: per sub-call, the chain and its policies as configured, and per
+/// provider its circuit, recent latency percentiles and error rate (its last
+/// [`crate::routing::recent::CAPACITY`] attempts on this instance) and today's spend against its
+/// daily budget.
+pub async fn routing(State(state): State<AppState>, _operator: Operator) -> Json<Value> {
+    let overview = state.router.overview().await;
+    Json(json!({ "sub_calls": overview.iter().map(sub_call_json).collect::<Vec<_>>() }))
+}
+
+fn sub_call_json(sub: &crate::routing::SubCallOverview) -> Value {
+    let c = &sub.config;
+    // The routing types serialize as their TOML reads; a failure would be a bug, shown as null.
+    let value = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
+    json!({
+        "sub_call": sub.sub_call.as_str(),
+        "chain": value(serde_json::to_value(&c.chain)),
+        "split": value(serde_json::to_value(&c.split)),
+        "rules": value(serde_json::to_value(&c.rules)),
+        "hedge": value(serde_json::to_value(&c.hedge)),
+        "consensus": value(serde_json::to_value(&c.consensus)),
+        "providers": sub.providers.iter().map(|p| json!({
+            "provider": p.provider,
+            "circuit": p.circuit.as_str(),
+            "recent": {
+                "calls": p.recent.calls,
+                "p50_ms": p.recent.p50_ms,
+                "p95_ms": p.recent.p95_ms,
+                "p99_ms": p.recent.p99_ms,
+                "error_rate": p.recent.error_rate,
+            },
+            "spend": {
+                "cost_per_call": p.spend.cost_per_call,
+                "spent_today": p.spend.spent_today,
+                "daily_budget": p.spend.daily_budget,
+            },
+        })).collect::<Vec<_>>(),
     })
 }

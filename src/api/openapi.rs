@@ -16,6 +16,8 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::services::{field, image_fields, messages};
+use super::tasks::list_messages;
+use crate::tasks::store::TaskQuery;
 use crate::tasks::{ServiceKind, TaskStatus};
 
 /// The document, built once.
@@ -66,11 +68,13 @@ fn build() -> Value {
         paths.insert(format!("/api/v3/services/{}/", service.as_str()), json!({ "post": service_operation(service) }));
     }
     paths.insert("/api/v3/services/task/".into(), json!({ "get": task_operation(), "delete": task_delete() }));
+    paths.insert("/api/v3/services/tasks/".into(), json!({ "get": task_list() }));
     paths.insert("/api/v3/services/faces/".into(), json!({ "delete": faces_erase() }));
     paths.insert("/api/v3/accounts/token/obtain/".into(), json!({ "post": token_obtain() }));
     paths.insert("/api/v3/accounts/token/refresh/".into(), json!({ "post": token_refresh() }));
     paths.insert("/media/{path}".into(), json!({ "get": media() }));
     paths.insert("/api/v3/admin/reload/".into(), json!({ "post": admin_reload() }));
+    paths.insert("/api/v3/admin/routing/".into(), json!({ "get": admin_routing() }));
     paths.insert(
         "/healthz".into(),
         json!({ "get": {
@@ -294,6 +298,82 @@ fn task_delete() -> Value {
     )
 }
 
+/// `GET tasks/`: every parameter has a value in every example (empty = absent), so each
+/// example pair is one exact request.
+fn task_list() -> Value {
+    let statuses: Vec<&str> =
+        [TaskStatus::Pending, TaskStatus::Started, TaskStatus::Success, TaskStatus::Failure].map(TaskStatus::as_str).to_vec();
+    let services: Vec<&str> = ServiceKind::ALL.iter().map(|s| s.as_str()).collect();
+    let param = |name: &str, description: &str, schema: Value, bad: &str, too_large: &str| {
+        json!({
+            "name": name,
+            "in": "query",
+            "required": false,
+            "description": description,
+            "schema": schema,
+            "examples": {
+                "none_yet": { "value": "" },
+                "bad_parameters": { "value": bad },
+                "limit_too_large": { "value": too_large },
+            },
+        })
+    };
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json_response(
+            "The caller's tasks, newest first; `next` is the following page's cursor (null: no more)",
+            "TaskList",
+            &[("none_yet", json!({ "results": [], "next": null }))],
+        ),
+    );
+    responses.insert(
+        "400".into(),
+        json_response(
+            "Bad parameters, every one at once (DRF shape)",
+            "FieldErrors",
+            &[
+                (
+                    "bad_parameters",
+                    json!({
+                        "status": [list_messages::not_a_choice("DONE")],
+                        "service": [list_messages::not_a_choice("passport")],
+                        "limit": [list_messages::LIMIT_MIN],
+                        "cursor": [list_messages::INVALID_CURSOR],
+                    }),
+                ),
+                ("limit_too_large", json!({ "limit": [list_messages::LIMIT_MAX] })),
+            ],
+        ),
+    );
+    responses.insert("503".into(), json_response("The task store is unreachable: retry later", "Detail", &[]));
+    auth_responses(&mut responses);
+    json!({
+        "operationId": "list_tasks",
+        "summary": "The caller's recent tasks (unexpired), newest first, filtered and paged; delete one with DELETE task/",
+        "tags": ["tasks"],
+        "parameters": [
+            param("status", "Only tasks in this state", json!({ "type": "string", "enum": statuses }), "DONE", ""),
+            param("service", "Only tasks of this service", json!({ "type": "string", "enum": services }), "passport", ""),
+            param(
+                "limit",
+                "Tasks per page",
+                json!({ "type": "integer", "minimum": 1, "maximum": TaskQuery::MAX_LIMIT, "default": TaskQuery::DEFAULT_LIMIT }),
+                "0",
+                "101",
+            ),
+            param(
+                "cursor",
+                "The previous page's `next` (opaque). A page may hold fewer than `limit` tasks while `next` is set.",
+                json!({ "type": "string" }),
+                "x",
+                "",
+            ),
+        ],
+        "responses": responses,
+    })
+}
+
 fn faces_erase() -> Value {
     let mut responses = Map::new();
     responses.insert("204".into(), json!({ "description": "Every face this caller registered is erased" }));
@@ -416,6 +496,28 @@ fn admin_reload() -> Value {
     })
 }
 
+fn admin_routing() -> Value {
+    let mut responses = Map::new();
+    responses.insert("200".into(), json_response("The routing in force and each provider's state", "RoutingOverview", &[]));
+    responses.insert(
+        "403".into(),
+        json_response(
+            "The API key is not an operator's",
+            "Detail",
+            &[("not_an_operator", detail("You do not have permission to perform this action."))],
+        ),
+    );
+    auth_responses(&mut responses);
+    json!({
+        "operationId": "admin_routing",
+        "summary": "Per sub-call: the chain, split, rules, hedge and consensus as configured; per provider its circuit, \
+            latency percentiles and error rate over its last 256 attempts on this instance, and today's spend against \
+            its daily budget. API keys with role = \"operator\" only",
+        "tags": ["operations"],
+        "responses": responses,
+    })
+}
+
 fn components() -> Value {
     let statuses: Vec<&str> =
         [TaskStatus::Pending, TaskStatus::Started, TaskStatus::Success, TaskStatus::Failure].map(TaskStatus::as_str).to_vec();
@@ -461,6 +563,71 @@ fn components() -> Value {
                         "extended": { "type": "object", "description": "with extend_data: sub-call → provider → raw answer" },
                         "error": { "type": "string", "description": "why a task could not run (status 500/503)" },
                     }},
+                },
+            },
+            "TaskList": {
+                "type": "object",
+                "required": ["results", "next"],
+                "properties": {
+                    "results": { "type": "array", "items": schema_ref("TaskSummary") },
+                    "next": { "type": ["string", "null"], "description": "Cursor of the next page; null when no further task matches" },
+                },
+            },
+            "TaskSummary": {
+                "type": "object",
+                "required": ["id", "service", "status", "created_at", "finished_at"],
+                "properties": {
+                    "id": { "type": "string", "format": "uuid" },
+                    "service": { "type": "string", "enum": ServiceKind::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>() },
+                    "status": { "type": "string", "enum": statuses },
+                    "created_at": { "type": "string", "format": "date-time" },
+                    "finished_at": { "type": ["string", "null"], "format": "date-time" },
+                },
+            },
+            "RoutingOverview": {
+                "type": "object",
+                "required": ["sub_calls"],
+                "properties": { "sub_calls": { "type": "array", "items": schema_ref("SubCallRouting") } },
+            },
+            "SubCallRouting": {
+                "type": "object",
+                "required": ["sub_call", "chain", "split", "rules", "hedge", "consensus", "providers"],
+                "properties": {
+                    "sub_call": { "type": "string", "enum": ["liveness", "face_compare", "document_ocr"] },
+                    "chain": { "type": "array", "items": { "type": "object" }, "description": "[[routing.<sub_call>.chain]] entries as configured" },
+                    "split": { "type": "array", "items": { "type": "object" } },
+                    "rules": { "type": "array", "items": { "type": "object" } },
+                    "hedge": { "type": ["object", "null"] },
+                    "consensus": { "type": ["object", "null"] },
+                    "providers": { "type": "array", "items": schema_ref("ProviderState") },
+                },
+            },
+            "ProviderState": {
+                "type": "object",
+                "required": ["provider", "circuit", "recent", "spend"],
+                "properties": {
+                    "provider": { "type": "string" },
+                    "circuit": { "type": "string", "enum": ["closed", "half_open", "open"] },
+                    "recent": {
+                        "type": "object",
+                        "required": ["calls", "p50_ms", "p95_ms", "p99_ms", "error_rate"],
+                        "properties": {
+                            "calls": { "type": "integer" },
+                            "p50_ms": { "type": ["number", "null"] },
+                            "p95_ms": { "type": ["number", "null"] },
+                            "p99_ms": { "type": ["number", "null"] },
+                            "error_rate": { "type": ["number", "null"] },
+                        },
+                    },
+                    "spend": {
+                        "type": "object",
+                        "required": ["cost_per_call", "spent_today", "daily_budget"],
+                        "properties": {
+                            "cost_per_call": { "type": "number" },
+                            "spent_today": { "type": ["number", "null"], "description": "null without a daily budget" },
+                            "daily_budget": { "type": ["number", "null"] },
+                        },
+                    },
                 },
             },
             "FieldErrors": {

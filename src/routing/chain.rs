@@ -14,13 +14,14 @@ use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use super::breaker::{BreakerHandle, CircuitState};
-use super::config::{ConsensusPolicy, HedgeConfig, RoutingConfig};
+use super::config::{ConsensusPolicy, HedgeConfig, RouteConfig, RoutingConfig};
 use super::consensus;
 use super::gates::{Gates, SharedLimits};
 use super::policy::{hedge_delay, LatencyWindow, OrderPolicy, RouteContext};
+use super::recent::RecentAttempts;
 use super::service::{AttemptLog, RouteRequest};
 use super::stack::{stack, ProviderStack};
-use super::{millis, Attempt, AttemptOutcome, Routed, SubCallRouter};
+use super::{millis, Attempt, AttemptOutcome, ProviderOverview, Routed, SubCallOverview, SubCallRouter};
 use crate::providers::{Answer, IssueCode, ProviderError, SharedProvider, SubCall, SubCallKind, Verdict};
 use crate::telemetry::events::{AttemptSkipped, Decided, FellBack};
 
@@ -48,6 +49,8 @@ struct Route {
     circuit: BreakerHandle,
     gates: Arc<Gates>,
     latency: Arc<LatencyWindow>,
+    /// Every attempt made lately, for the operator's view.
+    recent: Arc<RecentAttempts>,
 }
 
 /// One sub-call's routes and policies.
@@ -58,6 +61,8 @@ struct Chain {
     hedge: Option<HedgeConfig>,
     /// Chain positions asked together, and how their answers combine.
     consensus: Option<(Vec<usize>, ConsensusPolicy)>,
+    /// The configuration it was built from, as the operator's view shows it.
+    config: RouteConfig,
 }
 
 /// Routes each sub-call through its configured chain of provider stacks.
@@ -102,7 +107,8 @@ pub fn build_with(
             if !provider.supports(kind) {
                 tracing::warn!(%kind, provider = %entry.provider, "Provider in chain does not serve this sub-call");
             }
-            let (service, circuit) = stack(kind, provider.clone(), &params);
+            let recent = Arc::new(RecentAttempts::default());
+            let (service, circuit) = stack(kind, provider.clone(), &params, recent.clone());
             built.push(Route {
                 provider: provider.clone(),
                 service,
@@ -112,6 +118,7 @@ pub fn build_with(
                     None => Gates::new(entry),
                 }),
                 latency: Arc::new(LatencyWindow::default()),
+                recent,
             });
         }
         let names: Vec<&str> = route.chain.iter().map(|e| e.provider.as_str()).collect();
@@ -137,7 +144,7 @@ pub fn build_with(
                 Some((members, c.policy))
             }
         };
-        chains.insert(kind, Chain { routes: built, order, hedge: route.hedge.clone(), consensus });
+        chains.insert(kind, Chain { routes: built, order, hedge: route.hedge.clone(), consensus, config: route.clone() });
     }
     Ok(ChainRouter { chains })
 }
@@ -384,6 +391,23 @@ impl SubCallRouter for ChainRouter {
                 (*kind, chain.routes.iter().map(|r| (r.provider.name().to_string(), r.circuit.state())).collect())
             })
             .collect()
+    }
+
+    async fn overview(&self) -> Vec<SubCallOverview> {
+        let mut out = Vec::with_capacity(self.chains.len());
+        for (kind, chain) in &self.chains {
+            let mut providers = Vec::with_capacity(chain.routes.len());
+            for route in &chain.routes {
+                providers.push(ProviderOverview {
+                    provider: route.provider.name().to_string(),
+                    circuit: route.circuit.state(),
+                    recent: route.recent.summary(),
+                    spend: route.gates.spend().await,
+                });
+            }
+            out.push(SubCallOverview { sub_call: *kind, config: chain.config.clone(), providers });
+        }
+        out
     }
 
     fn readiness(&self) -> Vec<(SubCallKind, Result<(), String>)> {

@@ -175,6 +175,16 @@ enum SharedVerdict {
     RateLimited,
 }
 
+/// A route's spend today (UTC) against its daily budget, for the operator's routing view.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spend {
+    pub cost_per_call: f64,
+    /// Spent today: every instance's together when shared through Redis. `None` without a
+    /// budget (spend is only counted where a budget needs it).
+    pub spent_today: Option<f64>,
+    pub daily_budget: Option<f64>,
+}
+
 /// The gates of one (sub-call, provider) route.
 #[derive(Debug)]
 pub struct Gates {
@@ -280,6 +290,25 @@ impl Gates {
 
     fn rate_reason(&self) -> String {
         format!("rate limit ({}/s) reached", self.rate.as_ref().map_or(0.0, |r| r.cfg.per_second))
+    }
+
+    /// Today's spend against the budget: read from Redis when shared (this instance's own count
+    /// if Redis cannot be reached), else this instance's.
+    pub async fn spend(&self) -> Spend {
+        let Some(budget) = &self.budget else {
+            return Spend { cost_per_call: self.cost, spent_today: None, daily_budget: None };
+        };
+        let mut spent = budget.spent();
+        if let Some((limits, route)) = &self.shared {
+            let (_, key) = limits.keys(route);
+            let mut conn = limits.conn.clone();
+            let shared: Result<Option<f64>, redis::RedisError> = redis::cmd("GET").arg(&key).query_async(&mut conn).await;
+            limits.note(shared.as_ref().map(|_| ()));
+            if let Ok(shared) = shared {
+                spent = shared.unwrap_or(0.0);
+            }
+        }
+        Spend { cost_per_call: self.cost, spent_today: Some(spent), daily_budget: Some(budget.limit) }
     }
 
     /// Charges `attempts` calls to the budget (locally, and to the shared day when shared);

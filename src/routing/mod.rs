@@ -11,6 +11,7 @@ pub mod gates;
 pub mod limit;
 pub mod policy;
 pub mod record;
+pub mod recent;
 pub mod retry;
 pub mod service;
 pub mod stack;
@@ -125,4 +126,29 @@ pub trait SubCallRouter: Send + Sync + 'static {
     fn circuits(&self) -> Vec<(SubCallKind, Vec<(String, CircuitState)>)> {
         Vec::new()
     }
+    /// Per sub-call, the configuration in force and each provider's live state (for the
+    /// operator's routing view).
+    async fn overview(&self) -> Vec<SubCallOverview> {
+        Vec::new()
+    }
+}
+
+/// One sub-call as the operator's routing view shows it.
+#[derive(Debug, Clone)]
+pub struct SubCallOverview {
+    pub sub_call: SubCallKind,
+    /// The chain and its policies (split, rules, hedge, consensus) as configured.
+    pub config: config::RouteConfig,
+    /// The chain's providers in configured order.
+    pub providers: Vec<ProviderOverview>,
+}
+
+/// One provider of a chain, now.
+#[derive(Debug, Clone)]
+pub struct ProviderOverview {
+    pub provider: String,
+    pub circuit: CircuitState,
+    /// Its last attempts ([`recent::CAPACITY`] at most).
+    pub recent: recent::RecentSummary,
+    pub spend: gates::Spend,
 }

@@ -28,6 +28,8 @@ pub struct Recorded {
     pub peer: Option<(String, u16)>,
     /// Declared cost of an answered call.
     pub cost_per_call: f64,
+    /// The route's recent attempts (latency, failures), for the operator's routing view.
+    pub recent: Arc<super::recent::RecentAttempts>,
 }
 
 /// Records each attempt at one provider.
@@ -115,6 +117,7 @@ where
                     Ok(_) => (AttemptOutcome::Ok, None),
                     Err(e) => (AttemptOutcome::Error, Some(e.to_string())),
                 };
+                route.recent.record(latency_ms, outcome);
                 AttemptFinished {
                     provider: &provider,
                     sub_call,

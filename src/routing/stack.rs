@@ -1,11 +1,14 @@
 //! `stack()`: the one place the per-provider layers are ordered.
 
+use std::sync::Arc;
+
 use tower::util::BoxCloneSyncService;
 use tower::Layer as _;
 
 use super::breaker::{BreakerHandle, CircuitBreakerLayer};
 use super::config::RouteParams;
 use super::limit::ConcurrencyLimitLayer;
+use super::recent::RecentAttempts;
 use super::record::{RecordAttemptLayer, Recorded};
 use super::retry::RetryLayer;
 use super::service::{ProviderService, RouteRequest};
@@ -18,8 +21,13 @@ use crate::telemetry::events::RouteDeclared;
 pub type ProviderStack = BoxCloneSyncService<RouteRequest, Answer, ProviderError>;
 
 /// Wraps `provider` for one (sub-call, provider) route. Layers, innermost first. Also returns a
-/// read handle on the route's circuit breaker.
-pub fn stack(kind: SubCallKind, provider: SharedProvider, params: &RouteParams) -> (ProviderStack, BreakerHandle) {
+/// read handle on the route's circuit breaker; every attempt made is also kept in `recent`.
+pub fn stack(
+    kind: SubCallKind,
+    provider: SharedProvider,
+    params: &RouteParams,
+    recent: Arc<RecentAttempts>,
+) -> (ProviderStack, BreakerHandle) {
     let name = provider.name().to_string();
     RouteDeclared { provider: &name, sub_call: kind.as_str(), outcomes: &AttemptOutcome::COUNTED.map(AttemptOutcome::as_str) }
         .emit();
@@ -30,6 +38,7 @@ pub fn stack(kind: SubCallKind, provider: SharedProvider, params: &RouteParams) 
         circuit: breaker.handle(),
         peer: provider.peer(),
         cost_per_call: provider.cost_per_call(),
+        recent,
     };
     // The vendor call itself.
     let svc = ProviderService::new(provider);

@@ -7,7 +7,7 @@ use std::cell::OnceCell;
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::{CircuitState, RouteContext, Routed, SubCallRouter};
+use super::{CircuitState, RouteContext, Routed, SubCallOverview, SubCallRouter};
 use crate::providers::{SubCall, SubCallKind};
 
 tokio::task_local! {
@@ -64,6 +64,10 @@ impl SubCallRouter for SwappableRouter {
 
     fn circuits(&self) -> Vec<(SubCallKind, Vec<(String, CircuitState)>)> {
         self.current().circuits()
+    }
+
+    async fn overview(&self) -> Vec<SubCallOverview> {
+        self.current().overview().await
     }
 }
 

@@ -1,7 +1,9 @@
 //! The web console in a real browser: headless Chromium driven over WebDriver (chromedriver,
 //! spoken as plain JSON over HTTP with the test's own reqwest client). The try-a-check flow runs
 //! end to end against a real gateway with the local provider and real images, at a phone's
-//! width (375 px), by keyboard where a user would tab; a screenshot is kept as an artefact.
+//! width (375 px), by keyboard where a user would tab; then the *Tasks* view (filter, load more,
+//! view a result, delete with a confirmation) and the *Routing* view (a client's key, then an
+//! operator's). Screenshots are kept as artefacts (`target/tmp/console/`).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them and sets
 //! `KYCGATE_REQUIRE_BROWSER=1`, which turns a missing browser into a failure). Without them,
@@ -247,6 +249,93 @@ async fn try_a_check_in_headless_chromium() {
         .until("the routing table", "return document.querySelectorAll('#circuits tbody tr').length === 3", Duration::from_secs(20))
         .await;
     assert!(browser.text("#circuits").await.contains("local (closed)"));
+    browser
+        .until("the operator-only note", "return document.getElementById('admin-note').textContent.includes('operators only')", Duration::from_secs(20))
+        .await;
+
+    // Tasks: two more of another service, so the filter has something to tell apart.
+    let api = gw.client();
+    let mut liveness = Vec::new();
+    for _ in 0..2 {
+        let id = api.submit_ok("face_liveness", vec![file("image", png(64))]).await;
+        api.wait(&id, Duration::from_secs(60)).await;
+        liveness.push(id);
+    }
+    let rows = "document.querySelectorAll('#task-table tbody tr')";
+    browser.click("#tab-tasks").await;
+    browser.until("three tasks listed", &format!("return {rows}.length === 3"), Duration::from_secs(20)).await;
+    let listed = browser.text("#task-table").await;
+    assert!(listed.contains("kyc_passport") && listed.contains("face_liveness") && listed.contains("SUCCESS"), "{listed}");
+    // Newest first: the last liveness task heads the list.
+    let first = browser.script(&format!("return {rows}[0].dataset.id")).await;
+    assert_eq!(first, json!(liveness[1]));
+    let fits = browser.script("return document.documentElement.scrollWidth <= window.innerWidth").await;
+    assert_eq!(fits, json!(true), "horizontal scrolling in the task list at {WIDTH} px");
+    eprintln!("screenshot: {}", browser.screenshot("tasks-375.png").await.display());
+
+    // Keyboard: from the tab, the filters, then each row's buttons.
+    browser.script("document.getElementById('tab-tasks').focus(); return true").await;
+    let mut focused = Vec::new();
+    for _ in 0..6 {
+        browser.press_tab().await;
+        focused.push(
+            browser.script("const e = document.activeElement; return e.id || e.className").await.as_str().unwrap_or_default().to_string(),
+        );
+    }
+    let expected = ["filter-status", "filter-service", "apply-filters", "view", "delete danger"];
+    let in_order = expected.iter().zip(focused.iter().skip(1)).all(|(want, got)| want == got);
+    assert!(in_order, "tab order in the task list: {focused:?}");
+
+    // Filter by service.
+    browser.script("document.getElementById('filter-service').value = 'face_liveness'; return true").await;
+    browser.click("#apply-filters").await;
+    browser
+        .until(
+            "only liveness tasks",
+            &format!("const r = [...{rows}]; return r.length === 2 && r.every((tr) => tr.textContent.includes('face_liveness'))"),
+            Duration::from_secs(20),
+        )
+        .await;
+
+    // Load more: one task a page.
+    browser.script("document.getElementById('task-table').dataset.pageSize = '1'; return true").await;
+    browser.click("#apply-filters").await;
+    browser.until("one task and more to load", &format!("return {rows}.length === 1 && !document.getElementById('load-more').hidden"), Duration::from_secs(20)).await;
+    browser.click("#load-more").await;
+    browser.until("the second page", &format!("return {rows}.length === 2"), Duration::from_secs(20)).await;
+
+    // View a row's result.
+    browser.click("#task-table tbody tr:first-child .view").await;
+    browser.until("the task's JSON", "return !document.getElementById('task-detail').hidden", Duration::from_secs(20)).await;
+    let detail = browser.text("#detail-json").await;
+    assert!(detail.contains(&liveness[1]) && detail.contains("\"result\""), "{detail}");
+
+    // Delete with a confirmation: cancel first, then confirm.
+    browser.click("#task-table tbody tr:first-child .delete").await;
+    assert_eq!(browser.script("return document.getElementById('confirm-delete').open").await, json!(true));
+    eprintln!("screenshot: {}", browser.screenshot("tasks-delete-375.png").await.display());
+    browser.click("#confirm-cancel").await;
+    assert_eq!(browser.script(&format!("return {rows}.length")).await, json!(2), "cancel deletes nothing");
+    browser.click("#task-table tbody tr:first-child .delete").await;
+    browser.click("#confirm-ok").await;
+    browser.until("the row to go", &format!("return {rows}.length === 1"), Duration::from_secs(20)).await;
+    let (status, _) = api.task(&liveness[1]).await;
+    assert_eq!(status, 404, "deleted on the server, not just hidden");
+
+    // Routing with an operator's key: chains, latency and spend.
+    browser.type_into("#api-key", OPERATOR_KEY).await;
+    browser.click("#use-key").await;
+    browser.click("#tab-routing").await;
+    browser
+        .until("the operator's routing tables", "return document.querySelectorAll('#admin-routing table').length === 3", Duration::from_secs(20))
+        .await;
+    let admin = browser.text("#admin-routing").await;
+    assert!(admin.contains("chain: local") && admin.contains("closed") && admin.contains("no budget"), "{admin}");
+    // The liveness route answered at least three calls: its percentiles are numbers.
+    assert!(admin.contains(" ms"), "{admin}");
+    let fits = browser.script("return document.documentElement.scrollWidth <= window.innerWidth").await;
+    assert_eq!(fits, json!(true), "horizontal scrolling in the routing view at {WIDTH} px");
+    eprintln!("screenshot: {}", browser.screenshot("routing-375.png").await.display());
 
     let errors = browser.script("return window.__consoleErrors").await;
     assert_eq!(errors, json!([]), "errors in the page");

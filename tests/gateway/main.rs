@@ -10,6 +10,7 @@ mod support;
 mod api;
 mod chaos;
 mod console;
+mod console_api;
 mod corpus;
 mod hostile;
 mod instances;

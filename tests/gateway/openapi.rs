@@ -289,6 +289,11 @@ async fn the_reference_matches_the_router_and_the_live_answers() {
     check("/api/v3/services/task/", "get", code, &task);
     let (finished, _) = api.wait(id, Duration::from_secs(60)).await;
     check("/api/v3/services/task/", "get", 200, &finished);
+    let (code, list) = api.get("/api/v3/services/tasks/?limit=1").await;
+    check("/api/v3/services/tasks/", "get", code, &list);
+    assert_eq!(list["results"][0]["id"], id, "{list}");
+    let (code, routing) = gw.client_with(Some(OPERATOR_KEY)).get("/api/v3/admin/routing/").await;
+    check("/api/v3/admin/routing/", "get", code, &routing);
     assert!(!finished["result"].is_null());
     let tokens = api
         .http

@@ -10,9 +10,12 @@ use bytes::Bytes;
 use kycgate::tasks::store::memory::MemoryStore;
 use kycgate::tasks::store::redis::{RedisOptions, RedisStore};
 use kycgate::tasks::store::{
-    Claimed, FullScope, Idempotency, QueueLimits, SharedStore, StoreError, StoreOptions, Submitted, Ttls,
+    Claimed, FullScope, Idempotency, ListCursor, QueueLimits, SharedStore, StoreError, StoreOptions, Submitted,
+    TaskQuery, Ttls,
 };
-use kycgate::tasks::{now_ms, FailureReason, ServiceInput, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
+use kycgate::tasks::{
+    now_ms, FailureReason, ServiceInput, ServiceKind, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus,
+};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -539,6 +542,98 @@ async fn retention_is_per_owner(b: &dyn Backend) {
     assert!(store.get(long).await.unwrap().is_some(), "the global TTL still holds for others");
 }
 
+/// Submits a task of `owner` created at `created_ms`, of `service` (kyc_passport or face_liveness).
+async fn submit_at(store: &SharedStore, owner: &str, created_ms: i64, liveness: bool) -> ListCursor {
+    let mut inp = input(owner);
+    if liveness {
+        inp.upload = ServiceInput::FaceLiveness { selfie: Bytes::from_static(&[0xff, 0xd8, 0x00]) };
+    }
+    let record = TaskRecord::new(TaskId::new(), &inp, created_ms);
+    let at = ListCursor::of(&record);
+    store.submit(record, inp).await.expect("submit");
+    at
+}
+
+/// Every page of `query` for `owner`, followed to the end: the ids in order, and the page sizes.
+async fn all_pages(store: &SharedStore, owner: &str, query: TaskQuery) -> (Vec<TaskId>, Vec<usize>) {
+    let (mut ids, mut sizes) = (Vec::new(), Vec::new());
+    let mut query = query;
+    for _ in 0..100 {
+        let page = store.list(owner, &query).await.expect("list");
+        assert!(page.tasks.len() <= query.limit, "a page larger than its limit");
+        sizes.push(page.tasks.len());
+        ids.extend(page.tasks.iter().map(|t| t.id));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return (ids, sizes),
+        }
+    }
+    panic!("list never ended");
+}
+
+async fn list_pages_newest_first_filters_and_isolates_owners(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let base = now_ms();
+    let mut alice = Vec::new();
+    for i in 0..5 {
+        alice.push(submit_at(&store, "alice", base + i, i % 2 == 1).await);
+    }
+    // Two tasks in the same millisecond still have one order (by id).
+    alice.push(submit_at(&store, "alice", base + 4, false).await);
+    let bob = [submit_at(&store, "bob", base, false).await, submit_at(&store, "bob", base + 9, true).await];
+    let mut newest_first = alice.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    let expected: Vec<TaskId> = newest_first.iter().map(|c| c.id).collect();
+
+    let page = store.list("alice", &TaskQuery::default()).await.unwrap();
+    assert_eq!(page.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), expected);
+    assert_eq!(page.next, None);
+    let first = &page.tasks[0];
+    assert_eq!((first.created_ms, first.status, first.finished_ms), (base + 4, TaskStatus::Pending, None));
+    // Pages of two, following `next`: the same tasks, once each, in the same order.
+    let (ids, sizes) = all_pages(&store, "alice", TaskQuery { limit: 2, ..TaskQuery::default() }).await;
+    assert_eq!(ids, expected);
+    assert_eq!(sizes, [2, 2, 2]);
+    // Filters: service, then status once a task finished.
+    let only = TaskQuery { service: Some(ServiceKind::FaceLiveness), ..TaskQuery::default() };
+    let (ids, _) = all_pages(&store, "alice", only).await;
+    assert_eq!(ids, [alice[3].id, alice[1].id]);
+    let (ids, _) = all_pages(&store, "alice", TaskQuery { service: Some(ServiceKind::KycPassport), limit: 1, ..TaskQuery::default() }).await;
+    assert_eq!(ids.len(), 4);
+    let done = claim_now(&store, "w1").await.expect("queued");
+    assert_eq!(done.id, alice[0].id, "FIFO: the oldest");
+    store.complete("w1", &done, passed(json!({}))).await.unwrap();
+    let page = store.list("alice", &TaskQuery { status: Some(TaskStatus::Success), ..TaskQuery::default() }).await.unwrap();
+    assert_eq!(page.tasks.len(), 1);
+    assert_eq!((page.tasks[0].id, page.tasks[0].status), (alice[0].id, TaskStatus::Success));
+    assert!(page.tasks[0].finished_ms.is_some_and(|f| f >= base), "{:?}", page.tasks[0]);
+    let pending = store.list("alice", &TaskQuery { status: Some(TaskStatus::Pending), ..TaskQuery::default() }).await.unwrap();
+    assert_eq!(pending.tasks.len(), 5);
+    assert!(!pending.tasks.iter().any(|t| t.id == alice[0].id));
+    // Owners see only their own.
+    let (ids, _) = all_pages(&store, "bob", TaskQuery::default()).await;
+    assert_eq!(ids, [bob[1].id, bob[0].id]);
+    assert_eq!(store.list("carol", &TaskQuery::default()).await.unwrap().tasks, []);
+    // A cursor from someone else's list only says where to start: still the caller's tasks.
+    let (ids, _) = all_pages(&store, "bob", TaskQuery { after: Some(alice[5]), ..TaskQuery::default() }).await;
+    assert_eq!(ids, [bob[0].id]);
+    // Limits outside 1..=100 are clamped, not an error.
+    assert_eq!(store.list("alice", &TaskQuery { limit: 0, ..TaskQuery::default() }).await.unwrap().tasks.len(), 1);
+}
+
+async fn list_forgets_deleted_and_expired_tasks(b: &dyn Backend) {
+    let store = b.open(ttls(Duration::from_millis(1000), LONG)).await;
+    let gone = submit(&store, "alice").await;
+    let kept = submit(&store, "alice").await;
+    assert!(store.delete("alice", gone).await.unwrap());
+    let page = store.list("alice", &TaskQuery::default()).await.unwrap();
+    assert_eq!(page.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), [kept]);
+    eventually(Duration::from_secs(5), "the expired task leaves the list", || async {
+        store.list("alice", &TaskQuery::default()).await.unwrap().tasks.is_empty()
+    })
+    .await;
+}
+
 // === the suite, once per backend ===
 
 // The memory store keeps time with tokio's clock: its cases run on a paused clock, so lease
@@ -584,6 +679,8 @@ suite!(
     task_media_lives_and_dies_with_its_task,
     erase_faces_takes_only_the_owners,
     retention_is_per_owner,
+    list_pages_newest_first_filters_and_isolates_owners,
+    list_forgets_deleted_and_expired_tasks,
 );
 
 // === Redis-only behaviour ===

@@ -18,6 +18,8 @@ use tokio::time::Instant;
 pub const KEY: &str = "test-key-a";
 /// A second client's key, configured by sha256 under owner `other`.
 pub const OTHER_KEY: &str = "test-key-b";
+/// An operator's key (owner `ops`, `role = "operator"`): the admin endpoints.
+pub const OPERATOR_KEY: &str = "test-key-operator";
 /// User for the token endpoints.
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -131,6 +133,10 @@ impl TestGateway {
         let keys: String = std::iter::once(("other".to_string(), OTHER_KEY.to_string()))
             .chain(opts.api_keys.iter().cloned())
             .map(|(id, key)| format!("{{ id = {id:?}, sha256 = \"{}\" }},", hex::encode(kycgate::api::auth::key_digest(&key))))
+            .chain(std::iter::once(format!(
+                "{{ id = \"ops\", sha256 = \"{}\", role = \"operator\" }},",
+                hex::encode(kycgate::api::auth::key_digest(OPERATOR_KEY))
+            )))
             .collect();
         let toml = format!(
             r#"

@@ -26,12 +26,39 @@ function text(el, value) {
   el.textContent = value == null ? "" : String(value);
 }
 
-function cell(row, value, header) {
+function cell(row, value, header, label) {
   const td = document.createElement(header ? "th" : "td");
   if (header) td.scope = "row";
+  if (label) td.dataset.label = label;
   text(td, value);
   row.appendChild(td);
   return td;
+}
+
+function button(label, className, onClick, name) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  text(b, label);
+  if (name) b.setAttribute("aria-label", name);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// A table with a caption and column headers (labels repeat on narrow screens).
+function table(caption, headers) {
+  const t = document.createElement("table");
+  t.className = "fields stack";
+  text(t.createCaption(), caption);
+  const head = t.createTHead().insertRow();
+  for (const h of headers) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    text(th, h);
+    head.appendChild(th);
+  }
+  t.createTBody();
+  return t;
 }
 
 function setAuthState() {
@@ -45,6 +72,7 @@ function showTab(name) {
     $(tab.getAttribute("aria-controls")).hidden = !on;
   }
   if (name === "routing") loadRouting();
+  if (name === "tasks") loadTasks(false);
 }
 
 // ---- Try a check -------------------------------------------------------------------------
@@ -230,13 +258,188 @@ async function loadRouting() {
     for (const [sub, state] of Object.entries(ready.sub_calls || {})) {
       const row = body.insertRow();
       cell(row, sub, true);
-      cell(row, state);
+      cell(row, state, false, "Readiness");
       const circuits = (ready.circuits || {})[sub] || {};
-      cell(row, Object.entries(circuits).map(([p, s]) => p + " (" + s + ")").join(", "));
+      cell(row, Object.entries(circuits).map(([p, s]) => p + " (" + s + ")").join(", "), false, "Providers");
     }
   } catch (e) {
     text($("ready-line"), "Readiness could not be read: " + e);
   }
+  try {
+    await loadAdminRouting();
+  } catch (e) {
+    text($("admin-note"), "The routing details could not be read: " + e);
+  }
+}
+
+// ---- Operator's routing view (GET /api/v3/admin/routing/) ---------------------------------
+
+function ms(x) {
+  return typeof x === "number" ? x.toFixed(1) + " ms" : "–";
+}
+
+function describeChain(sub) {
+  const parts = ["chain: " + sub.chain.map((c) => c.provider + " (timeout " + c.timeout_ms + " ms, " +
+    c.retry.max_attempts + " attempts)").join(" → ")];
+  if (sub.split.length) parts.push("split: " + sub.split.map((s) => s.provider + " " + s.weight).join(" / "));
+  for (const r of sub.rules) {
+    const when = Object.entries(r.when).map(([f, v]) => f + " in " + v.join(",")).join(" and ");
+    parts.push("rule: when " + when + " → " + r.order.join(", ") + (r.only ? " only" : ""));
+  }
+  if (sub.hedge) {
+    parts.push("hedge: " + (sub.hedge.delay_ms != null ? "after " + sub.hedge.delay_ms + " ms"
+      : "at p" + Math.round(sub.hedge.percentile * 100) + " of the first provider's latency"));
+  }
+  if (sub.consensus) parts.push("consensus (" + sub.consensus.policy + "): " + sub.consensus.providers.join(", "));
+  return parts;
+}
+
+async function loadAdminRouting() {
+  const wrap = $("admin-routing");
+  wrap.replaceChildren();
+  text($("admin-note"), "");
+  if (!credential()) {
+    text($("admin-note"), "Set an operator's API key to see chains, latency and spend.");
+    return;
+  }
+  const r = await fetch("/api/v3/admin/routing/", { headers: authHeaders() });
+  const body = await r.json().catch(() => ({}));
+  if (r.status === 403) {
+    text($("admin-note"), "Chains, latency and spend are shown to operators only: this credential is not an operator's API key.");
+    return;
+  }
+  if (!r.ok) {
+    text($("admin-note"), describeError(r.status, body));
+    return;
+  }
+  text($("admin-note"), "Latency and error rate: each provider's last 256 attempts on this instance.");
+  for (const sub of body.sub_calls || []) {
+    const h = document.createElement("h4");
+    text(h, sub.sub_call);
+    wrap.appendChild(h);
+    for (const line of describeChain(sub)) {
+      const p = document.createElement("p");
+      p.className = "policy";
+      text(p, line);
+      wrap.appendChild(p);
+    }
+    const t = table(sub.sub_call + ": providers now",
+      ["Provider", "Circuit", "Attempts", "p50", "p95", "p99", "Errors", "Spend today"]);
+    for (const p of sub.providers) {
+      const row = t.tBodies[0].insertRow();
+      cell(row, p.provider, true);
+      cell(row, p.circuit, false, "Circuit");
+      cell(row, p.recent.calls, false, "Attempts");
+      cell(row, ms(p.recent.p50_ms), false, "p50");
+      cell(row, ms(p.recent.p95_ms), false, "p95");
+      cell(row, ms(p.recent.p99_ms), false, "p99");
+      cell(row, p.recent.error_rate == null ? "–" : (p.recent.error_rate * 100).toFixed(1) + "%", false, "Errors");
+      const spend = p.spend.daily_budget == null ? "no budget (" + p.spend.cost_per_call + " per call)"
+        : p.spend.spent_today.toFixed(2) + " of " + p.spend.daily_budget.toFixed(2);
+      cell(row, spend, false, "Spend today");
+    }
+    wrap.appendChild(t);
+  }
+}
+
+// ---- Tasks -------------------------------------------------------------------------------
+
+let nextCursor = null;
+let pendingDelete = null;
+
+function when(iso) {
+  return typeof iso === "string" ? iso.replace("T", " ").replace(/\.\d+Z$/, "") : "";
+}
+
+async function loadTasks(more) {
+  text($("tasks-error"), "");
+  if (!credential()) {
+    text($("tasks-error"), "Set an API key or access token first.");
+    return;
+  }
+  const params = new URLSearchParams();
+  const status = $("filter-status").value;
+  const service = $("filter-service").value;
+  if (status) params.set("status", status);
+  if (service) params.set("service", service);
+  params.set("limit", $("task-table").dataset.pageSize || "20");
+  if (more && nextCursor) params.set("cursor", nextCursor);
+  try {
+    const r = await fetch("/api/v3/services/tasks/?" + params, { headers: authHeaders() });
+    const page = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      text($("tasks-error"), describeError(r.status, page));
+      return;
+    }
+    const body = $("task-table").tBodies[0];
+    if (!more) body.replaceChildren();
+    for (const task of page.results || []) addTaskRow(body, task);
+    nextCursor = page.next;
+    $("load-more").hidden = !nextCursor;
+    countTasks();
+  } catch (e) {
+    text($("tasks-error"), "The gateway could not be reached: " + e);
+  }
+}
+
+function countTasks() {
+  const n = $("task-table").tBodies[0].rows.length;
+  text($("tasks-count"), n === 0 ? "No tasks match." : n + " task" + (n === 1 ? "" : "s") + " shown" + (nextCursor ? "; more to load." : "."));
+}
+
+function addTaskRow(body, task) {
+  const row = body.insertRow();
+  row.dataset.id = task.id;
+  cell(row, when(task.created_at), false, "Created");
+  cell(row, task.service, false, "Service");
+  cell(row, task.status + (task.finished_at ? " (" + when(task.finished_at) + ")" : ""), false, "Status");
+  const id = cell(row, task.id, false, "Task");
+  id.className = "mono";
+  const actions = cell(row, "", false);
+  actions.className = "actions";
+  actions.append(
+    button("View", "view", () => viewTask(task.id), "View task " + task.id),
+    button("Delete", "delete danger", () => askDelete(task.id), "Delete task " + task.id),
+  );
+}
+
+async function viewTask(id) {
+  const r = await fetch("/api/v3/services/task/?id=" + encodeURIComponent(id), { headers: authHeaders() });
+  const task = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    text($("tasks-error"), describeError(r.status, task));
+    return;
+  }
+  text($("detail-id"), id);
+  const result = task.result;
+  text($("detail-summary"), task.status + (result ? " — result status " + result.status : " — no result yet"));
+  text($("detail-json"), JSON.stringify(task, null, 2));
+  $("task-detail").hidden = false;
+  $("detail-title").focus();
+}
+
+function askDelete(id) {
+  pendingDelete = id;
+  text($("confirm-id"), id);
+  $("confirm-delete").showModal();
+  $("confirm-cancel").focus();
+}
+
+async function confirmDelete() {
+  const id = pendingDelete;
+  pendingDelete = null;
+  $("confirm-delete").close();
+  if (!id) return;
+  const r = await fetch("/api/v3/services/task/?id=" + encodeURIComponent(id), { method: "DELETE", headers: authHeaders() });
+  if (r.status !== 204 && r.status !== 404) {
+    text($("tasks-error"), describeError(r.status, await r.json().catch(() => ({}))));
+    return;
+  }
+  const row = [...$("task-table").tBodies[0].rows].find((tr) => tr.dataset.id === id);
+  if (row) row.remove();
+  if ($("detail-id").textContent === id) $("task-detail").hidden = true;
+  countTasks();
+  $("apply-filters").focus();
 }
 
 // ---- Wiring ------------------------------------------------------------------------------
@@ -253,5 +456,19 @@ document.addEventListener("DOMContentLoaded", () => {
     tab.addEventListener("click", () => showTab(tab.getAttribute("aria-controls")));
   }
   $("refresh-routing").addEventListener("click", loadRouting);
+  $("task-filters").addEventListener("submit", (e) => {
+    e.preventDefault();
+    loadTasks(false);
+  });
+  $("load-more").addEventListener("click", () => loadTasks(true));
+  $("close-detail").addEventListener("click", () => {
+    $("task-detail").hidden = true;
+    $("apply-filters").focus();
+  });
+  $("confirm-cancel").addEventListener("click", () => {
+    pendingDelete = null;
+    $("confirm-delete").close();
+  });
+  $("confirm-ok").addEventListener("click", confirmDelete);
   setAuthState();
 });

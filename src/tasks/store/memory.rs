@@ -11,7 +11,8 @@
 //! per task, named by its id, deleted when the task finishes, expires or is deleted); without a
 //! spill directory that RAM bound refuses submits like the others.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -21,7 +22,8 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
 use super::{
-    codec, Claimed, FullScope, Idempotency, QueueStats, StoreError, StoreOptions, Submitted, TaskStore, Ttls,
+    codec, Claimed, FullScope, Idempotency, ListCursor, QueueStats, StoreError, StoreOptions, Submitted, TaskPage,
+    TaskQuery, TaskStore, TaskSummary, Ttls,
 };
 use crate::tasks::{now_ms, FailureReason, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 
@@ -117,6 +119,8 @@ struct State {
     ram_bytes: u64,
     /// `(owner, key)` → its task.
     keys: HashMap<(String, String), Expiring<KeyUse>>,
+    /// Each owner's live tasks by list position (for `list`); kept with `records`.
+    owner_index: HashMap<String, BTreeSet<ListCursor>>,
     next_seq: u64,
     last_sweep: Option<Instant>,
 }
@@ -291,12 +295,56 @@ impl State {
     /// Forgets everything of a task but its queue position and lease (which die with the
     /// record: `take_next` and the sweep skip them).
     fn forget_task(&mut self, id: TaskId) {
-        self.records.remove(&id);
+        if let Some(record) = self.records.remove(&id) {
+            self.unindex(&record.value);
+        }
         self.drop_input(id);
         self.release(id);
         for key in self.task_media.remove(&id).unwrap_or_default() {
             self.media.remove(&key);
         }
+    }
+
+    /// Takes `record` out of its owner's list index.
+    fn unindex(&mut self, record: &TaskRecord) {
+        if let Some(index) = self.owner_index.get_mut(&record.owner) {
+            index.remove(&ListCursor::of(record));
+            if index.is_empty() {
+                self.owner_index.remove(&record.owner);
+            }
+        }
+    }
+
+    /// One page of `owner`'s tasks, newest first; positions whose record is gone are dropped
+    /// on the way (the sweep normally got there first).
+    fn list(&mut self, owner: &str, query: &TaskQuery, now: Instant) -> TaskPage {
+        let limit = query.limit.clamp(1, TaskQuery::MAX_LIMIT);
+        let Some(index) = self.owner_index.get(owner) else { return TaskPage::default() };
+        let upper = query.after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut page = TaskPage::default();
+        let mut gone = Vec::new();
+        for pos in index.range((Bound::Unbounded, upper)).rev() {
+            let Some(record) = self.records.get(&pos.id).filter(|r| r.live(now)).map(|r| &r.value) else {
+                gone.push(*pos);
+                continue;
+            };
+            if query.status.is_some_and(|s| s != record.status) || query.service.is_some_and(|s| s != record.service) {
+                continue;
+            }
+            if page.tasks.len() == limit {
+                page.next = page.tasks.last().map(|t| ListCursor { created_ms: t.created_ms, id: t.id });
+                break;
+            }
+            page.tasks.push(TaskSummary::of(record));
+        }
+        for pos in gone {
+            if self.records.contains_key(&pos.id) {
+                self.forget_task(pos.id);
+            } else if let Some(index) = self.owner_index.get_mut(owner) {
+                index.remove(&pos);
+            }
+        }
+        page
     }
 
     /// The live record, dropping the task if it has expired.
@@ -465,6 +513,7 @@ impl TaskStore for MemoryStore {
                 }
             };
             let expires = now + ttl;
+            st.owner_index.entry(record.owner.clone()).or_default().insert(ListCursor::of(&record));
             st.records.insert(id, Expiring { value: record, expires });
             st.inputs.insert(id, Expiring { value: StoredInput { held, bytes }, expires });
             let seq = st.next_seq;
@@ -481,6 +530,13 @@ impl TaskStore for MemoryStore {
         let mut st = self.shared.state.lock().await;
         st.sweep_if_due(now);
         Ok(st.record_mut(id, now).map(|r| r.clone()))
+    }
+
+    async fn list(&self, owner: &str, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let now = Instant::now();
+        let mut st = self.shared.state.lock().await;
+        st.sweep_if_due(now);
+        Ok(st.list(owner, query, now))
     }
 
     async fn claim(&self, worker: &str, wait: Duration) -> Result<Option<Claimed>, StoreError> {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
+use super::{ServiceKind, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 
 /// Store failures. Callers act on the variant, never on message text.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +197,12 @@ pub trait TaskStore: Send + Sync + 'static {
     /// The record, if it exists and has not expired.
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
 
+    /// `owner`'s live tasks matching `query`, newest first (creation time, then id), one page.
+    /// Following `next` until it is `None` yields every matching task once; a page may hold
+    /// fewer than `limit` tasks while `next` is still set (a store bounds the work one page
+    /// costs). Expired and deleted tasks never appear.
+    async fn list(&self, owner: &str, query: &TaskQuery) -> Result<TaskPage, StoreError>;
+
     /// Takes the next queued task for `worker`, waiting up to `wait` for one. Also hands out
     /// tasks whose previous worker's lease expired (reclaim), so a dead worker's task is finished
     /// by someone else. A task whose input expired is failed, not returned.
@@ -231,6 +237,110 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// Which of an owner's tasks [`TaskStore::list`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskQuery {
+    /// Only tasks in this state.
+    pub status: Option<TaskStatus>,
+    /// Only tasks of this service.
+    pub service: Option<ServiceKind>,
+    /// At most this many tasks per page, within [`TaskQuery::MAX_LIMIT`].
+    pub limit: usize,
+    /// Only tasks older than this position (the previous page's `next`).
+    pub after: Option<ListCursor>,
+}
+
+impl TaskQuery {
+    /// Page size when the caller names none.
+    pub const DEFAULT_LIMIT: usize = 20;
+    /// Largest page: a page is read under one lock / one script.
+    pub const MAX_LIMIT: usize = 100;
+}
+
+impl Default for TaskQuery {
+    fn default() -> Self {
+        Self { status: None, service: None, limit: Self::DEFAULT_LIMIT, after: None }
+    }
+}
+
+/// A position in an owner's task list: creation time, then id (so tasks created in the same
+/// millisecond still have one order). Its text form (`<13-digit ms>.<uuid>`) sorts like the
+/// position itself, which is what the Redis index relies on; clients treat it as opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListCursor {
+    pub created_ms: i64,
+    pub id: TaskId,
+}
+
+impl ListCursor {
+    /// The position of `record`.
+    pub fn of(record: &TaskRecord) -> Self {
+        Self { created_ms: record.created_ms, id: record.id }
+    }
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Zero-padded, so text order is time order (until the year 2286).
+        write!(f, "{:013}.{}", self.created_ms, self.id)
+    }
+}
+
+/// A list cursor that is not one this gateway issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid list cursor")]
+pub struct BadCursor;
+
+impl std::str::FromStr for ListCursor {
+    type Err = BadCursor;
+
+    fn from_str(s: &str) -> Result<Self, BadCursor> {
+        let (ms, id) = s.split_once('.').ok_or(BadCursor)?;
+        if ms.len() != 13 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(BadCursor);
+        }
+        let created_ms = ms.parse().map_err(|_| BadCursor)?;
+        let id: TaskId = id.parse().map_err(|_| BadCursor)?;
+        // Only the canonical form: one cursor text per position.
+        if id.to_string() != s[14..] {
+            return Err(BadCursor);
+        }
+        Ok(Self { created_ms, id })
+    }
+}
+
+/// One task as a list shows it: no result (that is `get`'s job).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSummary {
+    pub id: TaskId,
+    pub service: ServiceKind,
+    pub status: TaskStatus,
+    /// Unix milliseconds.
+    pub created_ms: i64,
+    /// When it finished (Unix ms), for finished tasks only.
+    pub finished_ms: Option<i64>,
+}
+
+impl TaskSummary {
+    pub fn of(record: &TaskRecord) -> Self {
+        Self {
+            id: record.id,
+            service: record.service,
+            status: record.status,
+            created_ms: record.created_ms,
+            finished_ms: record.status.is_finished().then_some(record.updated_ms),
+        }
+    }
+}
+
+/// One page of [`TaskStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskSummary>,
+    /// Where the next page starts; `None`: no further task matches.
+    pub next: Option<ListCursor>,
+}
+
 /// Queue depth numbers.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct QueueStats {
@@ -247,4 +357,25 @@ pub type SharedStore = Arc<dyn TaskStore>;
 pub fn media_key(owner: &str, path: &str) -> String {
     let owner = owner.replace('%', "%25").replace('/', "%2F");
     format!("{owner}/{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_sort_like_their_text() {
+        let a = ListCursor { created_ms: 999, id: TaskId::new() };
+        let b = ListCursor { created_ms: 1_733_300_000_000, id: TaskId::new() };
+        assert_eq!(a.to_string().parse::<ListCursor>(), Ok(a));
+        assert_eq!(b.to_string().parse::<ListCursor>(), Ok(b));
+        assert!(a < b && a.to_string() < b.to_string());
+        let same_ms = ListCursor { created_ms: 999, ..b };
+        assert_eq!(a < same_ms, a.to_string() < same_ms.to_string(), "ties break by id in both forms");
+        for bad in ["", "x", "999.abc", "0000000000999", "000000000999.00000000-0000-4000-8000-000000000000",
+            "0000000000999.00000000-0000-4000-8000-00000000000G", "-000000000999.00000000-0000-4000-8000-000000000000",
+            "0000000000999.00000000000040008000000000000000"] {
+            assert_eq!(bad.parse::<ListCursor>(), Err(BadCursor), "{bad:?}");
+        }
+    }
 }

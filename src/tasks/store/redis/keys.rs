@@ -21,9 +21,23 @@ impl Keys {
 
     /// Task record hash: `meta` (submit-time JSON), `status`, `updated_ms`, `result` (the
     /// `TaskOutcome` as JSON), `owner`, `entry` (its work stream entry id), `media` (its media
-    /// keys, one per line), `idem` (its idempotency key).
+    /// keys, one per line), `idem` (its idempotency key), `pos` (its member in the owner's
+    /// task index).
     pub(super) fn record(&self, id: TaskId) -> String {
         format!("{}:task:{id}", self.ns)
+    }
+
+    /// What every task record key starts with (`list.lua` builds record keys from ids).
+    pub(super) fn record_prefix(&self) -> String {
+        format!("{}:task:", self.ns)
+    }
+
+    /// One owner's task index for `list`: a sorted set, every score 0, members the tasks'
+    /// list positions (`ListCursor` text, which sorts by creation time then id), so a page is
+    /// one `ZREVRANGEBYLEX`. Kept by `submit.lua` and `delete.lua`; `list.lua` drops members
+    /// whose record expired, and `submit.lua` those older than the owner's task TTL.
+    pub(super) fn owner_tasks(&self, owner: &str) -> String {
+        format!("{}:tasks:owner:{}", self.ns, escape(owner))
     }
 
     /// Task input hash, deleted on completion: `header` (JSON without images) and one field
@@ -146,6 +160,8 @@ mod tests {
             k.inflight(),
             k.inflight_bytes(),
             k.owner_inflight("o"),
+            k.owner_tasks("o"),
+            k.record_prefix(),
             k.idempotency("o", "key"),
         ] {
             assert!(key.starts_with("ns:"), "{key}");

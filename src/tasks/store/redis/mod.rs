@@ -14,7 +14,9 @@
 //! - `heartbeat`: `XCLAIM … JUSTID` by the current holder resets the entry's idle time.
 //! - `complete`: status + outcome written, input deleted, entry `XACK`ed and `XDEL`ed, in-flight
 //!   counts released at once.
-//! - `delete`: record, input, entry, portraits and idempotency key of one task at once.
+//! - `delete`: record, input, entry, portraits, idempotency key and index entry of one task at once.
+//! - `list`: one script pages the owner's task index (a sorted set `submit` adds to), reading
+//!   at most [`LIST_READ_BUDGET`] members and dropping those whose record expired.
 //!
 //! Every Redis failure is [`StoreError::Unavailable`]; the [`ConnectionManager`] reconnects on
 //! the next call, so the same store object works again once Redis is back.
@@ -36,9 +38,10 @@ use tokio::time::Instant;
 use self::keys::{Keys, GROUP, TASK_FIELD};
 use self::scripts::{Scripts, Verdict};
 use super::{
-    codec, Claimed, FullScope, Idempotency, QueueStats, StoreError, StoreOptions, Submitted, TaskStore, Ttls,
+    codec, Claimed, FullScope, Idempotency, ListCursor, QueueStats, StoreError, StoreOptions, Submitted, TaskPage,
+    TaskQuery, TaskStore, TaskSummary, Ttls,
 };
-use crate::tasks::{now_ms, FailureReason, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
+use crate::tasks::{now_ms, FailureReason, ServiceKind, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 
 /// Connection tuning. The defaults keep every call bounded when Redis is down.
 #[derive(Debug, Clone, Copy)]
@@ -405,6 +408,34 @@ fn verdict_to_result(verdict: Verdict, to: TaskStatus) -> Result<(), StoreError>
 /// after it (`submit.lua` renames or deletes it in the same transaction).
 const STAGING_TTL: Duration = Duration::from_secs(60);
 
+/// Most index members one `list` call reads (filters may skip many): bounds the script's time.
+const LIST_READ_BUDGET: usize = 400;
+
+/// Parses `list.lua`'s reply: the next member, then (member, service, status, updated_ms) per task.
+fn parse_page(reply: Vec<String>) -> Result<TaskPage, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("task index: {what}"));
+    let mut parts = reply.into_iter();
+    let next = parts.next().ok_or_else(|| corrupt("empty reply"))?;
+    let next = if next.is_empty() { None } else { Some(next.parse::<ListCursor>().map_err(|_| corrupt("bad member"))?) };
+    let rest: Vec<String> = parts.collect();
+    let mut tasks = Vec::with_capacity(rest.len() / 4);
+    for chunk in rest.chunks(4) {
+        let [member, service, status, updated] = chunk else { return Err(corrupt("short reply")) };
+        let pos: ListCursor = member.parse().map_err(|_| corrupt("bad member"))?;
+        let service = ServiceKind::from_path(service).ok_or_else(|| corrupt("unknown service"))?;
+        let status = parse_status(status)?;
+        let updated: i64 = updated.parse().map_err(|_| corrupt("bad updated_ms"))?;
+        tasks.push(TaskSummary {
+            id: pos.id,
+            service,
+            status,
+            created_ms: pos.created_ms,
+            finished_ms: status.is_finished().then_some(updated),
+        });
+    }
+    Ok(TaskPage { tasks, next })
+}
+
 /// How many reclaimable entries one sweep lists (the rest wait for the next sweep).
 const RECLAIM_BATCH: usize = 256;
 
@@ -451,6 +482,10 @@ impl TaskStore for RedisStore {
         let owner = &input.owner;
         let ttl = millis(opts.task_ttl(&self.inner.ttls, owner));
         let staging = keys.upload(record.id);
+        let position = ListCursor::of(&record).to_string();
+        // Index members older than the TTL name expired tasks: `submit.lua` drops them.
+        let ttl_ms = i64::try_from(ttl).unwrap_or(i64::MAX);
+        let stale_below = format!("({:013}", record.created_ms.saturating_sub(ttl_ms).max(0));
         // The images go in with a plain HSET (Redis keeps the received bytes; through the
         // script they would be copied twice more) to a staging key that `submit.lua` renames
         // to the input or deletes, all in one MULTI: still one atomic step.
@@ -464,7 +499,7 @@ impl TaskStore for RedisStore {
         pipe.cmd("PEXPIRE").arg(&staging).arg(millis(STAGING_TTL)).ignore();
         let mut eval = redis::cmd("EVALSHA");
         eval.arg(self.inner.scripts.submit.get_hash())
-            .arg(8)
+            .arg(9)
             .arg(keys.record(record.id))
             .arg(keys.input(record.id))
             .arg(keys.queue())
@@ -473,6 +508,7 @@ impl TaskStore for RedisStore {
             .arg(keys.owner_inflight(owner))
             .arg(idempotency.map_or_else(|| keys.idempotency(owner, ""), |i| keys.idempotency(owner, &i.key)))
             .arg(&staging)
+            .arg(keys.owner_tasks(owner))
             .arg(record.id.to_string())
             .arg(meta)
             .arg(owner)
@@ -483,7 +519,9 @@ impl TaskStore for RedisStore {
             .arg(opts.limits.max_bytes)
             .arg(opts.limits.max_per_owner)
             .arg(idempotency.map_or("", |i| i.fingerprint.as_str()))
-            .arg(millis(opts.idempotency_ttl));
+            .arg(millis(opts.idempotency_ttl))
+            .arg(position)
+            .arg(stale_below);
         pipe.add_command(eval);
         let mut conn = self.conn();
         let mut reply: Result<(Verdict,), RedisError> = pipe.query_async(&mut conn).await;
@@ -517,6 +555,7 @@ impl TaskStore for RedisStore {
             .key(keys.queue())
             .key(keys.inflight())
             .key(keys.inflight_bytes())
+            .key(keys.owner_tasks(owner))
             .arg(GROUP)
             .arg(owner)
             .arg(id.to_string())
@@ -578,6 +617,24 @@ impl TaskStore for RedisStore {
             record.outcome = Some(serde_json::from_str(&outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         }
         Ok(Some(record))
+    }
+
+    async fn list(&self, owner: &str, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let reply: Vec<String> = self
+            .inner
+            .scripts
+            .list
+            .key(self.inner.keys.owner_tasks(owner))
+            .arg(self.inner.keys.record_prefix())
+            .arg(query.after.map(|c| c.to_string()).unwrap_or_default())
+            .arg(query.limit.clamp(1, TaskQuery::MAX_LIMIT))
+            .arg(query.status.map_or("", TaskStatus::as_str))
+            .arg(query.service.map_or("", ServiceKind::as_str))
+            .arg(LIST_READ_BUDGET)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        parse_page(reply)
     }
 
     async fn claim(&self, worker: &str, wait: Duration) -> Result<Option<Claimed>, StoreError> {

@@ -15,6 +15,7 @@ pub(super) struct Scripts {
     pub(super) queue_stats: Script,
     pub(super) delete: Script,
     pub(super) put_media: Script,
+    pub(super) list: Script,
 }
 
 impl Scripts {
@@ -29,6 +30,7 @@ impl Scripts {
             queue_stats: with_prelude(include_str!("lua/queue_stats.lua")),
             delete: with_prelude(include_str!("lua/delete.lua")),
             put_media: with_prelude(include_str!("lua/put_media.lua")),
+            list: with_prelude(include_str!("lua/list.lua")),
         }
     }
 }

@@ -5,11 +5,12 @@
 -- flight. Nothing is kept unless it all is: a refused submit deletes its staged upload.
 -- KEYS[1] record hash, KEYS[2] input hash, KEYS[3] work stream, KEYS[4] in-flight set,
 -- KEYS[5] in-flight bytes hash, KEYS[6] the owner's in-flight set, KEYS[7] idempotency key,
--- KEYS[8] staged upload
+-- KEYS[8] staged upload, KEYS[9] the owner's task index
 -- ARGV[1] task id, ARGV[2] record JSON (submit-time), ARGV[3] owner, ARGV[4] now ms (record),
 -- ARGV[5] TTL ms, ARGV[6] image bytes, ARGV[7] max tasks, ARGV[8] max bytes, ARGV[9] max per
 -- owner, ARGV[10] request fingerprint ('' without an idempotency key), ARGV[11] idempotency
--- TTL ms
+-- TTL ms, ARGV[12] the task's list position (index member), ARGV[13] exclusive lex bound below
+-- which index members are older than the owner's task TTL (expired: dropped here)
 -- Returns {'OK', entry id} | {'EXISTING', task id} | {'CONFLICT'} | {'FULL', 'owner'|'queue'}
 -- | {'ILLEGAL', current status} when the id already exists
 
@@ -59,7 +60,7 @@ end
 
 local entry = redis.call('XADD', KEYS[3], '*', 'task', ARGV[1])
 redis.call('HSET', KEYS[1], 'meta', ARGV[2], 'status', 'PENDING', 'updated_ms', ARGV[4], 'owner', ARGV[3],
-  'entry', entry)
+  'entry', entry, 'pos', ARGV[12])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('RENAME', KEYS[8], KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
@@ -68,6 +69,9 @@ local expires = now + tonumber(ARGV[5])
 redis.call('ZADD', KEYS[4], expires, ARGV[1])
 redis.call('ZADD', KEYS[6], expires, ARGV[1])
 redis.call('PEXPIRE', KEYS[6], ARGV[5])
+redis.call('ZADD', KEYS[9], 0, ARGV[12])
+redis.call('ZREMRANGEBYLEX', KEYS[9], '-', ARGV[13])
+redis.call('PEXPIRE', KEYS[9], ARGV[5])
 redis.call('HSET', KEYS[5], ARGV[1], bytes)
 redis.call('HINCRBY', KEYS[5], '#total', bytes)
 if ARGV[10] ~= '' then
