@@ -521,7 +521,8 @@ impl TaskStore for RedisStore {
             .arg(idempotency.map_or("", |i| i.fingerprint.as_str()))
             .arg(millis(opts.idempotency_ttl))
             .arg(position)
-            .arg(stale_below);
+            .arg(stale_below)
+            .arg(record.service.as_str());
         pipe.add_command(eval);
         let mut conn = self.conn();
         let mut reply: Result<(Verdict,), RedisError> = pipe.query_async(&mut conn).await;
