@@ -82,7 +82,7 @@ async fn list_filters_pages_and_deletes(opts: Options) {
 
     // Owners see their own only.
     let (theirs_listed, _) = every_page(&other, "").await;
-    assert_eq!(ids(&theirs_listed), [theirs.clone()]);
+    assert_eq!(ids(&theirs_listed), std::slice::from_ref(&theirs));
 
     // Bad parameters: DRF field errors, all at once; other methods 405; no credential 401.
     for (query, field, message) in [

@@ -621,6 +621,24 @@ async fn list_pages_newest_first_filters_and_isolates_owners(b: &dyn Backend) {
     assert_eq!(store.list("alice", &TaskQuery { limit: 0, ..TaskQuery::default() }).await.unwrap().tasks.len(), 1);
 }
 
+async fn a_sparse_filter_pages_within_the_read_budget(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let base = now_ms();
+    // The one liveness task is the oldest, under more kyc tasks than one page may read.
+    let wanted = submit_at(&store, "alice", base, true).await;
+    let skipped = TaskQuery::READ_BUDGET + 50;
+    for i in 1..=skipped {
+        submit_at(&store, "alice", base + i as i64, false).await;
+    }
+    let query = TaskQuery { service: Some(ServiceKind::FaceLiveness), ..TaskQuery::default() };
+    let first = store.list("alice", &query).await.unwrap();
+    assert!(first.tasks.is_empty(), "the budget ends the first page early");
+    assert!(first.next.is_some(), "with a cursor to go on from");
+    let (ids, sizes) = all_pages(&store, "alice", query).await;
+    assert_eq!(ids, [wanted.id], "followed to the end, the match is found once");
+    assert_eq!(sizes, [0, 1]);
+}
+
 async fn list_forgets_deleted_and_expired_tasks(b: &dyn Backend) {
     let store = b.open(ttls(Duration::from_millis(1000), LONG)).await;
     let gone = submit(&store, "alice").await;
@@ -681,6 +699,7 @@ suite!(
     retention_is_per_owner,
     list_pages_newest_first_filters_and_isolates_owners,
     list_forgets_deleted_and_expired_tasks,
+    a_sparse_filter_pages_within_the_read_budget,
 );
 
 // === Redis-only behaviour ===

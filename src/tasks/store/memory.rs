@@ -323,7 +323,14 @@ impl State {
         let upper = query.after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut page = TaskPage::default();
         let mut gone = Vec::new();
-        for pos in index.range((Bound::Unbounded, upper)).rev() {
+        let mut last_read = None;
+        for (read, pos) in index.range((Bound::Unbounded, upper)).rev().enumerate() {
+            if read == TaskQuery::READ_BUDGET {
+                // Budget spent: the next page goes on below the last entry read.
+                page.next = last_read;
+                break;
+            }
+            last_read = Some(*pos);
             let Some(record) = self.records.get(&pos.id).filter(|r| r.live(now)).map(|r| &r.value) else {
                 gone.push(*pos);
                 continue;

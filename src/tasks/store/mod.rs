@@ -255,6 +255,10 @@ impl TaskQuery {
     pub const DEFAULT_LIMIT: usize = 20;
     /// Largest page: a page is read under one lock / one script.
     pub const MAX_LIMIT: usize = 100;
+    /// Most index entries one page reads (filters may skip many): bounds the time a page holds
+    /// the memory store's lock or runs as one Redis script; past it the page ends early, with
+    /// `next` where the read stopped.
+    pub const READ_BUDGET: usize = 400;
 }
 
 impl Default for TaskQuery {

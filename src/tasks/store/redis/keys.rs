@@ -22,7 +22,7 @@ impl Keys {
     /// Task record hash: `meta` (submit-time JSON), `status`, `updated_ms`, `result` (the
     /// `TaskOutcome` as JSON), `owner`, `entry` (its work stream entry id), `media` (its media
     /// keys, one per line), `idem` (its idempotency key), `pos` (its member in the owner's
-    /// task index).
+    /// task index), `service` (for `list`'s filter, without decoding `meta`).
     pub(super) fn record(&self, id: TaskId) -> String {
         format!("{}:task:{id}", self.ns)
     }

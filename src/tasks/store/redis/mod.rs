@@ -16,7 +16,7 @@
 //!   counts released at once.
 //! - `delete`: record, input, entry, portraits, idempotency key and index entry of one task at once.
 //! - `list`: one script pages the owner's task index (a sorted set `submit` adds to), reading
-//!   at most [`LIST_READ_BUDGET`] members and dropping those whose record expired.
+//!   at most [`TaskQuery::READ_BUDGET`] members and dropping those whose record expired.
 //!
 //! Every Redis failure is [`StoreError::Unavailable`]; the [`ConnectionManager`] reconnects on
 //! the next call, so the same store object works again once Redis is back.
@@ -408,9 +408,6 @@ fn verdict_to_result(verdict: Verdict, to: TaskStatus) -> Result<(), StoreError>
 /// after it (`submit.lua` renames or deletes it in the same transaction).
 const STAGING_TTL: Duration = Duration::from_secs(60);
 
-/// Most index members one `list` call reads (filters may skip many): bounds the script's time.
-const LIST_READ_BUDGET: usize = 400;
-
 /// Parses `list.lua`'s reply: the next member, then (member, service, status, updated_ms) per task.
 fn parse_page(reply: Vec<String>) -> Result<TaskPage, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("task index: {what}"));
@@ -521,7 +518,8 @@ impl TaskStore for RedisStore {
             .arg(idempotency.map_or("", |i| i.fingerprint.as_str()))
             .arg(millis(opts.idempotency_ttl))
             .arg(position)
-            .arg(stale_below);
+            .arg(stale_below)
+            .arg(record.service.as_str());
         pipe.add_command(eval);
         let mut conn = self.conn();
         let mut reply: Result<(Verdict,), RedisError> = pipe.query_async(&mut conn).await;
@@ -630,7 +628,7 @@ impl TaskStore for RedisStore {
             .arg(query.limit.clamp(1, TaskQuery::MAX_LIMIT))
             .arg(query.status.map_or("", TaskStatus::as_str))
             .arg(query.service.map_or("", ServiceKind::as_str))
-            .arg(LIST_READ_BUDGET)
+            .arg(TaskQuery::READ_BUDGET)
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;

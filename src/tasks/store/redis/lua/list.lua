@@ -25,16 +25,12 @@ while read < budget do
   end
   for _, member in ipairs(batch) do
     read = read + 1
-    local record = redis.call('HMGET', ARGV[1] .. string.sub(member, 15), 'status', 'meta', 'updated_ms')
+    local record = redis.call('HMGET', ARGV[1] .. string.sub(member, 15), 'status', 'service', 'updated_ms')
     if not record[1] then
       redis.call('ZREM', KEYS[1], member)
-    else
-      local service = ''
-      local ok, meta = pcall(cjson.decode, record[2] or '')
-      if ok and type(meta) == 'table' and type(meta['service']) == 'string' then
-        service = meta['service']
-      end
-      if (ARGV[4] == '' or ARGV[4] == record[1]) and (ARGV[5] == '' or ARGV[5] == service) then
+    elseif ARGV[4] == '' or ARGV[4] == record[1] then
+      local service = record[2] or ''
+      if ARGV[5] == '' or ARGV[5] == service then
         if found == limit then
           out[1] = out[#out - 3]
           return out

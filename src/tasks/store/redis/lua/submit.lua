@@ -10,7 +10,8 @@
 -- ARGV[5] TTL ms, ARGV[6] image bytes, ARGV[7] max tasks, ARGV[8] max bytes, ARGV[9] max per
 -- owner, ARGV[10] request fingerprint ('' without an idempotency key), ARGV[11] idempotency
 -- TTL ms, ARGV[12] the task's list position (index member), ARGV[13] exclusive lex bound below
--- which index members are older than the owner's task TTL (expired: dropped here)
+-- which index members are older than the owner's task TTL (expired: dropped here), ARGV[14]
+-- the service (kept in the record for `list.lua`'s filter)
 -- Returns {'OK', entry id} | {'EXISTING', task id} | {'CONFLICT'} | {'FULL', 'owner'|'queue'}
 -- | {'ILLEGAL', current status} when the id already exists
 
@@ -60,7 +61,7 @@ end
 
 local entry = redis.call('XADD', KEYS[3], '*', 'task', ARGV[1])
 redis.call('HSET', KEYS[1], 'meta', ARGV[2], 'status', 'PENDING', 'updated_ms', ARGV[4], 'owner', ARGV[3],
-  'entry', entry, 'pos', ARGV[12])
+  'entry', entry, 'pos', ARGV[12], 'service', ARGV[14])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('RENAME', KEYS[8], KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
