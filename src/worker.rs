@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::pipeline::Pipeline;
 use crate::tasks::store::{Claimed, SharedStore, StoreError};
-use crate::tasks::{FailureReason, TaskId, TaskOutcome};
+use crate::tasks::{FailureReason, TaskId, TaskInput, TaskOutcome};
 
 /// Settings for this instance's workers.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub fn spawn(
 }
 
 /// Runs one claimed task to completion, renewing its lease meanwhile.
-async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, heartbeat: Duration, task: Claimed) {
+async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, heartbeat: Duration, mut task: Claimed) {
     let id = task.id;
     if let Err(err) = store.start(worker, &task).await {
         tracing::warn!(task = %id, error = %err, "Could not mark task started");
@@ -87,8 +87,10 @@ async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, he
     // silently dead worker slot.
     let run = {
         let pipeline = pipeline.clone();
-        let input = task.input.clone();
-        tokio::spawn(async move { pipeline.run(id, &input, today).await })
+        // The pipeline owns the images (and frees each when done with it); the worker keeps
+        // the rest of the input for the store and the metrics.
+        let input = TaskInput { upload: task.input.upload.take_images(), ..task.input.clone() };
+        tokio::spawn(async move { pipeline.run(id, input, today).await })
     };
     tokio::pin!(run);
     let mut ticker = tokio::time::interval(heartbeat);
