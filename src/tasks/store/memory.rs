@@ -156,6 +156,7 @@ struct Taken {
     id: TaskId,
     seq: u64,
     deliveries: u32,
+    submitted_ms: Option<i64>,
     input: Result<TaskInput, PathBuf>,
 }
 
@@ -387,7 +388,9 @@ impl State {
                     lease.worker = worker.to_owned();
                     lease.until = MemoryStore::lease_for(ttls, now);
                     lease.deliveries += 1;
-                    return Some(Taken { id, seq, deliveries: lease.deliveries, input });
+                    let deliveries = lease.deliveries;
+                    let submitted_ms = self.records.get(&id).map(|r| r.value.record.created_ms);
+                    return Some(Taken { id, seq, deliveries, submitted_ms, input });
                 }
                 _ => {
                     self.fail(id, FailureReason::InputExpired, now);
@@ -407,7 +410,8 @@ impl State {
             let lease =
                 Lease { id: q.id, worker: worker.to_owned(), until: MemoryStore::lease_for(ttls, now), deliveries: 1 };
             self.leases.insert(q.seq, lease);
-            return Some(Taken { id: q.id, seq: q.seq, deliveries: 1, input });
+            let submitted_ms = self.records.get(&q.id).map(|r| r.value.record.created_ms);
+            return Some(Taken { id: q.id, seq: q.seq, deliveries: 1, submitted_ms, input });
         }
         None
     }
@@ -546,7 +550,8 @@ impl TaskStore for MemoryStore {
                 match input {
                     Ok(input) => {
                         let receipt = taken.seq.to_string();
-                        return Ok(Some(Claimed { id: taken.id, input, deliveries: taken.deliveries, receipt }));
+                        let (id, deliveries, submitted_ms) = (taken.id, taken.deliveries, taken.submitted_ms);
+                        return Ok(Some(Claimed { id, input, deliveries, receipt, submitted_ms }));
                     }
                     Err(e) => {
                         tracing::warn!(task = %taken.id, error = %e, "Spilled task input is unreadable; failing the task");
