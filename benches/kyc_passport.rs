@@ -85,8 +85,9 @@ fn main() -> anyhow::Result<()> {
                 }
                 let id = TaskId::new();
                 gateway.state.store.submit(TaskRecord::new(id, &input, now_ms()), input.clone()).await?;
+                let task_input = input.clone();
                 let (c0, w0) = (process_cpu(), Instant::now());
-                let outcome = gateway.pipeline.run(id, &input, today).await?;
+                let outcome = gateway.pipeline.run(id, task_input, today).await?;
                 let (c1, w1) = (process_cpu(), Instant::now());
                 let result = kycgate::api::result::render(&outcome);
                 anyhow::ensure!(outcome.status() == TaskStatus::Success, "task failed: {result}");

@@ -54,7 +54,7 @@ pub async fn verify(mut config: Config, selfie: &Path, passport: &Path, extend_d
     let mut record = TaskRecord::new(id, &input, now_ms());
     gateway.state.store.submit(record.clone(), input.clone()).await?;
     let today = chrono::Utc::now().date_naive();
-    let outcome = gateway.pipeline.run(id, &input, today).await?;
+    let outcome = gateway.pipeline.run(id, input, today).await?;
     record.status = outcome.status();
     record.outcome = Some(outcome);
     println!("{}", serde_json::to_string_pretty(&crate::api::tasks::task_json(&record))?);

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::pipeline::Pipeline;
 use crate::tasks::store::{Claimed, SharedStore, StoreError};
-use crate::tasks::{FailureReason, TaskId, TaskOutcome};
+use crate::tasks::{FailureReason, TaskInput, TaskOutcome};
 
 /// Settings for this instance's workers.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub fn spawn(
 }
 
 /// Runs one claimed task to completion, renewing its lease meanwhile.
-async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, heartbeat: Duration, task: Claimed) {
+async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, heartbeat: Duration, mut task: Claimed) {
     let id = task.id;
     if let Err(err) = store.start(worker, &task).await {
         tracing::warn!(task = %id, error = %err, "Could not mark task started");
@@ -87,8 +87,10 @@ async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, he
     // silently dead worker slot.
     let run = {
         let pipeline = pipeline.clone();
-        let input = task.input.clone();
-        tokio::spawn(async move { pipeline.run(id, &input, today).await })
+        // The pipeline owns the images (and frees each when done with it); the worker keeps
+        // the rest of the input for the store and the metrics.
+        let input = TaskInput { upload: task.input.upload.take_images(), ..task.input.clone() };
+        tokio::spawn(async move { pipeline.run(id, input, today).await })
     };
     tokio::pin!(run);
     let mut ticker = tokio::time::interval(heartbeat);
@@ -133,7 +135,7 @@ async fn store_outcome(store: &SharedStore, worker: &str, task: &Claimed, outcom
         match store.complete(worker, task, outcome.clone()).await {
             Ok(()) => {
                 tracing::info!(task = %id, status = status.as_str(), "Task finished");
-                let elapsed = since_submit(store, id).await;
+                let elapsed = since_submit(task);
                 crate::telemetry::metrics().task_finished(task.input.service().as_str(), status.as_str(), code.into(), elapsed);
                 return;
             }
@@ -151,11 +153,10 @@ async fn store_outcome(store: &SharedStore, worker: &str, task: &Claimed, outcom
     tracing::error!(task = %id, "Result could not be stored; the task will be reclaimed and run again");
 }
 
-/// Time since the task was submitted (its record's creation), for the duration metric; `None`
-/// when the record cannot be read.
-async fn since_submit(store: &SharedStore, id: TaskId) -> Option<Duration> {
-    let record = store.get(id).await.ok()??;
-    let ms = crate::tasks::now_ms().saturating_sub(record.created_ms).max(0);
+/// Time since the task was submitted, for the duration metric; `None` when the store could not
+/// say (then no duration is recorded).
+fn since_submit(task: &Claimed) -> Option<Duration> {
+    let ms = crate::tasks::now_ms().saturating_sub(task.submitted_ms?).max(0);
     Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
@@ -170,7 +171,7 @@ mod tests {
     use crate::routing::{Routed, SubCallRouter};
     use crate::tasks::store::memory::MemoryStore;
     use crate::tasks::store::Ttls;
-    use crate::tasks::{now_ms, ServiceInput, TaskInput, TaskRecord, TaskStatus};
+    use crate::tasks::{now_ms, ServiceInput, TaskId, TaskRecord, TaskStatus};
 
     /// A router whose every sub-call takes `delay` and gets no answer.
     struct SlowRouter(Duration);

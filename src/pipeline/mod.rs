@@ -37,8 +37,8 @@ pub struct Pipeline {
 }
 
 /// An uploaded image with its sniffed type, as providers take it.
-fn image(bytes: &Bytes) -> Image {
-    Image { bytes: bytes.clone(), mime: images::sniff(bytes).unwrap_or("application/octet-stream") }
+fn image(bytes: Bytes) -> Image {
+    Image { mime: images::sniff(&bytes).unwrap_or("application/octet-stream"), bytes }
 }
 
 /// A portrait or registered face used as a compare reference (JPEG unless it says otherwise).
@@ -85,8 +85,9 @@ impl Pipeline {
         self.cropper.clone()
     }
 
-    /// Runs `input` to its outcome.
-    pub async fn run(&self, id: TaskId, input: &TaskInput, today: NaiveDate) -> Result<TaskOutcome, PipelineError> {
+    /// Runs `input` to its outcome. It takes the images: each is dropped once the sub-calls
+    /// that need it are done (a passport page after document OCR), not when the task ends.
+    pub async fn run(&self, id: TaskId, input: TaskInput, today: NaiveDate) -> Result<TaskOutcome, PipelineError> {
         use tracing::Instrument;
         let span = tracing::info_span!("task", task = %id, service = %input.service());
         // Same trace as the POST that created the task, whichever instance runs it.
@@ -102,16 +103,18 @@ impl Pipeline {
     async fn dispatch(
         &self,
         id: TaskId,
-        input: &TaskInput,
+        mut input: TaskInput,
         ctx: &RouteContext,
         today: NaiveDate,
     ) -> Result<TaskOutcome, PipelineError> {
         let extend = input.extend_data;
-        match &input.upload {
+        let upload = input.upload.take_images();
+        let input = &input;
+        match upload {
             ServiceInput::FaceLiveness { selfie } => Ok(self.face_liveness(image(selfie), ctx, extend).await),
             ServiceInput::RegisterFace { selfie } => self.register_face(image(selfie), &input.owner, ctx, extend).await,
             ServiceInput::AuthenticateFace { selfie, face } => {
-                self.authenticate_face(image(selfie), *face, &input.owner, ctx, extend).await
+                self.authenticate_face(image(selfie), face, &input.owner, ctx, extend).await
             }
             ServiceInput::OcrPassport { passport } => self.document(id, input, ctx, vec![image(passport)], None, today).await,
             ServiceInput::OcrCard { front, back } => {

@@ -209,6 +209,18 @@ impl ServiceInput {
 }
 
 impl ServiceInput {
+    /// Moves the images out, leaving this input with empty ones (same service and face): a
+    /// running task's worker keeps what the task is, while the pipeline owns the bytes and
+    /// drops each as soon as its last sub-call is done with it.
+    pub fn take_images(&mut self) -> Self {
+        let empty = Self::from_roles(self.kind(), self.face(), |_| Some(Bytes::new()));
+        match empty {
+            Some(empty) => std::mem::replace(self, empty),
+            // Unreachable: every role and the face are given. Keep the images rather than lose them.
+            None => self.clone(),
+        }
+    }
+
     /// Total image bytes: what a queued task costs a store (its queue bounds count this).
     pub fn image_bytes(&self) -> u64 {
         self.images().iter().map(|(_, b)| b.len() as u64).sum()
@@ -323,6 +335,15 @@ mod base64_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn take_images_moves_the_bytes_out_and_keeps_what_the_task_is() {
+        let face = Uuid::new_v4();
+        let mut input = ServiceInput::AuthenticateFace { selfie: Bytes::from_static(b"\xff\xd8selfie"), face };
+        let taken = input.take_images();
+        assert_eq!(taken, ServiceInput::AuthenticateFace { selfie: Bytes::from_static(b"\xff\xd8selfie"), face });
+        assert_eq!((input.kind(), input.face(), input.image_bytes()), (ServiceKind::AuthenticateFace, Some(face), 0));
+    }
 
     #[test]
     fn inputs_round_trip_through_their_stored_form_and_never_print_bytes() {

@@ -337,6 +337,16 @@ async fn complete_deletes_the_input(b: &dyn Backend) {
     assert_eq!(stats.pending, 0);
 }
 
+async fn a_claim_says_when_its_task_was_submitted(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let before = now_ms();
+    submit(&store, "alice").await;
+    let c = claim_now(&store, "w1").await.unwrap();
+    let submitted = c.submitted_ms.expect("the submit time, for the task-duration metric");
+    // Redis stamps it with its own clock (the same machine here): allow a little skew.
+    assert!((before - 1_000..=now_ms() + 1_000).contains(&submitted), "{submitted} not near {before}");
+}
+
 async fn records_expire(b: &dyn Backend) {
     let store = b.open(ttls(Duration::from_millis(1000), LONG)).await;
     let id = submit(&store, "alice").await;
@@ -688,6 +698,7 @@ suite!(
     expired_lease_is_reclaimed_and_old_worker_loses_it,
     heartbeat_keeps_the_lease,
     complete_deletes_the_input,
+    a_claim_says_when_its_task_was_submitted,
     records_expire,
     media_and_faces_round_trip_and_expire,
     queue_stats_count_undelivered_work,

@@ -144,6 +144,10 @@ pub struct Claimed {
     pub deliveries: u32,
     /// Backend-specific delivery handle (the stream entry id for Redis).
     pub receipt: String,
+    /// When the task was submitted (Unix ms), for the task-duration metric without reading the
+    /// record back after completing it. Redis: the time in its stream entry id (the server's
+    /// clock).
+    pub submitted_ms: Option<i64>,
 }
 
 /// Storage lifetimes.

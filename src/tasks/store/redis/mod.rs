@@ -316,7 +316,11 @@ impl RedisStore {
             return Ok(None);
         };
         let failure = match self.read_input(id).await? {
-            Some(Ok(input)) => return Ok(Some(Claimed { id, input, deliveries, receipt: entry })),
+            Some(Ok(input)) => {
+                // `XADD *` ids are `<ms>-<seq>`: the submit time.
+                let submitted_ms = entry.split('-').next().and_then(|ms| ms.parse().ok());
+                return Ok(Some(Claimed { id, input, deliveries, receipt: entry, submitted_ms }));
+            }
             Some(Err(e)) => {
                 tracing::warn!(task = %id, error = %e, "Stored task input is undecodable; failing the task");
                 FailureReason::InputCorrupt
