@@ -123,12 +123,13 @@ impl FaceDetector {
     /// Finds faces on a document page, largest first, as [`detect`](Self::detect) finds them, at
     /// about half the cost when the page is larger than the small input.
     ///
-    /// Two passes of the small network replace the full-size one: the page shrunk to 320 px
-    /// locates the largest face (a page's portrait is well inside YuNet's range there), then the
-    /// 320 px window around it of the page at the full pass's scale, aligned to the network's
-    /// 32 px grid, gives its box and landmarks as the full pass would (the same pixels on the
-    /// same anchors; only context beyond the window differs). When the first pass finds nothing,
-    /// or the face does not fit a window, the full passes of `detect` run.
+    /// Two passes of the small network replace the full-size one: the page box-averaged to fit
+    /// 320 px locates the largest face (a page's portrait is well inside YuNet's range there; the
+    /// box average is cheap and the next pass sets the box), then the 320 px window around it of
+    /// the page at the full pass's scale, aligned to the network's 32 px grid, gives its box and
+    /// landmarks as the full pass would (the same pixels on the same anchors; only context beyond
+    /// the window differs). When either pass finds nothing, or the face does not fit a window,
+    /// the full passes of `detect` run.
     pub fn detect_document(&self, img: &RgbImage) -> Result<Vec<Face>, VisionError> {
         let (w, h) = img.dimensions();
         if w == 0 || h == 0 {
@@ -139,14 +140,24 @@ impl FaceDetector {
             // The page already fits the small input: `detect`'s first pass is the small one.
             return self.detect(img);
         };
-        let located = self.detect_at(img, SMALL_INPUT as f32 / long)?;
-        let Some(face) = located.first() else {
-            return self.detect(img);
-        };
         // The full pass's image: shrunk to fit the large input, never enlarged.
         let scale = (self.size as f32 / long).min(1.0);
         let nw = ((w as f32 * scale).round() as u32).clamp(1, self.size);
         let nh = ((h as f32 * scale).round() as u32).clamp(1, self.size);
+        let scaled;
+        let page = if (nw, nh) == (w, h) {
+            img
+        } else {
+            scaled = crate::resize::downscale(img, nw, nh);
+            &scaled
+        };
+        let k = nw.max(nh).div_ceil(SMALL_INPUT).max(1);
+        let thumb = crate::resize::box_average(page, k);
+        let located = self.infer(small, SMALL_INPUT as usize, &thumb, 0, 0)?;
+        let located = to_image(located, (k * w) as f32 / nw as f32, (k * h) as f32 / nh as f32, w, h);
+        let Some(face) = located.first() else {
+            return self.detect(img);
+        };
         let (sx, sy) = (nw as f32 / w as f32, nh as f32 / h as f32);
         let [fx, fy, fw, fh] = face.bbox;
         // Window origin on the 32 px grid, the face centre at least half a window from its left
@@ -159,16 +170,10 @@ impl FaceDetector {
         if fw * sx / 2.0 > margin || fh * sy / 2.0 > margin {
             return self.detect(img);
         }
-        let scaled;
-        let page = if (nw, nh) == (w, h) {
-            img
-        } else {
-            scaled = crate::resize::downscale(img, nw, nh);
-            &scaled
-        };
         let mut faces = self.infer(small, SMALL_INPUT as usize, page, x0, y0)?;
         if faces.is_empty() {
-            return Ok(located);
+            // Context beyond the window mattered (seen on one engraved portrait): the full passes.
+            return self.detect(img);
         }
         for f in &mut faces {
             f.bbox = [f.bbox[0] + x0 as f32, f.bbox[1] + y0 as f32, f.bbox[2], f.bbox[3]];
