@@ -469,7 +469,7 @@ impl Engine {
     /// The largest face on a document page (no selfie gates: portraits on documents are small,
     /// and the main portrait is larger than its ghost image wherever it sits on the page).
     fn any_face(&self, img: &RgbImage) -> Result<Option<Face>, ProviderError> {
-        let faces = self.detector()?.detect(img).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let faces = self.detector()?.detect_document(img).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         Ok(faces.into_iter().next())
     }
 

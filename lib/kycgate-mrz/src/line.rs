@@ -5,7 +5,7 @@
 
 use crate::decode::Candidates;
 use crate::locate::{Gray, TextLine};
-use crate::nn::{axpy, conv3x3_relu, maxpool, softmax, Conv, Weights};
+use crate::nn::{conv1d, conv3x3_relu, maxpool, softmax, Conv, Weights};
 use crate::ocr::{ModelError, ALPHABET};
 
 /// Rows of the normalised line window.
@@ -207,34 +207,6 @@ fn argmax(p: &[f32]) -> usize {
         }
     }
     best
-}
-
-/// 1-D 'same' convolution with kernel `k` over a sequence of `t` frames, `cin` feature planes.
-fn conv1d(c: &Conv, x: &[f32], t: usize, k: usize, relu: bool) -> Vec<f32> {
-    let mut out = vec![0f32; c.cout * t];
-    let half = k / 2;
-    for o in 0..c.cout {
-        let row = &mut out[o * t..(o + 1) * t];
-        row.iter_mut().for_each(|v| *v = c.b[o]);
-        for i in 0..c.cin {
-            let src = &x[i * t..(i + 1) * t];
-            for kk in 0..k {
-                let wv = c.w[(o * c.cin + i) * k + kk];
-                // out[j] += wv * src[j + kk - half]
-                if kk >= half {
-                    let s = kk - half;
-                    axpy(&mut row[..t - s], &src[s..], wv);
-                } else {
-                    let s = half - kk;
-                    axpy(&mut row[s..], &src[..t - s], wv);
-                }
-            }
-        }
-        if relu {
-            row.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

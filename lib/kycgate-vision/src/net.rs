@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::konst::Const;
 
 use crate::error::VisionError;
 
@@ -44,6 +45,7 @@ impl Net {
         }
         let plan = model
             .into_optimized()
+            .and_then(natural_constants)
             .and_then(|m| m.into_runnable())
             .map_err(load_err)?;
         Ok(Self { plan, name, shape })
@@ -73,6 +75,30 @@ impl Net {
     pub(crate) fn name(&self) -> &'static str {
         self.name
     }
+}
+
+/// Gives every constant of the optimised graph the natural strides of its shape.
+///
+/// tract's optimiser leaves some constants (the per-channel PReLU slopes of fr_feature and
+/// MiniFASNet, `[1, C, 1, 1]`) with the strides of an inserted unit axis; its by-scalar binary ops
+/// then take their generic per-element path instead of the SIMD kernel. Only strides of unit
+/// axes differ, so the values and their order are unchanged and so are the outputs; the layout
+/// is what the fast path checks for.
+fn natural_constants(mut model: TypedModel) -> TractResult<TypedModel> {
+    for node in &mut model.nodes {
+        let Some(konst) = node.op_as::<Const>() else { continue };
+        let t = konst.val();
+        let natural = Tensor::natural_strides(t.shape());
+        let unit_axes_only = t.shape().iter().zip(t.strides().iter().zip(&natural)).all(|(&d, (s, n))| d == 1 || s == n);
+        if t.strides() == &*natural || !unit_axes_only || konst.exotic_fact().is_some() {
+            continue;
+        }
+        let shape = t.shape().to_vec();
+        // Reshaping to another shape and back recomputes the strides (same-shape reshapes keep them).
+        let relaid = (**t).clone().into_shape(&[t.len()])?.into_shape(&shape)?;
+        node.op = Box::new(Const::new(Arc::new(relaid))?);
+    }
+    Ok(model)
 }
 
 /// Softmax over a logit vector.

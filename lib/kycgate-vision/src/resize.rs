@@ -32,7 +32,7 @@ pub fn shrink_to(img: &RgbImage, max_side: u32) -> Option<RgbImage> {
 }
 
 /// Mean of each k×k block (the ragged right/bottom edge averages what it has).
-fn box_average(img: &RgbImage, k: u32) -> RgbImage {
+pub(crate) fn box_average(img: &RgbImage, k: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     let (ow, oh) = (w.div_ceil(k), h.div_ceil(k));
     let src = img.as_raw();
