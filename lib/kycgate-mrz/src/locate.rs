@@ -132,38 +132,10 @@ pub struct Band {
 const INK_FRACTION: f32 = 0.12;
 /// Minimum absolute darkness against the local mean, in gray levels.
 const INK_MIN_DELTA: f32 = 10.0;
-
-/// How a page is prepared and binarised for location. The first pass suits sharp print at the
-/// working size; when it finds no band, the reader retries with [`RETRY_PASSES`] (blur smears
-/// neighbouring glyphs into one blob and thin strokes fade under the local-mean threshold; a page
-/// shrunk to half has glyphs too small to chain).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Pass {
-    /// The working image's longer side is brought to at least this many pixels.
-    pub min_side: f32,
-    /// Largest upscale of a small page.
-    pub max_up: f32,
-    /// Unsharp-mask strength (0: none): `px + sharpen · (px − local mean)`.
-    pub sharpen: f32,
-    /// Unsharp-mask radius in working pixels per unit of upscale (a page upscaled 3× has a blur 3× wider).
-    pub sharpen_radius: f32,
-    /// Ink threshold as a fraction of the local mean.
-    pub ink_fraction: f32,
-}
-
-/// The pass every page gets.
-pub const FIRST_PASS: Pass = Pass { min_side: 1000.0, max_up: 4.0, sharpen: 0.0, sharpen_radius: 0.0, ink_fraction: INK_FRACTION };
-
-/// Passes tried, in order, only when the first found no MRZ-like band. One unsharp-masked pass:
-/// on the tuning half of the blurred pages it found 1 more band; a second pass upscaling small pages
-/// to 2000 px (up to 8×) found 1 more half-scale band but no more correct reads, at 2.6× the CPU
-/// on blurred pages, so it is not used (docs/MRZ.md).
-pub const RETRY_PASSES: [Pass; 1] = [Pass { sharpen: 1.5, sharpen_radius: 2.0, ..FIRST_PASS }];
 /// Fewest character blobs a chain needs to count as an MRZ line candidate.
 const MIN_LINE_BLOBS: usize = 18;
 
-/// Local means over a `(2r + 1)²` window (clipped at the border), from an integral image.
-fn local_means(g: &Gray, r: usize) -> Vec<f32> {
+fn binarise(g: &Gray, win: usize) -> Vec<bool> {
     let (w, h) = (g.w, g.h);
     let mut integ = vec![0f64; (w + 1) * (h + 1)];
     for y in 0..h {
@@ -173,31 +145,19 @@ fn local_means(g: &Gray, r: usize) -> Vec<f32> {
             integ[(y + 1) * (w + 1) + x + 1] = integ[y * (w + 1) + x + 1] + row;
         }
     }
-    let mut out = Vec::with_capacity(w * h);
+    let r = win / 2;
+    let mut out = vec![false; w * h];
     for y in 0..h {
         let (ya, yb) = (y.saturating_sub(r), (y + r + 1).min(h));
         for x in 0..w {
             let (xa, xb) = (x.saturating_sub(r), (x + r + 1).min(w));
             let sum = integ[yb * (w + 1) + xb] - integ[ya * (w + 1) + xb] - integ[yb * (w + 1) + xa] + integ[ya * (w + 1) + xa];
-            out.push((sum / ((yb - ya) * (xb - xa)) as f64) as f32);
+            let mean = (sum / ((yb - ya) * (xb - xa)) as f64) as f32;
+            let v = g.px[y * w + x];
+            out[y * w + x] = v < mean - (mean * INK_FRACTION).max(INK_MIN_DELTA);
         }
     }
     out
-}
-
-impl Gray {
-    /// Unsharp mask: `px + amount · (px − mean over radius r)`, clamped to 0..=255. Restores the
-    /// contrast of thin strokes and the gaps between glyphs that blur fills in.
-    pub fn sharpened(&self, r: usize, amount: f32) -> Self {
-        let means = local_means(self, r.max(1));
-        let px = self.px.iter().zip(&means).map(|(&v, &m)| (v + amount * (v - m)).clamp(0.0, 255.0)).collect();
-        Self { w: self.w, h: self.h, px }
-    }
-}
-
-fn binarise(g: &Gray, win: usize, ink_fraction: f32) -> Vec<bool> {
-    let means = local_means(g, win / 2);
-    g.px.iter().zip(&means).map(|(&v, &mean)| v < mean - (mean * ink_fraction).max(INK_MIN_DELTA)).collect()
 }
 
 fn components(mask: &[bool], w: usize, h: usize) -> Vec<Blob> {
@@ -437,12 +397,8 @@ fn snap_len(len: usize) -> Option<usize> {
 
 /// Every fixed-pitch text line of at least `MIN_LINE_BLOBS` characters, in no particular order.
 pub fn find_lines(g: &Gray) -> Vec<TextLine> {
-    find_lines_with(g, INK_FRACTION)
-}
-
-fn find_lines_with(g: &Gray, ink_fraction: f32) -> Vec<TextLine> {
     let win = ((g.w.max(g.h) / 24) | 1).max(15);
-    let mask = binarise(g, win, ink_fraction);
+    let mask = binarise(g, win);
     let max_h = (g.h.max(g.w) / 6).max(8) as f32;
     let blobs: Vec<Blob> = components(&mask, g.w, g.h)
         .into_iter()
@@ -453,12 +409,7 @@ fn find_lines_with(g: &Gray, ink_fraction: f32) -> Vec<TextLine> {
 
 /// Candidate bands, most plausible first. Coordinates are in `g`'s pixels.
 pub fn find_bands(g: &Gray) -> Vec<Band> {
-    find_bands_with(g, INK_FRACTION)
-}
-
-/// [`find_bands`] with another ink threshold (see [`Pass::ink_fraction`]).
-pub fn find_bands_with(g: &Gray, ink_fraction: f32) -> Vec<Band> {
-    let mut lines: Vec<TextLine> = find_lines_with(g, ink_fraction).into_iter().filter(|l| l.len >= 27 && l.len <= 47).collect();
+    let mut lines: Vec<TextLine> = find_lines(g).into_iter().filter(|l| l.len >= 27 && l.len <= 47).collect();
     // Sort top to bottom by the perpendicular offset of their origins.
     lines.sort_by(|a, b| a.origin.1.total_cmp(&b.origin.1));
     let mut bands = Vec::new();
@@ -558,16 +509,6 @@ mod tests {
         assert_eq!(snap_len(42), Some(44));
         assert_eq!(snap_len(31), Some(30));
         assert_eq!(snap_len(40), None);
-    }
-
-    #[test]
-    fn sharpening_deepens_a_blurred_stroke_and_keeps_flat_paper() {
-        // A 3-px dark stroke smeared over 7 px: its core is only ~60 levels under the paper.
-        let row = [200.0, 190.0, 165.0, 140.0, 130.0, 140.0, 165.0, 190.0, 200.0, 200.0, 200.0];
-        let g = Gray { w: row.len(), h: 1, px: row.to_vec() };
-        let s = g.sharpened(2, 1.5);
-        assert!(s.px[4] < g.px[4] - 20.0, "core {} vs {}", s.px[4], g.px[4]);
-        assert_eq!(s.px[10], 200.0, "flat paper unchanged");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use image::{imageops, GrayImage, RgbImage};
 
 use crate::decode::{self, Candidates};
 use crate::line::{window_for_line, LineRead, LineRecognizer};
-use crate::locate::{find_bands_with, Gray, Pass, TextLine, FIRST_PASS, RETRY_PASSES};
+use crate::locate::{find_bands, Gray, TextLine};
 use crate::ocr::{read_line_sheared, CharClassifier, ModelError};
 use crate::segment::fit_grid;
 use crate::parse::{Mrz, Today};
@@ -59,7 +59,9 @@ const SURE_CHAR: f32 = 0.9;
 const SHEARS: [f32; 2] = [-0.2, 0.2];
 /// ln-probability a slanted reading of a line must gain to replace the upright one.
 const SHEAR_MARGIN: f32 = 0.5;
-/// Working images are scaled so their longer side is at most this many pixels (the least is the pass's).
+/// Working images are scaled so their longer side is at least this many pixels.
+const MIN_WORK_SIDE: f32 = 1000.0;
+/// ... and at most this many.
 const MAX_WORK_SIDE: f32 = 2000.0;
 
 impl MrzReader {
@@ -168,20 +170,63 @@ impl MrzReader {
     /// Finds and reads the MRZ in `img`; `today` resolves two-digit years.
     pub fn read(&self, img: &RgbImage, today: Today) -> Result<MrzRead, ReadError> {
         let gray: GrayImage = ink_gray(img);
-        let mut search = Search { found_band: false, best: None };
-        if let Some(read) = self.search(&gray, today, &FIRST_PASS, &mut search) {
-            return Ok(read);
-        }
-        // Only a page where the first pass located nothing MRZ-like pays for the retries.
-        for pass in RETRY_PASSES {
-            if search.found_band || search.best.is_some() {
-                break;
+        let (w0, h0) = gray.dimensions();
+        let mut found_band = false;
+        let mut best: Option<Best> = None;
+        for rot in [0u16, 180, 90, 270] {
+            let rotated = match rot {
+                90 => imageops::rotate90(&gray),
+                180 => imageops::rotate180(&gray),
+                270 => imageops::rotate270(&gray),
+                _ => gray.clone(),
+            };
+            let g = Gray::from_image(&rotated);
+            let side = g.w.max(g.h) as f32;
+            let scale = if side < MIN_WORK_SIDE {
+                (MIN_WORK_SIDE / side).min(4.0)
+            } else if side > MAX_WORK_SIDE {
+                MAX_WORK_SIDE / side
+            } else {
+                1.0
+            };
+            let g = if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g };
+            for band in find_bands(&g).into_iter().take(MAX_BANDS) {
+                let bbox = band_in_input(band.bbox, scale, rot, w0, h0);
+                // The line recogniser first: a whole-line read that satisfies every check digit is final.
+                let ctc = self.read_band_ctc(&g, &band.lines);
+                let ctc_read = ctc.as_ref().and_then(|c| decode::decode(c, today).map(|d| (d, mean_top(c))));
+                if let Some((d, _)) = ctc_read.as_ref().filter(|(d, _)| d.mrz.checks.failed() == 0) {
+                    return Ok(MrzRead { mrz: d.mrz.clone(), confidence: d.confidence, rotation_deg: rot, band: bbox });
+                }
+                let lines: Vec<Candidates> = band.lines.iter().map(|l| self.read_line_best(&g, l)).collect();
+                let cell_top = mean_top(&lines);
+                // Text the cell reader finds unlike MRZ print is not an MRZ, whatever a line read makes of it.
+                if cell_top < MRZ_LIKE_CONFIDENCE {
+                    continue;
+                }
+                found_band = true;
+                let cell_read = decode::decode(&lines, today).map(|d| (d, cell_top));
+                for (d, top) in [cell_read, ctc_read].into_iter().flatten() {
+                    let failed = d.mrz.checks.failed();
+                    let read = MrzRead { mrz: d.mrz, confidence: d.confidence, rotation_deg: rot, band: bbox };
+                    if failed == 0 {
+                        return Ok(read);
+                    }
+                    // Keep the reading that fails the fewest check digits (specimens can print wrong ones),
+                    // a sure one counting as failing fewer: a clean read of a badly printed specimen
+                    // beats a smudge that happens to miss fewer digits.
+                    let sure = top >= SURE_READ;
+                    let better = best.as_ref().is_none_or(|b| {
+                        let (mine, theirs) = (doubt(failed, sure), doubt(b.failed, b.sure));
+                        mine < theirs || (mine == theirs && read.confidence > b.read.confidence)
+                    });
+                    if better {
+                        let retry = (g.clone(), band.lines.clone(), lines.clone());
+                        best = Some(Best { failed, sure, read, retry });
+                    }
+                }
             }
-            if let Some(read) = self.search(&gray, today, &pass, &mut search) {
-                return Ok(read);
-            }
         }
-        let Search { found_band, mut best } = search;
         if let Some(b) = best.as_mut() {
             self.retry_slanted(b, today);
         }
@@ -192,80 +237,6 @@ impl MrzReader {
             None => Err(ReadError::NotFound),
         }
     }
-
-    /// One location pass at the four rotations: a reading that satisfies every check digit is
-    /// returned at once; otherwise the best one so far is kept in `search`.
-    fn search(&self, gray: &GrayImage, today: Today, pass: &Pass, search: &mut Search) -> Option<MrzRead> {
-        let (w0, h0) = gray.dimensions();
-        for rot in [0u16, 180, 90, 270] {
-            let rotated = match rot {
-                90 => imageops::rotate90(gray),
-                180 => imageops::rotate180(gray),
-                270 => imageops::rotate270(gray),
-                _ => gray.clone(),
-            };
-            let g = Gray::from_image(&rotated);
-            let side = g.w.max(g.h) as f32;
-            let scale = if side < pass.min_side {
-                (pass.min_side / side).min(pass.max_up)
-            } else if side > MAX_WORK_SIDE {
-                MAX_WORK_SIDE / side
-            } else {
-                1.0
-            };
-            let g = if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g };
-            let bands = if pass.sharpen > 0.0 {
-                let r = (pass.sharpen_radius * scale.max(1.0)).round() as usize;
-                find_bands_with(&g.sharpened(r, pass.sharpen), pass.ink_fraction)
-            } else {
-                find_bands_with(&g, pass.ink_fraction)
-            };
-            for band in bands.into_iter().take(MAX_BANDS) {
-                let bbox = band_in_input(band.bbox, scale, rot, w0, h0);
-                // The line recogniser first: a whole-line read that satisfies every check digit is final.
-                let ctc = self.read_band_ctc(&g, &band.lines);
-                let ctc_read = ctc.as_ref().and_then(|c| decode::decode(c, today).map(|d| (d, mean_top(c))));
-                if let Some((d, _)) = ctc_read.as_ref().filter(|(d, _)| d.mrz.checks.failed() == 0) {
-                    return Some(MrzRead { mrz: d.mrz.clone(), confidence: d.confidence, rotation_deg: rot, band: bbox });
-                }
-                let lines: Vec<Candidates> = band.lines.iter().map(|l| self.read_line_best(&g, l)).collect();
-                let cell_top = mean_top(&lines);
-                // Text the cell reader finds unlike MRZ print is not an MRZ, whatever a line read makes of it.
-                if cell_top < MRZ_LIKE_CONFIDENCE {
-                    continue;
-                }
-                search.found_band = true;
-                let cell_read = decode::decode(&lines, today).map(|d| (d, cell_top));
-                for (d, top) in [cell_read, ctc_read].into_iter().flatten() {
-                    let failed = d.mrz.checks.failed();
-                    let read = MrzRead { mrz: d.mrz, confidence: d.confidence, rotation_deg: rot, band: bbox };
-                    if failed == 0 {
-                        return Some(read);
-                    }
-                    // Keep the reading that fails the fewest check digits (specimens can print wrong ones),
-                    // a sure one counting as failing fewer: a clean read of a badly printed specimen
-                    // beats a smudge that happens to miss fewer digits.
-                    let sure = top >= SURE_READ;
-                    let better = search.best.as_ref().is_none_or(|b| {
-                        let (mine, theirs) = (doubt(failed, sure), doubt(b.failed, b.sure));
-                        mine < theirs || (mine == theirs && read.confidence > b.read.confidence)
-                    });
-                    if better {
-                        let retry = (g.clone(), band.lines.clone(), lines.clone());
-                        search.best = Some(Best { failed, sure, read, retry });
-                    }
-                }
-            }
-        }
-        None
-    }
-}
-
-/// What the location passes have found so far.
-struct Search {
-    /// Some band read as MRZ-like print.
-    found_band: bool,
-    best: Option<Best>,
 }
 
 /// Brightest channel per pixel: MRZ ink is black, so coloured security print, stamps and overlays
