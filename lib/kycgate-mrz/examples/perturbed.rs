@@ -1,9 +1,11 @@
 //! Reads the shared pages and degraded copies of them (rotation ±10°, blur, JPEG q30, half scale,
 //! keystone) and prints one row per condition, with the share of the unperturbed score kept:
 //! `cargo run --release -p kycgate-mrz --example perturbed [EVAL_DIR/mrz]`.
-//! `MRZ_CELLS_ONLY=1` runs the earlier, cell-only reader. Also prints the reader's CPU time per page (this thread's, from /proc/thread-self/schedstat).
+//! `MRZ_CELLS_ONLY=1` runs the earlier, cell-only reader; `MRZ_PAGES=tune|held` reads only the tuning or
+//! the held-out half of the MRZ pages (alternate sorted file names; the negative page is in both).
+//! `MRZ_LIST_NO_READ=1` names the pages with no read under each condition. Also prints the reader's CPU time per page (this thread's, from /proc/thread-self/schedstat).
 
-use kycgate_mrz::eval::{eval_dir_from_args, eval_pages, reader_from_env, MrzReport};
+use kycgate_mrz::eval::{eval_dir_from_args, eval_page_set, reader_from_env, MrzReport, PageSet};
 use kycgate_mrz::parse::Today;
 use kycgate_mrz::perturb::STANDARD;
 
@@ -38,8 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // MRZ_CELLS_ONLY: the earlier reader (no whole-line reads), for the before column.
     let reader = if std::env::var_os("MRZ_CELLS_ONLY").is_some() { reader.cells_only() } else { reader };
     let today = Today { year: 2026, month: 1, day: 1 };
+    let set = PageSet::from_env();
+    let list = std::env::var_os("MRZ_LIST_NO_READ").is_some();
+    println!("pages: {set:?}");
     let cpu0 = thread_cpu_ms();
-    let base = eval_pages(&dir, &reader, today, |img| img)?;
+    let base = eval_page_set(&dir, &reader, today, set, |img| img)?;
     let cpu = thread_cpu_ms() - cpu0;
     let pages = base.positives + base.negatives;
     println!("{} pages: {:.1} ms CPU per page (decode included), {:.1} ms wall per read", pages, cpu / pages.max(1) as f64, base.ms_per_image);
@@ -49,10 +54,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut key = 0;
     let mut nbe = 0;
     for p in STANDARD {
-        let r = eval_pages(&dir, &reader, today, |img| p.apply(&img))?;
+        let c0 = thread_cpu_ms();
+        let r = eval_page_set(&dir, &reader, today, set, |img| p.apply(&img))?;
+        let c = thread_cpu_ms() - c0;
         key += r.key_fields;
         nbe += r.num_birth_expiry;
         row(&p.to_string(), &r, &base);
+        println!("    {:.1} ms CPU per page (perturbing and decoding included)", c / (r.positives + r.negatives).max(1) as f64);
+        if list {
+            println!("    no read: {}", r.no_reads.join(" "));
+        }
     }
     let n = STANDARD.len();
     println!(

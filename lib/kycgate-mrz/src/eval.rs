@@ -64,6 +64,8 @@ pub struct MrzReport {
     pub cell_clean_lines_exact: usize,
     /// Positive image files whose read was not exact (names only; never their contents).
     pub misses: Vec<String>,
+    /// Positive image files with no read at all (names only).
+    pub no_reads: Vec<String>,
 }
 
 /// The MRZ evaluation folder for the examples: the first argument, else `$KYCGATE_EVAL_DIR/mrz`,
@@ -96,6 +98,41 @@ pub fn eval_mrz(eval_dir: &Path, reader: &MrzReader, today: Today) -> std::io::R
     Ok(rep)
 }
 
+/// Which pages of `gt.tsv` an evaluation reads. Locator changes are tuned on one half of the pages
+/// and checked on the other, so a gain that only holds where it was tuned shows up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageSet {
+    /// Every page.
+    All,
+    /// Pages with an MRZ at even positions of the sorted file names, and every negative page.
+    Tune,
+    /// Pages with an MRZ at odd positions of the sorted file names, and every negative page.
+    HeldOut,
+}
+
+impl PageSet {
+    /// `MRZ_PAGES=tune|held` (anything else, or unset: all pages).
+    pub fn from_env() -> Self {
+        match std::env::var("MRZ_PAGES").as_deref() {
+            Ok("tune") => Self::Tune,
+            Ok("held") => Self::HeldOut,
+            _ => Self::All,
+        }
+    }
+
+    /// Whether the page `file` (an MRZ page when `positive`) is in this set; `sorted` lists every
+    /// MRZ page's file name, sorted.
+    fn keeps(self, file: &str, positive: bool, sorted: &[&str]) -> bool {
+        let pos = sorted.iter().position(|f| *f == file);
+        match (self, positive, pos) {
+            (Self::All, _, _) | (_, false, _) => true,
+            (Self::Tune, true, Some(i)) => i % 2 == 0,
+            (Self::HeldOut, true, Some(i)) => i % 2 == 1,
+            (_, true, None) => false,
+        }
+    }
+}
+
 /// Runs the reader over the pages of `eval_dir/gt.tsv`, each first passed through `prepare` (a
 /// [`crate::perturb::Perturbation`], or nothing).
 pub fn eval_pages(
@@ -104,13 +141,27 @@ pub fn eval_pages(
     today: Today,
     prepare: impl Fn(RgbImage) -> RgbImage,
 ) -> std::io::Result<MrzReport> {
+    eval_page_set(eval_dir, reader, today, PageSet::All, prepare)
+}
+
+/// [`eval_pages`] over the pages of `set` only.
+pub fn eval_page_set(
+    eval_dir: &Path,
+    reader: &MrzReader,
+    today: Today,
+    set: PageSet,
+    prepare: impl Fn(RgbImage) -> RgbImage,
+) -> std::io::Result<MrzReport> {
     let gt = std::fs::read_to_string(eval_dir.join("gt.tsv"))?;
+    let rows: Vec<Vec<&str>> = gt.lines().skip(1).map(|r| r.split('\t').collect::<Vec<&str>>()).filter(|c| c.len() >= 4).collect();
+    let mut sorted: Vec<&str> = rows.iter().filter(|c| !c[2].split('|').all(str::is_empty)).map(|c| c[0]).collect();
+    sorted.sort_unstable();
     let mut rep = MrzReport::default();
     let mut total_ms = 0.0;
     let mut images = 0usize;
-    for row in gt.lines().skip(1) {
-        let cols: Vec<&str> = row.split('\t').collect();
-        if cols.len() < 4 {
+    for cols in &rows {
+        let positive = !cols[2].split('|').all(str::is_empty);
+        if !set.keeps(cols[0], positive, &sorted) {
             continue;
         }
         let Ok(img) = image::open(eval_dir.join(cols[0])) else {
@@ -136,6 +187,7 @@ pub fn eval_pages(
             Err(_) => {
                 rep.no_read += 1;
                 rep.misses.push(cols[0].to_owned());
+                rep.no_reads.push(cols[0].to_owned());
                 continue;
             }
         };
@@ -273,6 +325,15 @@ impl fmt::Display for MrzReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_sets_split_positives_and_share_negatives() {
+        let sorted = ["a", "b", "c"];
+        let keeps = |set: PageSet| ["a", "b", "c"].iter().filter(|f| set.keeps(f, true, &sorted)).count();
+        assert_eq!((keeps(PageSet::All), keeps(PageSet::Tune), keeps(PageSet::HeldOut)), (3, 2, 1));
+        assert!(PageSet::Tune.keeps("b", true, &sorted) != PageSet::HeldOut.keeps("b", true, &sorted));
+        assert!(PageSet::HeldOut.keeps("neg", false, &sorted) && PageSet::Tune.keeps("neg", false, &sorted));
+    }
 
     #[test]
     fn percentages_format() {
