@@ -471,9 +471,8 @@ fn media() -> Value {
     })
 }
 
-fn admin_reload() -> Value {
-    let mut responses = Map::new();
-    responses.insert("200".into(), json_response("Reloaded: the chains now in force", "Reloaded", &[]));
+/// The `403` of an operator-only route called with another key.
+fn operator_only(responses: &mut Map<String, Value>) {
     responses.insert(
         "403".into(),
         json_response(
@@ -482,6 +481,12 @@ fn admin_reload() -> Value {
             &[("not_an_operator", detail("You do not have permission to perform this action."))],
         ),
     );
+}
+
+fn admin_reload() -> Value {
+    let mut responses = Map::new();
+    responses.insert("200".into(), json_response("Reloaded: the chains now in force", "Reloaded", &[]));
+    operator_only(&mut responses);
     responses.insert("422".into(), json_response("The files on disk were refused; the running configuration is kept", "ReloadRefused", &[]));
     auth_responses(&mut responses);
     json!({
@@ -499,14 +504,7 @@ fn admin_reload() -> Value {
 fn admin_routing() -> Value {
     let mut responses = Map::new();
     responses.insert("200".into(), json_response("The routing in force and each provider's state", "RoutingOverview", &[]));
-    responses.insert(
-        "403".into(),
-        json_response(
-            "The API key is not an operator's",
-            "Detail",
-            &[("not_an_operator", detail("You do not have permission to perform this action."))],
-        ),
-    );
+    operator_only(&mut responses);
     auth_responses(&mut responses);
     json!({
         "operationId": "admin_routing",
