@@ -1,5 +1,6 @@
 //! YuNet face detection: letterboxed inference, anchor-free decoding, NMS, and a rescaled retry for close-ups.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use image::RgbImage;
@@ -141,16 +142,8 @@ impl FaceDetector {
             return self.detect(img);
         };
         // The full pass's image: shrunk to fit the large input, never enlarged.
-        let scale = (self.size as f32 / long).min(1.0);
-        let nw = ((w as f32 * scale).round() as u32).clamp(1, self.size);
-        let nh = ((h as f32 * scale).round() as u32).clamp(1, self.size);
-        let scaled;
-        let page = if (nw, nh) == (w, h) {
-            img
-        } else {
-            scaled = crate::resize::downscale(img, nw, nh);
-            &scaled
-        };
+        let (page, nw, nh) = self.shrunk(img, (self.size as f32 / long).min(1.0));
+        let page = page.as_ref();
         let k = nw.max(nh).div_ceil(SMALL_INPUT).max(1);
         let thumb = crate::resize::box_average(page, k);
         let located = self.infer(small, SMALL_INPUT as usize, &thumb, 0, 0)?;
@@ -187,21 +180,22 @@ impl FaceDetector {
     /// One pass at a given resize factor (`scale` * image side must fit the input).
     fn detect_at(&self, img: &RgbImage, scale: f32) -> Result<Vec<Face>, VisionError> {
         let (w, h) = img.dimensions();
-        let nw = ((w as f32 * scale).round() as u32).clamp(1, self.size);
-        let nh = ((h as f32 * scale).round() as u32).clamp(1, self.size);
+        let (src, nw, nh) = self.shrunk(img, scale);
         let (net, size) = match &self.small {
             Some(small) if nw <= SMALL_INPUT && nh <= SMALL_INPUT => (small, SMALL_INPUT as usize),
             _ => (&self.net, self.size as usize),
         };
-        let resized;
-        let src = if (nw, nh) == (w, h) {
-            img
-        } else {
-            resized = crate::resize::downscale(img, nw, nh);
-            &resized
-        };
-        let faces = self.infer(net, size, src, 0, 0)?;
+        let faces = self.infer(net, size, &src, 0, 0)?;
         Ok(to_image(faces, w as f32 / nw as f32, h as f32 / nh as f32, w, h))
+    }
+
+    /// `img` resized by `scale` (each side 1 to the large input), borrowed when that is its size.
+    fn shrunk<'a>(&self, img: &'a RgbImage, scale: f32) -> (Cow<'a, RgbImage>, u32, u32) {
+        let (w, h) = img.dimensions();
+        let nw = ((w as f32 * scale).round() as u32).clamp(1, self.size);
+        let nh = ((h as f32 * scale).round() as u32).clamp(1, self.size);
+        let out = if (nw, nh) == (w, h) { Cow::Borrowed(img) } else { Cow::Owned(crate::resize::downscale(img, nw, nh)) };
+        (out, nw, nh)
     }
 
     /// Runs `net` (input `size`²) on the window of `src` at (`x0`, `y0`), zero beyond `src`:
