@@ -191,7 +191,17 @@ async fn store_fails_fast_while_redis_is_down_and_recovers() {
             other => panic!("store did not recover after Redis came back: {other:?}"),
         }
     }
-    store.ping().await.expect("ping after recovery");
+    // Submits have a connection of their own; each connection reconnects on its next use after
+    // a failed attempt, so the shared one may answer `Unavailable` once more.
+    loop {
+        match timeout(PROMPT, store.ping()).await {
+            Ok(Ok(())) => break,
+            Ok(Err(StoreError::Unavailable(_))) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("ping did not recover after Redis came back: {other:?}"),
+        }
+    }
     assert_eq!(store.get(before).await.unwrap(), None, "the restarted server kept nothing");
     // The consumer group is recreated, so the new task is handed out.
     let claimed = store.claim("w1", Duration::from_secs(5)).await.unwrap().expect("claim after recovery");

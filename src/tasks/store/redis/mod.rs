@@ -5,7 +5,8 @@
 //! - the consumer group is created once, at connect (and again only on a `NOGROUP` error, after
 //!   Redis lost its data).
 //! - `submit`: idempotency key, queue bounds, record + input (raw image bytes in a hash) +
-//!   `XADD` + in-flight counts in one script.
+//!   `XADD` + in-flight counts in one script, sent on a connection of its own so a client's
+//!   answer does not wait behind workers' input reads.
 //! - `claim`: a task from the local list of reclaimable entries (filled every lease/4 by one
 //!   `XPENDING … IDLE` sweep per instance, taken one at a time with `XCLAIM`'s min-idle check),
 //!   else `XREADGROUP … BLOCK` for new entries on a pooled connection (a blocking read would
@@ -79,8 +80,12 @@ pub struct RedisStore {
 
 struct Inner {
     client: Client,
-    /// Shared, auto-reconnecting connection for every non-blocking command.
+    /// Shared, auto-reconnecting connection for every non-blocking command but submits.
     conn: ConnectionManager,
+    /// Submits only: each carries a whole upload (hundreds of KB), and on the shared connection
+    /// a client's submit answer would queue behind workers' input reads (and their small
+    /// commands behind the upload), all in one ordered stream.
+    uploads: ConnectionManager,
     /// Idle connections for `XREADGROUP … BLOCK`, one per concurrently waiting `claim`.
     blocking: StdMutex<Vec<MultiplexedConnection>>,
     keys: Keys,
@@ -154,10 +159,12 @@ impl RedisStore {
             .set_number_of_retries(opts.reconnect_retries)
             .set_factor(2)
             .set_max_delay(1000);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(store_error)?;
+        let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await.map_err(store_error)?;
+        let uploads = ConnectionManager::new_with_config(client.clone(), config).await.map_err(store_error)?;
         let inner = Inner {
             client,
             conn,
+            uploads,
             blocking: StdMutex::new(Vec::new()),
             keys: Keys::new(namespace),
             scripts: Scripts::load(),
@@ -525,7 +532,7 @@ impl TaskStore for RedisStore {
             .arg(stale_below)
             .arg(record.service.as_str());
         pipe.add_command(eval);
-        let mut conn = self.conn();
+        let mut conn = self.inner.uploads.clone();
         let mut reply: Result<(Verdict,), RedisError> = pipe.query_async(&mut conn).await;
         if reply.as_ref().is_err_and(|e| e.kind() == ErrorKind::NoScriptError) {
             // First use on this server (or after a restart): load the script, then once more.
