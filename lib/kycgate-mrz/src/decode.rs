@@ -282,10 +282,12 @@ impl Work<'_> {
 
     /// Class forcing may turn an unusual code (`132` on old Romanian IDs) into letters that mean
     /// nothing (`I3Z`); a code is only changed when the result is a known state or organisation.
-    /// When the best in-class letters make no known code, the other letters the recogniser offered
-    /// and the letter look-alikes of digits read there (`0`→`O`, `1`→`I`, `5`→`S`, `8`→`B`, `2`→`Z`)
-    /// are tried at the positions read as digits; the most probable known code wins (`UT0` →
-    /// `UTO`). No check digit covers the code, so nothing else is changed on its account.
+    /// When the best in-class letters make no known code, the letter look-alikes of the digits read
+    /// (`0`→`O`, `1`→`I`, `5`→`S`, `8`→`B`, `2`→`Z`, …) are tried at those positions; the most
+    /// probable known code wins (`UT0` → `UTO`), a look-alike the recogniser offered counting at its
+    /// own probability. Other letters it offered are not tried: on blurred old Romanian IDs they
+    /// turned `132` into a known code. No check digit covers the code, so nothing else is changed
+    /// on its account.
     fn keep_state_code_as_read(&mut self, s: Span) {
         let raw: Option<Vec<u8>> = (s.start..s.end).map(|c| self.slots[s.line][c].raw_top.map(|r| r.0)).collect();
         let Some(raw) = raw else { return };
@@ -299,8 +301,8 @@ impl Work<'_> {
     }
 
     /// The most probable known code that keeps `raw`'s letters and fillers and puts, at each digit,
-    /// a letter the recogniser offered there or one of the digit's look-alikes (at the digit's
-    /// probability times [`CONFUSION_PENALTY`]).
+    /// one of the digit's letter look-alikes (at its offered probability, else at the digit's times
+    /// [`CONFUSION_PENALTY`]).
     fn known_code_from_look_alikes(&self, s: Span, raw: &[u8]) -> Option<Vec<u8>> {
         let choices: Vec<Vec<(u8, f32)>> = raw
             .iter()
@@ -310,15 +312,18 @@ impl Work<'_> {
                 if Class::Letter.admits(r) {
                     return vec![(r, 0.0)];
                 }
-                let mut v: Vec<(u8, f32)> =
-                    slot.alts[..slot.offered].iter().copied().filter(|a| Class::Letter.admits(a.0)).collect();
+                // Only the digit's own look-alikes: `3` has none, so `132` (old Romanian IDs) stays,
+                // whatever letters a blurred read offers there. An offered look-alike counts at its
+                // own probability.
                 let base = slot.raw_top.map_or(MIN_P.ln(), |t| t.1) + CONFUSION_PENALTY.ln();
-                for &l in look_alikes(r).iter().filter(|&&l| l.is_ascii_uppercase()) {
-                    if !v.iter().any(|a| a.0 == l) {
-                        v.push((l, base));
-                    }
-                }
-                v
+                look_alikes(r)
+                    .iter()
+                    .filter(|l| l.is_ascii_uppercase())
+                    .map(|&l| {
+                        let offered = slot.alts[..slot.offered].iter().find(|a| a.0 == l).map(|a| a.1);
+                        (l, offered.unwrap_or(base))
+                    })
+                    .collect()
             })
             .collect();
         if choices.iter().any(Vec::is_empty) {
