@@ -68,6 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if list {
             println!("    no read: {}", r.no_reads.join(" "));
             println!("    wrong read (doc + dates): {}", r.wrong_reads.join(" "));
+            println!("    not exact: {}", r.misses.join(" "));
         }
     }
     let n = STANDARD.len();
