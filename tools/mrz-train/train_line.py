@@ -5,7 +5,10 @@ Data: synthetic OCR-B lines from train.py's renderer (Debian `fonts-ocr-b`) and 
 lines_doubango (split by source document, lib/kycgate-mrz/eval/lines_split.tsv), each real crop also
 seen as several degraded copies (blur, down-sampling, noise, JPEG, contrast, stroke weight). The
 validation part is never trained on; its line-exact score is printed per epoch for information only
-(the shipped weights are the last epoch's, not the best one's).
+(the shipped weights are the last epoch's, not the best one's). `--holdout K` also keeps the train
+documents with sha256(source)[8:16] mod K = 0 out of training and prints their line-exact score per
+epoch: that slice, not the validation part, is for choosing an epoch (each epoch's weights are also
+written to OUT.epN). `--init FILE` starts from saved weights (to continue a run) instead of random ones.
 
 Line window (must match lib/kycgate-mrz/src/line.rs): the line is resampled isotropically so that
 1.6 character heights fill LINE_H = 24 rows, centred on the line's middle, from 0.6 character
@@ -22,6 +25,7 @@ Weight file: b"MRZCTC01", u32 LE count of f32s, then f32 LE arrays: c1 w[16,1,3,
 b[32], c3 w[64,32,3,3] b[64], c4 w[64,64,3,3] b[64], t1 w[128,192,3] b[128], out w[38,128] b[38].
 """
 import argparse
+import hashlib
 import io
 import os
 import struct
@@ -149,7 +153,13 @@ def degrade_crop(img, rng):
     return a, scale
 
 
-def load_real(eval_dir, part):
+def holdout_doc(source, k):
+    """Train documents kept out for epoch selection (independent of the val split's hash digits)."""
+    return k > 0 and int(hashlib.sha256(source.encode()).hexdigest()[8:16], 16) % k == 0
+
+
+def load_real(eval_dir, part, holdout=0):
+    """part: "train" (minus the holdout slice), "val", or "holdout" (train documents kept out)."""
     d = os.path.join(eval_dir, "lines_doubango")
     split = {}
     for row in open(os.path.join(HERE, "../../lib/kycgate-mrz/eval/lines_split.tsv"), encoding="utf-8"):
@@ -160,7 +170,12 @@ def load_real(eval_dir, part):
     out = []
     for row in open(os.path.join(d, "labels.tsv"), encoding="utf-8").read().splitlines()[1:]:
         cols = row.split("\t")
-        if len(cols) < 5 or split.get(cols[0]) != part:
+        if len(cols) < 5:
+            continue
+        side = split.get(cols[0])
+        if side == "train" and holdout_doc(cols[2], holdout):
+            side = "holdout"
+        if side != part:
             continue
         gt = cols[1].strip()
         if not gt or len(gt) > MAX_LABEL or any(c not in ALPHABET for c in gt):
@@ -211,6 +226,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     ap.add_argument("--eval-dir", default=os.environ.get("KYCGATE_EVAL_DIR", os.path.join(HERE, "../../../shared/eval")) + "/mrz")
+    ap.add_argument("--init", default=None, help="start from these weights (MRZCTC01 file)")
+    ap.add_argument("--holdout", type=int, default=0, help="keep train documents with hash mod K = 0 out, for epoch selection")
     ap.add_argument("--out", default=os.path.join(HERE, "../../lib/kycgate-mrz/model/mrz_ctc.bin"))
     args = ap.parse_args()
     cell.AUG.update({"uneven": True, "tight": False, "rotate": True})
@@ -224,7 +241,7 @@ def main():
     t0 = time.time()
     samples = [synthetic_sample(rng, fonts) for _ in range(args.synthetic)]
     print(f"synthetic: {len(samples)} lines, {time.time() - t0:.0f}s", flush=True)
-    real = load_real(args.eval_dir, "train")
+    real = load_real(args.eval_dir, "train", args.holdout)
     kept = 0
     for img, gt, _ in real:
         g = crop_geometry(img)
@@ -239,16 +256,23 @@ def main():
                 continue
             samples.append((window_from_geometry(a, *g2, rng), gt))
     print(f"real train crops: {len(real)}, plausible labels {kept}; samples {len(samples)}, {time.time() - t0:.0f}s", flush=True)
-    val = []
-    for img, gt, status in load_real(args.eval_dir, "val"):
-        g = crop_geometry(img)
-        if g is None:
-            continue
-        left, right, ymid, cap = g
-        win = cut_window(img, left - MARGIN_CAPS * cap, ymid, right + MARGIN_CAPS * cap, ymid, cap)
-        val.append((win, gt))
+    def plain_windows(part):
+        out = []
+        for img, gt, status in load_real(args.eval_dir, part, args.holdout):
+            g = crop_geometry(img)
+            if g is None:
+                continue
+            left, right, ymid, cap = g
+            win = cut_window(img, left - MARGIN_CAPS * cap, ymid, right + MARGIN_CAPS * cap, ymid, cap)
+            out.append((win, gt))
+        return out
+
+    val = plain_windows("val")
+    hold = plain_windows("holdout") if args.holdout else []
+    print(f"holdout lines (train documents kept out): {len(hold)}", flush=True)
     data = pack(samples)
     vdata = pack(val)
+    hdata = pack(hold)
     print("buckets:", {b: len(v[0]) for b, v in sorted(data.items())}, flush=True)
 
     def conv_init(key, o, i, kh, kw):
@@ -257,6 +281,9 @@ def main():
     k = jax.random.split(jax.random.PRNGKey(args.seed), 6)
     params = [conv_init(k[0], 16, 1, 3, 3), conv_init(k[1], 32, 16, 3, 3), conv_init(k[2], 64, 32, 3, 3),
               conv_init(k[3], 64, 64, 3, 3), conv_init(k[4], 128, 192, 1, 3), conv_init(k[5], BLANK + 1, 128, 1, 1)]
+    if args.init:
+        params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in load(args.init, params)]
+        print(f"init from {args.init}", flush=True)
 
     def conv(x, wb):
         w, b = wb
@@ -311,7 +338,7 @@ def main():
             prev = i
         return "".join(out)
 
-    def validate():
+    def validate(vdata):
         ok = n = 0
         for b, (x, wid, lab, nlab) in vdata.items():
             for i in range(0, len(x), 64):
@@ -336,9 +363,30 @@ def main():
             tl += float(l)
             if it % 200 == 0:
                 print(f"  ep {ep + 1} step {it}/{steps_per_epoch} loss {tl / (it + 1):.4f} ({time.time() - t0:.0f}s)", flush=True)
-        ok, n = validate()
-        print(f"epoch {ep + 1}: loss {tl / steps_per_epoch:.4f} val line-exact {ok}/{n} ({time.time() - t0:.0f}s)", flush=True)
+        hok, hn = validate(hdata)
+        ok, n = validate(vdata)
+        print(f"epoch {ep + 1}: loss {tl / steps_per_epoch:.4f} holdout line-exact {hok}/{hn} val line-exact {ok}/{n} ({time.time() - t0:.0f}s)", flush=True)
         save(params, args.out)
+        save(params, f"{args.out}.ep{ep + 1}")
+
+
+def load(path, like):
+    """Reads an MRZCTC01 file into arrays shaped like `like` (the inverse of `save`)."""
+    raw = open(path, "rb").read()
+    assert raw[:8] == b"MRZCTC01", path
+    n = struct.unpack("<I", raw[8:12])[0]
+    flat = np.frombuffer(raw[12:12 + 4 * n], "<f4")
+    out, o = [], 0
+    for w, b in like:
+        ws = tuple(w.shape)
+        k = int(np.prod(ws))
+        wa = flat[o:o + k].reshape(ws).copy()
+        o += k
+        ba = flat[o:o + b.shape[0]].copy()
+        o += b.shape[0]
+        out.append((wa, ba))
+    assert o == n, (o, n)
+    return out
 
 
 def save(params, out):

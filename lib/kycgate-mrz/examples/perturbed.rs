@@ -3,7 +3,9 @@
 //! `cargo run --release -p kycgate-mrz --example perturbed [EVAL_DIR/mrz]`.
 //! `MRZ_CELLS_ONLY=1` runs the earlier, cell-only reader; `MRZ_PAGES=tune|held` reads only the tuning or
 //! the held-out half of the MRZ pages (alternate sorted file names; the negative page is in both).
-//! `MRZ_LIST_NO_READ=1` names the pages with no read under each condition. Also prints the reader's CPU time per page (this thread's, from /proc/thread-self/schedstat).
+//! `MRZ_LIST_NO_READ=1` names the pages with no read, and those read with a wrong document number or
+//! date, under each condition. "wrong read" counts the latter; "negative read" the page without an
+//! MRZ read as one. Also prints the reader's CPU time per page (this thread's, from /proc/thread-self/schedstat).
 
 use kycgate_mrz::eval::{eval_dir_from_args, eval_page_set, reader_from_env, MrzReport, PageSet};
 use kycgate_mrz::parse::Today;
@@ -21,7 +23,7 @@ fn row(name: &str, r: &MrzReport, base: &MrzReport) {
     let pct = |n: usize| 100.0 * n as f64 / r.positives.max(1) as f64;
     let kept = |n: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * n as f64 / b as f64 };
     println!(
-        "| {name:<16} | {:5.1}% ({}) | {:5.1}% ({}) | {:5.1}% ({}) | {:5.1}% | {:5.1}% | {} |",
+        "| {name:<16} | {:5.1}% ({}) | {:5.1}% ({}) | {:5.1}% ({}) | {:5.1}% | {:5.1}% | {} | {} | {} |",
         pct(r.key_fields),
         r.key_fields,
         pct(r.num_birth_expiry),
@@ -31,6 +33,8 @@ fn row(name: &str, r: &MrzReport, base: &MrzReport) {
         kept(r.key_fields, base.key_fields),
         kept(r.num_birth_expiry, base.num_birth_expiry),
         r.no_read,
+        r.wrong_reads.len(),
+        r.negatives - r.negatives_rejected,
     );
 }
 
@@ -48,8 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cpu = thread_cpu_ms() - cpu0;
     let pages = base.positives + base.negatives;
     println!("{} pages: {:.1} ms CPU per page (decode included), {:.1} ms wall per read", pages, cpu / pages.max(1) as f64, base.ms_per_image);
-    println!("| condition        | all key fields | doc + dates    | whole MRZ      | kept key | kept doc+dates | no read |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| condition        | all key fields | doc + dates    | whole MRZ      | kept key | kept doc+dates | no read | wrong read | negative read |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     row("none", &base, &base);
     let mut key = 0;
     let mut nbe = 0;
@@ -63,6 +67,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("    {:.1} ms CPU per page (perturbing and decoding included)", c / (r.positives + r.negatives).max(1) as f64);
         if list {
             println!("    no read: {}", r.no_reads.join(" "));
+            println!("    wrong read (doc + dates): {}", r.wrong_reads.join(" "));
+            println!("    not exact: {}", r.misses.join(" "));
         }
     }
     let n = STANDARD.len();

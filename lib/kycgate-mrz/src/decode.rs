@@ -282,13 +282,75 @@ impl Work<'_> {
 
     /// Class forcing may turn an unusual code (`132` on old Romanian IDs) into letters that mean
     /// nothing (`I3Z`); a code is only changed when the result is a known state or organisation.
+    /// When the best in-class letters make no known code, the letter look-alikes of the digits read
+    /// (`0`→`O`, `1`→`I`, `5`→`S`, `8`→`B`, `2`→`Z`, …) are tried at those positions; the most
+    /// probable known code wins (`UT0` → `UTO`), a look-alike the recogniser offered counting at its
+    /// own probability. Other letters it offered are not tried: on blurred old Romanian IDs they
+    /// turned `132` into a known code. No check digit covers the code, so nothing else is changed
+    /// on its account.
     fn keep_state_code_as_read(&mut self, s: Span) {
         let raw: Option<Vec<u8>> = (s.start..s.end).map(|c| self.slots[s.line][c].raw_top.map(|r| r.0)).collect();
         let Some(raw) = raw else { return };
         let forced = &self.chars[s.line][s.start..s.end];
         let known = std::str::from_utf8(forced).is_ok_and(nationality::is_known);
-        if forced != raw.as_slice() && !known && raw.iter().all(|&c| Class::Any.admits(c)) {
-            self.chars[s.line][s.start..s.end].copy_from_slice(&raw);
+        if forced == raw.as_slice() || known || !raw.iter().all(|&c| Class::Any.admits(c)) {
+            return;
+        }
+        let code = self.known_code_from_look_alikes(s, &raw).unwrap_or(raw);
+        self.chars[s.line][s.start..s.end].copy_from_slice(&code);
+    }
+
+    /// The most probable known code that keeps `raw`'s letters and fillers and puts, at each digit,
+    /// one of the digit's letter look-alikes (at its offered probability, else at the digit's times
+    /// [`CONFUSION_PENALTY`]).
+    fn known_code_from_look_alikes(&self, s: Span, raw: &[u8]) -> Option<Vec<u8>> {
+        let choices: Vec<Vec<(u8, f32)>> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| {
+                let slot = &self.slots[s.line][s.start + i];
+                if Class::Letter.admits(r) {
+                    return vec![(r, 0.0)];
+                }
+                // Only the digit's own look-alikes: `3` has none, so `132` (old Romanian IDs) stays,
+                // whatever letters a blurred read offers there. An offered look-alike counts at its
+                // own probability.
+                let base = slot.raw_top.map_or(MIN_P.ln(), |t| t.1) + CONFUSION_PENALTY.ln();
+                look_alikes(r)
+                    .iter()
+                    .filter(|l| l.is_ascii_uppercase())
+                    .map(|&l| {
+                        let offered = slot.alts[..slot.offered].iter().find(|a| a.0 == l).map(|a| a.1);
+                        (l, offered.unwrap_or(base))
+                    })
+                    .collect()
+            })
+            .collect();
+        if choices.iter().any(Vec::is_empty) {
+            return None;
+        }
+        let mut best: Option<(f32, Vec<u8>)> = None;
+        let mut pick = vec![0usize; raw.len()];
+        loop {
+            let code: Vec<u8> = pick.iter().zip(&choices).map(|(&k, c)| c[k].0).collect();
+            let lp: f32 = pick.iter().zip(&choices).map(|(&k, c)| c[k].1).sum();
+            let known = std::str::from_utf8(&code).is_ok_and(nationality::is_known);
+            if known && best.as_ref().is_none_or(|b| lp > b.0) {
+                best = Some((lp, code));
+            }
+            // Next combination (odometer).
+            let mut i = 0;
+            loop {
+                if i == pick.len() {
+                    return best.map(|b| b.1);
+                }
+                pick[i] += 1;
+                if pick[i] < choices[i].len() {
+                    break;
+                }
+                pick[i] = 0;
+                i += 1;
+            }
         }
     }
 }

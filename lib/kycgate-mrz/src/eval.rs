@@ -66,6 +66,9 @@ pub struct MrzReport {
     pub misses: Vec<String>,
     /// Positive image files with no read at all (names only).
     pub no_reads: Vec<String>,
+    /// Positive image files read with a wrong document number, birth or expiry date (names only):
+    /// what a gateway must avoid more than a no-read.
+    pub wrong_reads: Vec<String>,
 }
 
 /// The MRZ evaluation folder for the examples: the first argument, else `$KYCGATE_EVAL_DIR/mrz`,
@@ -214,6 +217,9 @@ pub fn eval_page_set(
         rep.sex += usize::from(sex);
         rep.key_fields += usize::from(doc && birth && expiry && names && nationality && sex);
         rep.num_birth_expiry += usize::from(doc && birth && expiry);
+        if !(doc && birth && expiry) {
+            rep.wrong_reads.push(cols[0].to_owned());
+        }
         rep.check_agree += usize::from(read.valid == truth_pass);
     }
     rep.ms_per_image = if images > 0 { total_ms / images as f64 } else { 0.0 };

@@ -48,11 +48,15 @@ pub struct MrzReader {
 const MAX_BANDS: usize = 6;
 /// Mean top-1 probability below which a band is not treated as MRZ text at all.
 const MRZ_LIKE_CONFIDENCE: f32 = 0.6;
-/// A reading failing more check digits than this is taken as misread, not as a specimen's own error.
-const MAX_FAILED_CHECKS: usize = 2;
-/// ... unless the recogniser is this sure of every line on average: then the text is what is printed
-/// and the failing digits are the document's own (specimens are printed with bad ones), reported as such.
+/// A reading that fails any check digit is returned only when the recogniser is this sure of every
+/// line on average: then the text is what is printed and the failing digits are the document's own
+/// (specimens are printed with bad ones), reported as such. A less sure reading failing digits is a
+/// misread (on a correctly printed document any failing digit means a wrong field), and a KYC
+/// gateway must not trade "no read" for a wrong read.
 const SURE_READ: f32 = 0.97;
+/// Ranking weight of the recogniser's mean top-1 probability, in check digits per unit: 0.1 of mean
+/// top-1 weighs as much as one failing check digit.
+const TOP_WEIGHT: f32 = 10.0;
 /// Top-1 probability at which a cell counts as cleanly read.
 const SURE_CHAR: f32 = 0.9;
 /// Cell slants tried when a band fails its check digits (along-line shift per unit across).
@@ -159,9 +163,11 @@ impl MrzReader {
         }
         let Some(d) = decode::decode(&lines, today) else { return };
         let failed = d.mrz.checks.failed();
-        if failed < b.failed {
+        let top = mean_top(&lines);
+        if rank(failed, top) < rank(b.failed, b.top) {
             b.failed = failed;
-            b.sure = mean_top(&lines) >= SURE_READ;
+            b.top = top;
+            b.sure = top >= SURE_READ;
             b.read.mrz = d.mrz;
             b.read.confidence = d.confidence;
         }
@@ -212,17 +218,18 @@ impl MrzReader {
                     if failed == 0 {
                         return Ok(read);
                     }
-                    // Keep the reading that fails the fewest check digits (specimens can print wrong ones),
-                    // a sure one counting as failing fewer: a clean read of a badly printed specimen
-                    // beats a smudge that happens to miss fewer digits.
+                    // Keep the best reading by [`rank`]: a sure one (returnable with failing digits, as
+                    // specimens print wrong ones) before any unsure one, then by failing digits weighed
+                    // against the recogniser's confidence, so a smudge or a garbage band that happens
+                    // to fail fewer digits never beats a confident read of the zone.
                     let sure = top >= SURE_READ;
                     let better = best.as_ref().is_none_or(|b| {
-                        let (mine, theirs) = (doubt(failed, sure), doubt(b.failed, b.sure));
+                        let (mine, theirs) = (rank(failed, top), rank(b.failed, b.top));
                         mine < theirs || (mine == theirs && read.confidence > b.read.confidence)
                     });
                     if better {
                         let retry = (g.clone(), band.lines.clone(), lines.clone());
-                        best = Some(Best { failed, sure, read, retry });
+                        best = Some(Best { failed, top, sure, read, retry });
                     }
                 }
             }
@@ -231,7 +238,8 @@ impl MrzReader {
             self.retry_slanted(b, today);
         }
         match best {
-            Some(b) if b.failed <= MAX_FAILED_CHECKS || b.sure => Ok(b.read),
+            // An unsure reading failing check digits is not returned (see [`SURE_READ`]).
+            Some(b) if b.failed == 0 || b.sure => Ok(b.read),
             Some(_) => Err(ReadError::Unreadable),
             None if found_band => Err(ReadError::Unreadable),
             None => Err(ReadError::NotFound),
@@ -252,6 +260,8 @@ pub fn ink_gray(img: &RgbImage) -> GrayImage {
 /// The reading failing the fewest check digits so far, with what is needed to reread it.
 struct Best {
     failed: usize,
+    /// Mean top-1 probability of the reading's recogniser over the band.
+    top: f32,
     /// The recogniser is sure of the text (see [`SURE_READ`]).
     sure: bool,
     read: MrzRead,
@@ -259,13 +269,14 @@ struct Best {
     retry: (Gray, Vec<TextLine>, Vec<Candidates>),
 }
 
-/// Ranks readings: failed check digits, less [`SURE_CREDIT`] for a sure read (in half digits).
-fn doubt(failed: usize, sure: bool) -> usize {
-    2 * failed - if sure { SURE_CREDIT.min(2 * failed) } else { 0 }
+/// Ranks readings, lower first: returnable ones (every check digit holds, or the recogniser is sure,
+/// see [`SURE_READ`]) before the rest, then failing check digits plus [`TOP_WEIGHT`] per unit of
+/// mean top-1 below 1. A garbage band failing 2 digits at mean top-1 0.7 (doubt 5) thus loses to the
+/// zone read as printed failing 3 at 0.92 (doubt 3.8), and no unsure reading beats a sure one.
+fn rank(failed: usize, top: f32) -> (bool, f32) {
+    let returnable = failed == 0 || top >= SURE_READ;
+    (!returnable, failed as f32 + TOP_WEIGHT * (1.0 - top.clamp(0.0, 1.0)))
 }
-
-/// A sure read may fail this many more half check digits than an unsure one and still be preferred.
-const SURE_CREDIT: usize = 3;
 
 /// Mean top-1 probability over every position of a band.
 fn mean_top(lines: &[Candidates]) -> f32 {
@@ -308,6 +319,19 @@ mod tests {
         // 90° clockwise: rotated image is 50×100; its top-left came from the input's bottom-left.
         assert_eq!(band_in_input([0.0, 0.0, 5.0, 10.0], 1.0, 90, 100, 50), [0, 45, 10, 5]);
         assert_eq!(band_in_input([0.0, 0.0, 20.0, 10.0], 2.0, 0, 100, 50), [0, 0, 10, 5]);
+    }
+
+    #[test]
+    fn ranking_weighs_confidence() {
+        // Half-scale Malta_BAD: the zone read as printed (3 failing, mean top-1 0.92) beats a
+        // garbage band's cell read failing 2 at 0.7.
+        assert!(rank(3, 0.92) < rank(2, 0.7));
+        // A sure read of a badly printed specimen beats an unsure read failing fewer digits.
+        assert!(rank(3, 0.99) < rank(1, 0.95));
+        // A read passing every digit beats an unsure one failing some, whatever the confidence.
+        assert!(rank(0, 0.6) < rank(1, 0.96));
+        // Among sure reads, fewer failing digits first.
+        assert!(rank(2, 0.98) < rank(3, 0.99));
     }
 
     #[test]

@@ -182,3 +182,33 @@ fn unusual_state_codes_are_not_forced_into_letters() {
     let d = decode_text(&rou, TODAY).expect("decodes");
     assert_eq!((d.mrz.nationality.as_str(), d.corrected, d.mrz.valid), ("132", 0, true));
 }
+
+#[test]
+fn digits_in_a_state_code_become_letters_when_that_makes_a_known_code() {
+    // `passporteye__25_pass-uto.jpg`: the line recogniser read the nationality `UTO` as `UT0`, with
+    // only `D` and `Q` as letters among its alternatives (`UTD`, `UTQ`: unknown codes).
+    let alts: &[(char, f32)] = &[('0', 0.7), ('D', 0.2), ('Q', 0.05)];
+    let input = noisy(&TD3, &[(1, 12, alts)]);
+    check(&input, Expect { lines: &TD3, corrected: 1, valid: true });
+    // Plain text too, with look-alikes (`0`→`O`, `7`→`T`) in both codes.
+    let mut lines = TD3.map(str::to_string);
+    lines[0].replace_range(2..5, "UT0");
+    lines[1].replace_range(10..13, "U7O");
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let d = decode_text(&refs, TODAY).expect("decodes");
+    assert_eq!((d.mrz.issuing_state.as_str(), d.mrz.nationality.as_str()), ("UTO", "UTO"));
+    // Letters offered at a digit that are not its look-alikes are not tried (`3` has none), so the
+    // Romanian `132` stays even when a blurred read offers letters that would make a known code
+    // (`ISL`; its best letters, `IEL`, make none).
+    let rou = ["IDROUSAVA<<SUPERMAN<<<<<<<<<<<<<<<<<", "HD198025<51328505095M130509012049941"];
+    let three: &[(char, f32)] = &[('3', 0.6), ('E', 0.2), ('S', 0.1)];
+    let one: &[(char, f32)] = &[('1', 0.6), ('I', 0.3)];
+    let two: &[(char, f32)] = &[('2', 0.6), ('L', 0.3)];
+    let d = decode(&noisy(&rou, &[(1, 10, one), (1, 11, three), (1, 12, two)]), TODAY).expect("decodes");
+    assert_eq!(d.mrz.nationality, "132");
+    // A code whose digits map to no known code stays as read.
+    let mut lines = TD3.map(str::to_string);
+    lines[1].replace_range(10..13, "8Q5");
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_eq!(decode_text(&refs, TODAY).expect("decodes").mrz.nationality, "8Q5");
+}

@@ -76,9 +76,9 @@ fn accuracy_floors_on_gt_set() {
     assert!(rep.lines_exact > rep.cell_lines_exact, "line recogniser no better than the cell reader");
 }
 
-/// Floors just under the measured values (41/44, 43/44 pages; 343/438 and 55/66 validation lines of
+/// Floors just under the measured values (42/44, 43/44 pages; 343/438 and 55/66 validation lines of
 /// the by-document split, docs/MRZ.md); raise them when the reader improves.
-const WHOLE_EXACT_FLOOR: f64 = 0.93;
+const WHOLE_EXACT_FLOOR: f64 = 0.95;
 const NUM_BIRTH_EXPIRY_FLOOR: f64 = 0.97;
 const VAL_LINE_FLOOR: f64 = 0.77;
 const VAL_CLEAN_LINE_FLOOR: f64 = 0.81;

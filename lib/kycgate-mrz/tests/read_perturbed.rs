@@ -20,7 +20,7 @@ fn perturbed_pages_keep_most_of_the_score() {
         Ok(r) => r,
         Err(e) => panic!("eval failed: {e}"),
     };
-    let (mut key, mut nbe) = (0, 0);
+    let (mut key, mut nbe, mut wrong) = (0, 0, 0);
     for p in STANDARD {
         let r = match eval_pages(&dir, &reader, common::today(), |img| p.apply(&img)) {
             Ok(r) => r,
@@ -31,15 +31,21 @@ fn perturbed_pages_keep_most_of_the_score() {
         assert!(frac >= CONDITION_FLOOR, "{p}: doc+dates {frac:.3} below floor");
         key += r.key_fields;
         nbe += r.num_birth_expiry;
+        wrong += r.wrong_reads.len() + (r.negatives - r.negatives_rejected);
     }
+    assert!(wrong <= MAX_WRONG_READS, "{wrong} wrong reads (doc number or dates) over the perturbations");
     let kept = |n: usize, b: usize| n as f64 / (STANDARD.len() * b.max(1)) as f64;
     assert!(kept(key, base.key_fields) >= KEPT_KEY_FLOOR, "key fields kept {:.3}", kept(key, base.key_fields));
     assert!(kept(nbe, base.num_birth_expiry) >= KEPT_NBE_FLOOR, "doc+dates kept {:.3}", kept(nbe, base.num_birth_expiry));
 }
 
 /// Floors just under the measured values (docs/MRZ.md, perturbed table: worst condition blur σ 1.5
-/// with 26/44 doc + dates; means over the six conditions 82.1% and 86.0% of the unperturbed
-/// score); raise them when the reader improves.
+/// with 26/44 doc + dates; means over the six conditions 80.2% (of 42 since the state-code fix) and
+/// 86.0% of the unperturbed score); raise them when the reader improves.
 const CONDITION_FLOOR: f64 = 0.57;
-const KEPT_KEY_FLOOR: f64 = 0.80;
+const KEPT_KEY_FLOOR: f64 = 0.79;
 const KEPT_NBE_FLOOR: f64 = 0.84;
+/// Ceiling on pages read with a wrong document number or date, summed over the six perturbations
+/// (measured 10, 4 of them the `Germany` visa whose label differs from the print; 18 before the
+/// ranking weighed recogniser confidence): a gateway must prefer no read to a wrong one.
+const MAX_WRONG_READS: usize = 10;
