@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::tasks::store::{Claimed, SharedStore, StoreError};
 use crate::tasks::{FailureReason, TaskInput, TaskOutcome};
 
@@ -90,7 +90,8 @@ async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, he
         // The pipeline owns the images (and frees each when done with it); the worker keeps
         // the rest of the input for the store and the metrics.
         let input = TaskInput { upload: task.input.upload.take_images(), ..task.input.clone() };
-        tokio::spawn(async move { pipeline.run(id, input, today).await })
+        let late_selfie = task.late_selfie;
+        tokio::spawn(async move { pipeline.run_claimed(id, input, late_selfie, today).await })
     };
     tokio::pin!(run);
     let mut ticker = tokio::time::interval(heartbeat);
@@ -112,6 +113,8 @@ async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, he
     };
     let outcome = match outcome {
         Ok(Ok(outcome)) => outcome,
+        // Deleted or expired while it ran: what a claim finding no input records.
+        Ok(Err(PipelineError::SelfieGone)) => FailureReason::InputExpired.into(),
         Ok(Err(err)) => {
             tracing::warn!(task = %id, error = %err, "Task could not run");
             FailureReason::Store(err.to_string()).into()

@@ -27,6 +27,17 @@ use merge::{Issues, Outcome};
 pub enum PipelineError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The selfie left in the store for after document OCR is gone: the task was deleted or
+    /// expired while it ran.
+    #[error("the task's selfie is no longer stored")]
+    SelfieGone,
+}
+
+/// A `kyc_*` task's selfie: in hand, or still in the store (read after document OCR, so a
+/// running task holds only the images its current step needs).
+enum Selfie {
+    Ready(Image),
+    Stored,
 }
 
 /// Runs tasks. Shared by every worker of an instance.
@@ -88,6 +99,19 @@ impl Pipeline {
     /// Runs `input` to its outcome. It takes the images: each is dropped once the sub-calls
     /// that need it are done (a passport page after document OCR), not when the task ends.
     pub async fn run(&self, id: TaskId, input: TaskInput, today: NaiveDate) -> Result<TaskOutcome, PipelineError> {
+        self.run_claimed(id, input, false, today).await
+    }
+
+    /// [`Pipeline::run`] for a claimed task whose selfie the store kept back
+    /// ([`crate::tasks::store::Claimed::late_selfie`]): it is read from the store when the
+    /// selfie checks start.
+    pub async fn run_claimed(
+        &self,
+        id: TaskId,
+        input: TaskInput,
+        late_selfie: bool,
+        today: NaiveDate,
+    ) -> Result<TaskOutcome, PipelineError> {
         use tracing::Instrument;
         let span = tracing::info_span!("task", task = %id, service = %input.service());
         // Same trace as the POST that created the task, whichever instance runs it.
@@ -97,19 +121,22 @@ impl Pipeline {
             .with(Fact::Service, input.service().as_str())
             .with(Fact::Owner, input.owner.as_str());
         // One routing configuration per task, even when a reload swaps another in meanwhile.
-        crate::routing::swap::pinned(async move { self.dispatch(id, input, &ctx, today).await }.instrument(span)).await
+        crate::routing::swap::pinned(async move { self.dispatch(id, input, late_selfie, &ctx, today).await }.instrument(span))
+            .await
     }
 
     async fn dispatch(
         &self,
         id: TaskId,
         mut input: TaskInput,
+        late_selfie: bool,
         ctx: &RouteContext,
         today: NaiveDate,
     ) -> Result<TaskOutcome, PipelineError> {
         let extend = input.extend_data;
         let upload = input.upload.take_images();
         let input = &input;
+        let selfie_of = |bytes: Bytes| if late_selfie { Selfie::Stored } else { Selfie::Ready(image(bytes)) };
         match upload {
             ServiceInput::FaceLiveness { selfie } => Ok(self.face_liveness(image(selfie), ctx, extend).await),
             ServiceInput::RegisterFace { selfie } => self.register_face(image(selfie), &input.owner, ctx, extend).await,
@@ -121,10 +148,10 @@ impl Pipeline {
                 self.document(id, input, ctx, vec![image(front), image(back)], None, today).await
             }
             ServiceInput::KycPassport { selfie, passport } => {
-                self.document(id, input, ctx, vec![image(passport)], Some(image(selfie)), today).await
+                self.document(id, input, ctx, vec![image(passport)], Some(selfie_of(selfie)), today).await
             }
             ServiceInput::KycCard { selfie, front, back } => {
-                self.document(id, input, ctx, vec![image(front), image(back)], Some(image(selfie)), today).await
+                self.document(id, input, ctx, vec![image(front), image(back)], Some(selfie_of(selfie)), today).await
             }
         }
     }
@@ -208,7 +235,7 @@ impl Pipeline {
         input: &TaskInput,
         ctx: &RouteContext,
         pages: Vec<Image>,
-        selfie: Option<Image>,
+        selfie: Option<Selfie>,
         today: NaiveDate,
     ) -> Result<TaskOutcome, PipelineError> {
         let mut issues = Issues::default();
@@ -222,6 +249,10 @@ impl Pipeline {
         let mut failed = read.routed.answer.is_none();
         let mut routed = vec![read.routed];
         if let Some(selfie) = selfie {
+            let selfie = match selfie {
+                Selfie::Ready(selfie) => selfie,
+                Selfie::Stored => image(self.store.late_image(id, "selfie").await?.ok_or(PipelineError::SelfieGone)?),
+            };
             let ctx = with_document_facts(ctx, read.fields.as_ref());
             let checks = self.check_selfie(selfie, read.portrait, &ctx, &mut issues).await;
             failed |= checks.failed;

@@ -55,6 +55,30 @@ async fn two_instances_share_tasks_tokens_and_media() {
     b.stop().await;
 }
 
+/// On Redis a `kyc_passport` worker reads its selfie only once document OCR is done (the claim
+/// leaves it in the store); the selfie checks still get it: the same verdicts as on the memory
+/// store, which hands out whole inputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kyc_selfie_read_after_ocr_gets_the_same_checks_as_a_whole_input() {
+    let selfie = eval_image("faces/deepface/img1.jpg");
+    let passport = eval_image("documents/passporteye_100_pass-uto.jpg");
+    let mut results = Vec::new();
+    for store in [redis_url(), "memory".to_string()] {
+        let gw = TestGateway::start(Options { store, namespace: namespace("late-selfie"), ..Options::default() }).await;
+        let form = vec![file("selfie_image", selfie.clone()), file("passport_image", passport.clone())];
+        let id = gw.client().submit_ok("kyc_passport", form).await;
+        let (task, _) = gw.client().wait(&id, Duration::from_secs(120)).await;
+        assert_eq!(task["status"], "SUCCESS", "{task}");
+        let data = &task["result"]["data"];
+        let details = &data["details"];
+        assert!(details["liveness"].is_object() && details["compare"].is_object(), "{task}");
+        results.push((data["liveness"].clone(), data["compare"].clone(), details["compare"]["data"]["score"].clone()));
+        gw.stop().await;
+    }
+    assert!(results[0].2.is_number(), "compare ran: {:?}", results[0]);
+    assert_eq!(results[0], results[1], "Redis (selfie read late) and memory store answered alike");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_whose_instance_dies_is_finished_by_another() {
     let ns = namespace("reclaim");

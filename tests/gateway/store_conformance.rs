@@ -35,6 +35,9 @@ trait Backend: Send + Sync {
 
     /// Whether the task's input is still stored, when the backend lets a test look.
     async fn input_present(&self, id: TaskId) -> Option<bool>;
+
+    /// Whether a claim of a `kyc_*` task leaves its selfie in the store (`Claimed::late_selfie`).
+    fn keeps_selfie_back(&self) -> bool;
 }
 
 struct Memory;
@@ -48,6 +51,10 @@ impl Backend for Memory {
     async fn input_present(&self, _id: TaskId) -> Option<bool> {
         // Private state; `memory.rs` unit tests cover input deletion.
         None
+    }
+
+    fn keeps_selfie_back(&self) -> bool {
+        false
     }
 }
 
@@ -85,6 +92,10 @@ impl Backend for Redis {
         let exists: bool =
             redis::cmd("EXISTS").arg(format!("{}:input:{id}", self.ns)).query(&mut self.raw()).expect("EXISTS");
         Some(exists)
+    }
+
+    fn keeps_selfie_back(&self) -> bool {
+        true
     }
 }
 
@@ -178,8 +189,48 @@ async fn submit_then_get(b: &dyn Backend) {
     let claimed = claim_now(&store, "w1").await.expect("queued");
     assert_eq!(claimed.id, id);
     assert_eq!(claimed.deliveries, 1);
-    assert_eq!(claimed.input, input("alice"), "every field, every image byte");
+    assert_eq!(claimed.late_selfie, b.keeps_selfie_back(), "a kyc_* selfie stays in the store until asked for");
+    assert_eq!(whole(&store, claimed).await, input("alice"), "every field, every image byte");
     assert!(claim_now(&store, "w1").await.is_none(), "delivered once only");
+}
+
+/// A claimed input with its late selfie (if any) read back in.
+async fn whole(store: &SharedStore, claimed: Claimed) -> TaskInput {
+    let mut input = claimed.input;
+    if claimed.late_selfie {
+        let selfie = store.late_image(claimed.id, "selfie").await.unwrap().expect("the selfie is still stored");
+        match &mut input.upload {
+            ServiceInput::KycPassport { selfie: s, .. } | ServiceInput::KycCard { selfie: s, .. } => {
+                assert!(s.is_empty(), "a late selfie is not also in the claimed input");
+                *s = selfie;
+            }
+            other => panic!("only kyc_* selfies are read late, not {:?}", other.kind()),
+        }
+    }
+    input
+}
+
+/// Only a `kyc_*` selfie is kept back (the other services need every image at once); it is read
+/// on demand, as often as needed, and is gone with its task.
+async fn a_late_selfie_is_read_on_demand_and_gone_with_its_task(b: &dyn Backend) {
+    let store = b.open(ttls(LONG, LONG)).await;
+    let liveness = TaskInput { upload: ServiceInput::FaceLiveness { selfie: Bytes::from_static(b"\xff\xd8selfie") }, ..input("alice") };
+    let id = TaskId::new();
+    store.submit(TaskRecord::new(id, &liveness, now_ms()), liveness.clone()).await.unwrap();
+    let claimed = claim_now(&store, "w1").await.expect("queued");
+    assert!(!claimed.late_selfie, "face_liveness has nothing to do before its selfie");
+    assert_eq!(claimed.input, liveness);
+
+    let id = submit(&store, "alice").await;
+    let claimed = claim_now(&store, "w1").await.expect("queued");
+    assert_eq!(claimed.late_selfie, b.keeps_selfie_back());
+    if claimed.late_selfie {
+        let want = Bytes::from_static(&[0x89, 0x50, 0x00]);
+        assert_eq!(store.late_image(id, "selfie").await.unwrap(), Some(want.clone()));
+        assert_eq!(store.late_image(id, "selfie").await.unwrap(), Some(want), "read again (a retry, a fallback)");
+        assert!(store.delete("alice", id).await.unwrap());
+        assert_eq!(store.late_image(id, "selfie").await.unwrap(), None, "deleted with its task");
+    }
 }
 
 async fn unknown_id_is_none(b: &dyn Backend) {
@@ -711,6 +762,7 @@ suite!(
     list_pages_newest_first_filters_and_isolates_owners,
     list_forgets_deleted_and_expired_tasks,
     a_sparse_filter_pages_within_the_read_budget,
+    a_late_selfie_is_read_on_demand_and_gone_with_its_task,
 );
 
 // === Redis-only behaviour ===
@@ -787,9 +839,28 @@ async fn redis_keeps_images_as_raw_bytes() {
     let used: u64 = redis::cmd("MEMORY").arg("USAGE").arg(&key).arg("SAMPLES").arg(0).query(&mut backend.raw()).unwrap();
     eprintln!("input of {raw} image bytes uses {used} bytes in Redis ({:.3}x)", used as f64 / raw);
     assert!(used as f64 <= 1.2 * raw, "{used} bytes in Redis for {raw} bytes of images");
-    let stored: Vec<u8> = redis::cmd("HGET").arg(&key).arg("img:selfie").query(&mut backend.raw()).unwrap();
+    // A kyc_* selfie is kept under `late:` (a claim's `HMGET` of the `img:` fields leaves it).
+    let stored: Vec<u8> = redis::cmd("HGET").arg(&key).arg("late:selfie").query(&mut backend.raw()).unwrap();
     assert!(stored == selfie, "the selfie field is the uploaded bytes");
-    assert_eq!(claim_now(&store, "w1").await.unwrap().input, inp);
+    let claimed = claim_now(&store, "w1").await.unwrap();
+    assert!(claimed.late_selfie);
+    assert_eq!(whole(&store, claimed).await, inp);
+}
+
+/// A kyc_* input queued by an earlier version (its selfie among the `img:` fields) is claimed
+/// whole, so tasks queued before an upgrade still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_an_input_with_its_selfie_in_img_comes_whole() {
+    let backend = Redis::new();
+    let store = backend.open(ttls(LONG, LONG)).await;
+    let id = submit(&store, "alice").await;
+    let key = format!("{}:input:{id}", backend.ns);
+    let selfie: Vec<u8> = redis::cmd("HGET").arg(&key).arg("late:selfie").query(&mut backend.raw()).unwrap();
+    let _: () = redis::cmd("HDEL").arg(&key).arg("late:selfie").query(&mut backend.raw()).unwrap();
+    let _: () = redis::cmd("HSET").arg(&key).arg("img:selfie").arg(selfie).query(&mut backend.raw()).unwrap();
+    let claimed = claim_now(&store, "w1").await.expect("queued");
+    assert!(!claimed.late_selfie);
+    assert_eq!(claimed.input, input("alice"));
 }
 
 /// An input left in the pre-hash format (a JSON string with base64 images) is failed as

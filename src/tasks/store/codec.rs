@@ -18,6 +18,28 @@ pub(super) const HEADER_FIELD: &str = "header";
 /// The Redis input hash field of each image: this prefix and its role.
 pub(super) const IMAGE_FIELD_PREFIX: &str = "img:";
 
+/// The Redis input hash field of an image read late (see [`reads_late`]): this prefix and its
+/// role. A claim's `HMGET` of the `img:` fields leaves it where it is.
+pub(super) const LATE_FIELD_PREFIX: &str = "late:";
+
+/// Whether a store that can (Redis) leaves this image out of a claimed input, for the pipeline
+/// to read when it needs it: the selfie of a `kyc_*` task, checked only once document OCR is
+/// done. A running task then holds only the images its current step needs (a worker holding
+/// both images of a `kyc_passport` through OCR was 62% of the gateway's heap at the
+/// 10,000-in-flight peak, docs/PERFORMANCE.md).
+pub(crate) fn reads_late(service: ServiceKind, role: &str) -> bool {
+    role == "selfie" && matches!(service, ServiceKind::KycPassport | ServiceKind::KycCard)
+}
+
+/// The Redis input hash field an image is kept in.
+pub(super) fn image_field(service: ServiceKind, role: &str) -> String {
+    let prefix = if reads_late(service, role) { LATE_FIELD_PREFIX } else { IMAGE_FIELD_PREFIX };
+    format!("{prefix}{role}")
+}
+
+/// Every role an input can have, as `from_roles` asks for them.
+pub(super) const ROLES: [&str; 4] = ["selfie", "passport", "front", "back"];
+
 /// Magic at the start of a spill file.
 const SPILL_MAGIC: &[u8; 4] = b"KYC2";
 
@@ -55,6 +77,36 @@ pub(super) fn split(input: &TaskInput) -> Split<'_> {
     // Serialising plain strings, bools and a UUID cannot fail.
     let header = serde_json::to_string(&header).unwrap_or_default();
     Split { header, images: input.upload.images() }
+}
+
+/// Rebuilds an input from its header and its images by role, where images read late (see
+/// [`reads_late`]) may be missing: they come back empty, and the answer says whether any did.
+pub(super) fn join_early(
+    header: &[u8],
+    mut image: impl FnMut(&'static str) -> Option<Bytes>,
+) -> Result<(TaskInput, bool), StoreError> {
+    let service = peek_service(header)?;
+    let mut late = false;
+    let input = join(header, |role| match image(role) {
+        Some(bytes) => Some(bytes),
+        None if reads_late(service, role) => {
+            late = true;
+            Some(Bytes::new())
+        }
+        None => None,
+    })?;
+    Ok((input, late))
+}
+
+/// The service named in a header.
+fn peek_service(header: &[u8]) -> Result<ServiceKind, StoreError> {
+    #[derive(Deserialize)]
+    struct Peek {
+        service: ServiceKind,
+    }
+    serde_json::from_slice::<Peek>(header)
+        .map(|p| p.service)
+        .map_err(|e| StoreError::Corrupt(format!("input header: {e}")))
 }
 
 /// Rebuilds an input from its header and a lookup of images by role.

@@ -614,7 +614,7 @@ impl TaskStore for MemoryStore {
                     Ok(input) => {
                         let receipt = taken.seq.to_string();
                         let (id, deliveries, submitted_ms) = (taken.id, taken.deliveries, taken.submitted_ms);
-                        return Ok(Some(Claimed { id, input, deliveries, receipt, submitted_ms }));
+                        return Ok(Some(Claimed { id, input, deliveries, receipt, submitted_ms, late_selfie: false }));
                     }
                     Err(e) => {
                         tracing::warn!(task = %taken.id, error = %e, "Spilled task input is unreadable; failing the task");

@@ -148,6 +148,9 @@ pub struct Claimed {
     /// record back after completing it. Redis: the time in its stream entry id (the server's
     /// clock).
     pub submitted_ms: Option<i64>,
+    /// The input's selfie was left in the store (Redis, `kyc_*`: it is checked only after
+    /// document OCR) and is empty here: read it with [`TaskStore::late_image`] when needed.
+    pub late_selfie: bool,
 }
 
 /// Storage lifetimes.
@@ -229,6 +232,13 @@ pub trait TaskStore: Send + Sync + 'static {
     /// with it. `NotFound` (nothing stored) when the task is gone (expired or deleted).
     async fn put_task_media(&self, task: TaskId, key: &str, bytes: Bytes) -> Result<(), StoreError>;
     async fn get_media(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// An image a claim left out of the task's input (see [`Claimed::late_selfie`]), by role.
+    /// `None` when the input is gone (the task was deleted or expired meanwhile). Stores that
+    /// hand out whole inputs have none.
+    async fn late_image(&self, _task: TaskId, _role: &'static str) -> Result<Option<Bytes>, StoreError> {
+        Ok(None)
+    }
 
     /// Registered faces for `register_face` / `authenticate_face`, scoped by owner.
     async fn put_face(&self, owner: &str, uuid: &str, image: Bytes) -> Result<(), StoreError>;

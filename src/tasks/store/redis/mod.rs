@@ -25,7 +25,7 @@
 mod keys;
 mod scripts;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::Duration;
@@ -323,10 +323,10 @@ impl RedisStore {
             return Ok(None);
         };
         let failure = match self.read_input(id).await? {
-            Some(Ok(input)) => {
+            Some(Ok((input, late_selfie))) => {
                 // `XADD *` ids are `<ms>-<seq>`: the submit time.
                 let submitted_ms = entry.split('-').next().and_then(|ms| ms.parse().ok());
-                return Ok(Some(Claimed { id, input, deliveries, receipt: entry, submitted_ms }));
+                return Ok(Some(Claimed { id, input, deliveries, receipt: entry, submitted_ms, late_selfie }));
             }
             Some(Err(e)) => {
                 tracing::warn!(task = %id, error = %e, "Stored task input is undecodable; failing the task");
@@ -344,21 +344,31 @@ impl RedisStore {
 
     /// The stored input of `id`: `None` when gone, `Some(Err)` when undecodable (an input in
     /// the pre-hash format, a JSON string with base64 images, is such a case: `WRONGTYPE`).
-    async fn read_input(&self, id: TaskId) -> Result<Option<Result<TaskInput, StoreError>>, StoreError> {
-        let fields: Result<HashMap<String, Vec<u8>>, RedisError> =
-            self.conn().hgetall(self.inner.keys.input(id)).await;
+    async fn read_input(&self, id: TaskId) -> Result<Option<Result<(TaskInput, bool), StoreError>>, StoreError> {
+        // Every field but the images read late (`codec::reads_late`): one `HMGET`, whatever the
+        // service. An input queued by an older version has its selfie among the `img:` fields,
+        // so it comes whole.
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.inner.keys.input(id)).arg(codec::HEADER_FIELD);
+        for role in codec::ROLES {
+            cmd.arg(format!("{}{role}", codec::IMAGE_FIELD_PREFIX));
+        }
+        let fields: Result<Vec<Option<Vec<u8>>>, RedisError> = cmd.query_async(&mut self.conn()).await;
         let mut fields = match fields {
-            Ok(f) if f.is_empty() => return Ok(None),
-            Ok(f) => f,
+            Ok(f) => f.into_iter(),
             Err(e) if e.code() == Some("WRONGTYPE") => {
                 return Ok(Some(Err(StoreError::Corrupt("input stored in an older format".into()))))
             }
             Err(e) => return Err(store_error(e)),
         };
-        let Some(header) = fields.remove(codec::HEADER_FIELD) else {
-            return Ok(Some(Err(StoreError::Corrupt("input without header".into()))));
+        // A missing key reads as all nil: expired (or deleted) input.
+        let Some(Some(header)) = fields.next() else {
+            return Ok(None);
         };
-        Ok(Some(codec::join(&header, |role| fields.remove(&format!("{}{role}", codec::IMAGE_FIELD_PREFIX)).map(Bytes::from))))
+        let mut images: Vec<(&str, Bytes)> =
+            codec::ROLES.into_iter().zip(fields).filter_map(|(role, f)| Some((role, Bytes::from(f?)))).collect();
+        let take = |role: &'static str| images.iter().position(|(r, _)| *r == role).map(|i| images.swap_remove(i).1);
+        Ok(Some(codec::join_early(&header, take)))
     }
 
     /// The owner's in-flight set prefix for scripts.
@@ -501,7 +511,7 @@ impl TaskStore for RedisStore {
         pipe.atomic();
         pipe.cmd("HSET").arg(&staging).arg(codec::HEADER_FIELD).arg(&split.header);
         for (role, bytes) in &split.images {
-            pipe.arg(format!("{}{role}", codec::IMAGE_FIELD_PREFIX)).arg(&bytes[..]);
+            pipe.arg(codec::image_field(input.service(), role)).arg(&bytes[..]);
         }
         pipe.ignore();
         pipe.cmd("PEXPIRE").arg(&staging).arg(millis(STAGING_TTL)).ignore();
@@ -773,6 +783,12 @@ impl TaskStore for RedisStore {
         let oldest_pending_age = entry_ms(&oldest)
             .map(|ms| Duration::from_millis(u64::try_from(server_now_ms.saturating_sub(ms)).unwrap_or(0)));
         Ok(QueueStats { pending, oldest_pending_age })
+    }
+
+    async fn late_image(&self, id: TaskId, role: &'static str) -> Result<Option<Bytes>, StoreError> {
+        let field = format!("{}{role}", codec::LATE_FIELD_PREFIX);
+        let bytes: Option<Vec<u8>> = self.conn().hget(self.inner.keys.input(id), field).await.map_err(store_error)?;
+        Ok(bytes.map(Bytes::from))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
