@@ -162,6 +162,9 @@ impl Gateway {
 /// rest wait in the kernel's backlog, so file descriptors cannot run out), and a request's
 /// header must arrive within `header_read_timeout_ms` or its connection is closed (idle and
 /// trickling sockets). HTTP/1.1 only: no protocol sniffing that could wait on a silent socket.
+/// The most one connection's read buffer grows to (hyper's default is ~400 KB).
+const READ_BUF_BYTES: usize = 64 * 1024;
+
 async fn http_server(
     listener: tokio::net::TcpListener,
     app: axum::Router,
@@ -174,7 +177,12 @@ async fn http_server(
     http1
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
-        .max_header_size(config.max_header_bytes);
+        .max_header_size(config.max_header_bytes)
+        // hyper's default read buffer grows to ~400 KB, and a connection receiving an upload
+        // keeps it as large until the request ends: 64 uploads at once held 37 MB of them at
+        // the 10,000-in-flight peak (docs/PERFORMANCE.md). Bodies are read in 64 KB steps
+        // instead; headers still get their own bound.
+        .max_buf_size(READ_BUF_BYTES.max(config.max_header_bytes + 8192));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let slot = tokio::select! {

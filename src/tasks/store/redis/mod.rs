@@ -86,6 +86,12 @@ struct Inner {
     /// a client's submit answer would queue behind workers' input reads (and their small
     /// commands behind the upload), all in one ordered stream.
     uploads: ConnectionManager,
+    /// Submits encoding their upload into a Redis command at once. redis-rs copies an upload
+    /// three times on its way to the socket (command, packed pipeline, write buffer), and in a
+    /// burst every waiting submit held those copies while Redis worked through the ones before
+    /// it (35 MB at the 10,000-in-flight peak, docs/PERFORMANCE.md). Redis runs one command at
+    /// a time, so a few in the pipe keep it busy.
+    upload_slots: tokio::sync::Semaphore,
     /// Idle connections for `XREADGROUP … BLOCK`, one per concurrently waiting `claim`.
     blocking: StdMutex<Vec<MultiplexedConnection>>,
     keys: Keys,
@@ -165,6 +171,7 @@ impl RedisStore {
             client,
             conn,
             uploads,
+            upload_slots: tokio::sync::Semaphore::new(UPLOAD_SLOTS),
             blocking: StdMutex::new(Vec::new()),
             keys: Keys::new(namespace),
             scripts: Scripts::load(),
@@ -429,6 +436,9 @@ fn verdict_to_result(verdict: Verdict, to: TaskStatus) -> Result<(), StoreError>
 /// after it (`submit.lua` renames or deletes it in the same transaction).
 const STAGING_TTL: Duration = Duration::from_secs(60);
 
+/// Submits encoding and sending their upload at once (see `Inner::upload_slots`).
+const UPLOAD_SLOTS: usize = 4;
+
 /// Parses `list.lua`'s reply: the next member, then (member, service, status, updated_ms) per task.
 fn parse_page(reply: Vec<String>) -> Result<TaskPage, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("task index: {what}"));
@@ -499,6 +509,14 @@ impl TaskStore for RedisStore {
         let split = codec::split(&input);
         let owner = &input.owner;
         let ttl = millis(opts.task_ttl(&self.inner.ttls, owner));
+        // Waiting for a slot is bounded like the answer itself: with Redis hung, queued submits
+        // fail after at most `response_timeout` of waiting, not one `response_timeout` after
+        // another.
+        let _slot = match tokio::time::timeout(self.inner.opts.response_timeout, self.inner.upload_slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_closed)) => return Err(StoreError::Unavailable("upload slots closed".into())),
+            Err(_) => return Err(StoreError::Unavailable("timed out waiting to send an upload to Redis".into())),
+        };
         let staging = keys.upload(record.id);
         let position = ListCursor::of(&record).to_string();
         // Index members older than the TTL name expired tasks: `submit.lua` drops them.
