@@ -85,28 +85,17 @@ pub(super) fn join_early(
     header: &[u8],
     mut image: impl FnMut(&'static str) -> Option<Bytes>,
 ) -> Result<(TaskInput, bool), StoreError> {
-    let service = peek_service(header)?;
-    let mut late = false;
-    let input = join(header, |role| match image(role) {
-        Some(bytes) => Some(bytes),
-        None if reads_late(service, role) => {
-            late = true;
+    let mut missing = Vec::new();
+    let input = join(header, |role| {
+        image(role).or_else(|| {
+            missing.push(role);
             Some(Bytes::new())
-        }
-        None => None,
+        })
     })?;
-    Ok((input, late))
-}
-
-/// The service named in a header.
-fn peek_service(header: &[u8]) -> Result<ServiceKind, StoreError> {
-    #[derive(Deserialize)]
-    struct Peek {
-        service: ServiceKind,
+    if missing.iter().any(|role| !reads_late(input.service(), role)) {
+        return Err(StoreError::Corrupt("input is missing an image".into()));
     }
-    serde_json::from_slice::<Peek>(header)
-        .map(|p| p.service)
-        .map_err(|e| StoreError::Corrupt(format!("input header: {e}")))
+    Ok((input, !missing.is_empty()))
 }
 
 /// Rebuilds an input from its header and a lookup of images by role.
