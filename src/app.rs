@@ -156,15 +156,15 @@ impl Gateway {
     }
 }
 
+/// The most one connection's read buffer grows to (hyper's default is ~400 KB).
+const READ_BUF_BYTES: usize = 64 * 1024;
+
 /// Serves `app` on `listener` until `stop` turns true, then lets open connections finish.
 ///
 /// Every bound is explicit (`[server]`): at most `max_connections` connections at once (the
 /// rest wait in the kernel's backlog, so file descriptors cannot run out), and a request's
 /// header must arrive within `header_read_timeout_ms` or its connection is closed (idle and
 /// trickling sockets). HTTP/1.1 only: no protocol sniffing that could wait on a silent socket.
-/// The most one connection's read buffer grows to (hyper's default is ~400 KB).
-const READ_BUF_BYTES: usize = 64 * 1024;
-
 async fn http_server(
     listener: tokio::net::TcpListener,
     app: axum::Router,

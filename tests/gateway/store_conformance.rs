@@ -879,6 +879,19 @@ async fn redis_old_format_input_fails_as_corrupt() {
     assert_eq!(store.queue_stats().await.unwrap().pending, 0);
 }
 
+/// An input whose images survive without its header is failed as corrupt, not as expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_an_input_without_its_header_fails_as_corrupt() {
+    let backend = Redis::new();
+    let store = backend.open(ttls(LONG, LONG)).await;
+    let id = submit(&store, "alice").await;
+    let key = format!("{}:input:{id}", backend.ns);
+    let _: () = redis::cmd("HDEL").arg(&key).arg("header").query(&mut backend.raw()).unwrap();
+    assert!(claim_now(&store, "w1").await.is_none());
+    let rec = store.get(id).await.unwrap().unwrap();
+    assert_eq!(rec.outcome, Some(TaskOutcome::Failed { reason: FailureReason::InputCorrupt }));
+}
+
 /// Deleting a task leaves nothing of it in Redis: no key names it, no key holds its portrait,
 /// no stream entry, in-flight count or idempotency key refers to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -368,9 +368,12 @@ impl RedisStore {
             }
             Err(e) => return Err(store_error(e)),
         };
-        // A missing key reads as all nil: expired (or deleted) input.
-        let Some(Some(header)) = fields.next() else {
-            return Ok(None);
+        // A missing key reads as all nil: expired (or deleted) input. Images without a header
+        // are a damaged input, not a gone one.
+        let header = match fields.next() {
+            Some(Some(header)) => header,
+            _ if fields.any(|f| f.is_some()) => return Ok(Some(Err(StoreError::Corrupt("input without header".into())))),
+            _ => return Ok(None),
         };
         let mut images: Vec<(&str, Bytes)> =
             codec::ROLES.into_iter().zip(fields).filter_map(|(role, f)| Some((role, Bytes::from(f?)))).collect();
