@@ -847,6 +847,33 @@ async fn redis_keeps_images_as_raw_bytes() {
     assert_eq!(whole(&store, claimed).await, inp);
 }
 
+/// A store URL naming another database: submits (framed by the store itself, not redis-rs)
+/// select it too, so the input lands where the workers read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_store_on_another_database_submits_there() {
+    let base = redis_url();
+    let info = redis::Client::open(base.as_str()).expect("valid KYCGATE_TEST_REDIS URL").get_connection_info().clone();
+    let db = if info.redis.db == 7 { 6 } else { 7 };
+    let url = match base.rsplit_once('/') {
+        Some((head, tail)) if tail.parse::<i64>().is_ok() => format!("{head}/{db}"),
+        _ => format!("{}/{db}", base.trim_end_matches('/')),
+    };
+    let backend = Redis { url, ns: namespace("store") };
+    let store = backend.open(ttls(LONG, LONG)).await;
+    let selfie = crate::support::eval_image("faces/deepface/img1.jpg");
+    let passport = crate::support::eval_image("documents/passporteye_100_pass-uto.jpg");
+    let inp = TaskInput {
+        upload: ServiceInput::KycPassport { selfie: Bytes::from(selfie), passport: Bytes::from(passport) },
+        ..input("alice")
+    };
+    let id = TaskId::new();
+    store.submit(TaskRecord::new(id, &inp, now_ms()), inp.clone()).await.unwrap();
+    assert_eq!(backend.input_present(id).await, Some(true), "input in database {db}");
+    let claimed = claim_now(&store, "w1").await.expect("queued in that database");
+    assert_eq!(claimed.id, id);
+    assert_eq!(whole(&store, claimed).await, inp);
+}
+
 /// A kyc_* input queued by an earlier version (its selfie among the `img:` fields) is claimed
 /// whole, so tasks queued before an upgrade still run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

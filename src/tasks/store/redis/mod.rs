@@ -24,6 +24,7 @@
 
 mod keys;
 mod scripts;
+mod upload;
 
 use std::collections::VecDeque;
 use std::str::FromStr;
@@ -38,6 +39,7 @@ use tokio::time::Instant;
 
 use self::keys::{Keys, GROUP, TASK_FIELD};
 use self::scripts::{Scripts, Verdict};
+use self::upload::{Frame, Reply, UploadPool};
 use super::{
     codec, Claimed, FullScope, Idempotency, ListCursor, QueueStats, StoreError, StoreOptions, Submitted, TaskPage,
     TaskQuery, TaskStore, TaskSummary, Ttls,
@@ -84,13 +86,12 @@ struct Inner {
     conn: ConnectionManager,
     /// Submits only: each carries a whole upload (hundreds of KB), and on the shared connection
     /// a client's submit answer would queue behind workers' input reads (and their small
-    /// commands behind the upload), all in one ordered stream.
-    uploads: ConnectionManager,
-    /// Submits encoding their upload into a Redis command at once. redis-rs copies an upload
-    /// three times on its way to the socket (command, packed pipeline, write buffer), and in a
-    /// burst every waiting submit held those copies while Redis worked through the ones before
-    /// it (35 MB at the 10,000-in-flight peak, docs/PERFORMANCE.md). Redis runs one command at
-    /// a time, so a few in the pipe keep it busy.
+    /// commands behind the upload), all in one ordered stream. The command is framed by
+    /// [`upload`], so the images are written from the request's own bytes.
+    uploads: UploadPool,
+    /// Submits sending their upload to Redis at once. Redis runs one command at a time, so a
+    /// few in the pipe keep it busy; more would only hold their uploads longer (at the
+    /// 10,000-in-flight peak, docs/PERFORMANCE.md) and open more connections.
     upload_slots: tokio::sync::Semaphore,
     /// Idle connections for `XREADGROUP … BLOCK`, one per concurrently waiting `claim`.
     blocking: StdMutex<Vec<MultiplexedConnection>>,
@@ -111,6 +112,48 @@ fn store_error(e: RedisError) -> StoreError {
         StoreError::Corrupt(e.to_string())
     } else {
         StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// A submit transaction's verdict from its five replies (`MULTI`, three `QUEUED`, `EXEC`);
+/// `None` when Redis does not have the script (`NOSCRIPT`: load it and send again).
+fn submit_verdict(replies: Vec<Reply>) -> Result<Option<Verdict>, StoreError> {
+    let refused = |e: &str| StoreError::Unavailable(format!("Redis refused a submit: {e}"));
+    let corrupt = |what: &str| StoreError::Corrupt(format!("unexpected Redis reply to a submit: {what}"));
+    let error = |r: &Reply| match r {
+        Reply::Error(e) => Some(e.clone()),
+        _ => None,
+    };
+    let [multi, queued @ .., exec]: [Reply; 5] = replies.try_into().map_err(|_| corrupt("not five replies"))?;
+    let results = match exec {
+        Reply::Array(Some(results)) if results.len() == 3 => results,
+        // EXECABORT: a command was refused when queued; its own reply says why.
+        Reply::Error(e) => {
+            let why = std::iter::once(&multi).chain(&queued).find_map(error).unwrap_or(e);
+            return Err(refused(&why));
+        }
+        _ => return Err(corrupt("no EXEC result")),
+    };
+    let [hset, pexpire, eval]: [Reply; 3] = results.try_into().map_err(|_| corrupt("EXEC result"))?;
+    if let Some(e) = error(&hset).or_else(|| error(&pexpire)) {
+        return Err(refused(&e));
+    }
+    match eval {
+        Reply::Error(e) if e.starts_with("NOSCRIPT") => Ok(None),
+        Reply::Error(e) => Err(refused(&e)),
+        Reply::Array(Some(items)) => {
+            let parts = items
+                .into_iter()
+                .map(|item| match item {
+                    Reply::Bulk(Some(b)) => String::from_utf8(b).map_err(|_| corrupt("verdict is not text")),
+                    Reply::Status(s) => Ok(s),
+                    Reply::Int(n) => Ok(n.to_string()),
+                    _ => Err(corrupt("verdict element")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Verdict::from_parts(&parts).map(Some).ok_or_else(|| corrupt("unknown script verdict"))
+        }
+        _ => Err(corrupt("verdict is not an array")),
     }
 }
 
@@ -165,8 +208,9 @@ impl RedisStore {
             .set_number_of_retries(opts.reconnect_retries)
             .set_factor(2)
             .set_max_delay(1000);
-        let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await.map_err(store_error)?;
-        let uploads = ConnectionManager::new_with_config(client.clone(), config).await.map_err(store_error)?;
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(store_error)?;
+        let uploads =
+            UploadPool::new(client.get_connection_info().clone(), UPLOAD_SLOTS, opts.connect_timeout, opts.response_timeout);
         let inner = Inner {
             client,
             conn,
@@ -528,49 +572,54 @@ impl TaskStore for RedisStore {
         // The images go in with a plain HSET (Redis keeps the received bytes; through the
         // script they would be copied twice more) to a staging key that `submit.lua` renames
         // to the input or deletes, all in one MULTI: still one atomic step.
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.cmd("HSET").arg(&staging).arg(codec::HEADER_FIELD).arg(&split.header);
+        let mut frame = Frame::default();
+        frame.command(1).arg("MULTI");
+        frame.command(4 + 2 * split.images.len()).arg("HSET").arg(&staging).arg(codec::HEADER_FIELD).arg(&split.header);
         for (role, bytes) in &split.images {
-            pipe.arg(codec::image_field(input.service(), role)).arg(&bytes[..]);
+            frame.arg(codec::image_field(input.service(), role)).image(bytes);
         }
-        pipe.ignore();
-        pipe.cmd("PEXPIRE").arg(&staging).arg(millis(STAGING_TTL)).ignore();
-        let mut eval = redis::cmd("EVALSHA");
-        eval.arg(self.inner.scripts.submit.get_hash())
-            .arg(9)
-            .arg(keys.record(record.id))
-            .arg(keys.input(record.id))
-            .arg(keys.queue())
-            .arg(keys.inflight())
-            .arg(keys.inflight_bytes())
-            .arg(keys.owner_inflight(owner))
-            .arg(idempotency.map_or_else(|| keys.idempotency(owner, ""), |i| keys.idempotency(owner, &i.key)))
-            .arg(&staging)
-            .arg(keys.owner_tasks(owner))
-            .arg(record.id.to_string())
-            .arg(meta)
-            .arg(owner)
-            .arg(record.updated_ms)
-            .arg(ttl)
-            .arg(input.upload.image_bytes())
-            .arg(opts.limits.max_tasks)
-            .arg(opts.limits.max_bytes)
-            .arg(opts.limits.max_per_owner)
-            .arg(idempotency.map_or("", |i| i.fingerprint.as_str()))
-            .arg(millis(opts.idempotency_ttl))
-            .arg(position)
-            .arg(stale_below)
-            .arg(record.service.as_str());
-        pipe.add_command(eval);
-        let mut conn = self.inner.uploads.clone();
-        let mut reply: Result<(Verdict,), RedisError> = pipe.query_async(&mut conn).await;
-        if reply.as_ref().is_err_and(|e| e.kind() == ErrorKind::NoScriptError) {
-            // First use on this server (or after a restart): load the script, then once more.
-            self.inner.scripts.submit.prepare_invoke().load_async(&mut conn).await.map_err(store_error)?;
-            reply = pipe.query_async(&mut conn).await;
+        frame.command(3).arg("PEXPIRE").arg(&staging).arg(millis(STAGING_TTL).to_string());
+        let eval = [
+            self.inner.scripts.submit.get_hash().to_string(),
+            "9".to_string(),
+            keys.record(record.id),
+            keys.input(record.id),
+            keys.queue(),
+            keys.inflight(),
+            keys.inflight_bytes(),
+            keys.owner_inflight(owner),
+            idempotency.map_or_else(|| keys.idempotency(owner, ""), |i| keys.idempotency(owner, &i.key)),
+            staging.clone(),
+            keys.owner_tasks(owner),
+            record.id.to_string(),
+            meta,
+            owner.to_string(),
+            record.updated_ms.to_string(),
+            ttl.to_string(),
+            input.upload.image_bytes().to_string(),
+            opts.limits.max_tasks.to_string(),
+            opts.limits.max_bytes.to_string(),
+            opts.limits.max_per_owner.to_string(),
+            idempotency.map_or("", |i| i.fingerprint.as_str()).to_string(),
+            millis(opts.idempotency_ttl).to_string(),
+            position,
+            stale_below,
+            record.service.as_str().to_string(),
+        ];
+        frame.command(1 + eval.len()).arg("EVALSHA");
+        for arg in &eval {
+            frame.arg(arg);
         }
-        let (verdict,) = reply.map_err(store_error)?;
+        frame.command(1).arg("EXEC");
+        let verdict = match submit_verdict(self.inner.uploads.exchange(&frame).await?)? {
+            Some(verdict) => verdict,
+            None => {
+                // First use on this server (or after a restart): load the script, then once more.
+                self.inner.scripts.submit.prepare_invoke().load_async(&mut self.conn()).await.map_err(store_error)?;
+                submit_verdict(self.inner.uploads.exchange(&frame).await?)?
+                    .ok_or_else(|| StoreError::Unavailable("Redis lost the submit script again".into()))?
+            }
+        };
         let retry_after = opts.limits.retry_after;
         match verdict {
             Verdict::Ok(_) => Ok(Submitted::Created),

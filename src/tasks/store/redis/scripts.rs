@@ -53,16 +53,24 @@ pub(super) enum Verdict {
 impl redis::FromRedisValue for Verdict {
     fn from_redis_value(v: &redis::Value) -> redis::RedisResult<Self> {
         let parts: Vec<String> = redis::from_redis_value(v)?;
+        Self::from_parts(&parts)
+            .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::TypeError, "unexpected script verdict")))
+    }
+}
+
+impl Verdict {
+    /// The verdict a script's reply array names (`["OK", detail]`, `["FULL", "owner"]`, …).
+    pub(super) fn from_parts(parts: &[String]) -> Option<Self> {
         let detail = parts.get(1).cloned();
-        match parts.first().map(String::as_str) {
-            Some("OK") => Ok(Self::Ok(detail)),
-            Some("NOT_FOUND") => Ok(Self::NotFound),
-            Some("LEASE_LOST") => Ok(Self::LeaseLost),
-            Some("ILLEGAL") => Ok(Self::Illegal(detail.unwrap_or_default())),
-            Some("EXISTING") => Ok(Self::Existing(detail.unwrap_or_default())),
-            Some("CONFLICT") => Ok(Self::Conflict),
-            Some("FULL") => Ok(Self::Full(detail.unwrap_or_default())),
-            _ => Err(redis::RedisError::from((redis::ErrorKind::TypeError, "unexpected script verdict"))),
-        }
+        Some(match parts.first().map(String::as_str)? {
+            "OK" => Self::Ok(detail),
+            "NOT_FOUND" => Self::NotFound,
+            "LEASE_LOST" => Self::LeaseLost,
+            "ILLEGAL" => Self::Illegal(detail.unwrap_or_default()),
+            "EXISTING" => Self::Existing(detail.unwrap_or_default()),
+            "CONFLICT" => Self::Conflict,
+            "FULL" => Self::Full(detail.unwrap_or_default()),
+            _ => return None,
+        })
     }
 }
