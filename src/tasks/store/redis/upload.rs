@@ -268,9 +268,19 @@ impl UploadPool {
                 .await
                 .map_err(|_| StoreError::Unavailable("timed out connecting to Redis for an upload".into()))??,
         };
-        let replies = tokio::time::timeout(self.response_timeout, conn.exchange(frame))
-            .await
-            .map_err(|_| StoreError::Unavailable("timed out waiting for Redis to take an upload".into()))??;
+        let replies = match tokio::time::timeout(self.response_timeout, conn.exchange(frame)).await {
+            Ok(Ok(replies)) => replies,
+            failed => {
+                // The idle connections were opened before whatever broke this one (most often a
+                // Redis restart): dropped too, so the next submits reconnect instead of each
+                // failing on a dead socket in turn.
+                self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                return Err(match failed {
+                    Ok(Err(e)) => e,
+                    _ => StoreError::Unavailable("timed out waiting for Redis to take an upload".into()),
+                });
+            }
+        };
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.keep && conn.pending.is_empty() {
             idle.push(conn);
@@ -366,6 +376,49 @@ mod tests {
             }
             assert!(pool.idle.lock().unwrap().is_empty(), "a failed connection is not kept");
         }
+    }
+
+    /// After a Redis restart (every open connection closed) one submit fails, not one per idle
+    /// connection, and the next one reconnects.
+    #[tokio::test]
+    async fn one_dead_connection_clears_the_idle_ones() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let restarted = Arc::new(AtomicBool::new(false));
+        let flag = restarted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let flag = flag.clone();
+                // Connections accepted after the "restart" belong to the new server.
+                let born_after = flag.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {
+                        if flag.load(Ordering::SeqCst) && !born_after {
+                            return;
+                        }
+                        if socket.write_all(b"+PONG\r\n").await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let info: ConnectionInfo = format!("redis://127.0.0.1:{port}").parse().unwrap();
+        let pool = UploadPool::new(info, 4, Duration::from_secs(1), Duration::from_secs(1));
+        let mut ping = Frame::default();
+        ping.command(1).arg("PING");
+        let (a, b, c) = tokio::join!(pool.exchange(&ping), pool.exchange(&ping), pool.exchange(&ping));
+        for r in [a, b, c] {
+            assert_eq!(r.unwrap(), vec![Reply::Status("PONG".into())]);
+        }
+        assert_eq!(pool.idle.lock().unwrap().len(), 3);
+        restarted.store(true, Ordering::SeqCst);
+        assert!(matches!(pool.exchange(&ping).await, Err(StoreError::Unavailable(_))));
+        assert!(pool.idle.lock().unwrap().is_empty());
+        assert_eq!(pool.exchange(&ping).await.unwrap(), vec![Reply::Status("PONG".into())]);
     }
 
     #[test]
