@@ -125,7 +125,14 @@ impl Gateway {
             heartbeat: Duration::from_secs(self.config.store.lease_secs.max(3) / 3),
             poll: Duration::from_secs(2),
         };
-        let mut workers = worker::spawn(self.state.store.clone(), self.pipeline.clone(), settings, stop_rx.clone());
+        // Task work shares the API's runtime unless `[worker] threads` gives it one of its own.
+        let tasks = match self.config.worker.threads {
+            0 => None,
+            n => Some(worker::TaskRuntime::new(n, self.config.worker.nice)?),
+        };
+        let runtime = tasks.as_ref().map_or_else(tokio::runtime::Handle::current, |t| t.handle().clone());
+        let mut workers =
+            worker::spawn(self.state.store.clone(), self.pipeline.clone(), settings, stop_rx.clone(), &runtime);
         // Webhook deliveries (any instance makes any pending one).
         workers.spawn(self.state.webhooks.clone().run(self.state.store.clone(), api::tasks::task_json, stop_rx.clone()));
         // Queue gauges between scrapes (OTLP pushes read the last sample).
@@ -152,6 +159,7 @@ impl Gateway {
         http.await;
         trigger.abort();
         while workers.join_next().await.is_some() {}
+        drop(tasks);
         Ok(())
     }
 }

@@ -150,6 +150,10 @@ impl fmt::Display for StoreUrl {
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     pub concurrency: usize,
+    /// Threads of a runtime of its own for task work; 0: tasks share the API's runtime.
+    pub threads: usize,
+    /// With `threads`, how much lower those threads' OS priority is (niceness 0 to 19).
+    pub nice: i32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,6 +344,9 @@ impl Config {
         if server.max_header_bytes < 1024 {
             out.push(ConfigProblem::new("server.max_header_bytes", "must be at least 1024", None));
         }
+        if !(0..=19).contains(&self.worker.nice) {
+            out.push(ConfigProblem::new("worker.nice", "must be 0 to 19", None));
+        }
         if hooks.max_url_bytes < 16 {
             out.push(ConfigProblem::new("webhooks.max_url_bytes", "must be at least 16", None));
         }
@@ -421,6 +428,20 @@ mod tests {
         assert!(Config::load(Some(&path)).is_err(), "a zero bound is refused");
         write("[[store.retention]]\nowner = \"bank\"\ntask_ttl_secs = 0\n");
         assert!(Config::load(Some(&path)).is_err(), "a zero retention is refused");
+    }
+
+    #[test]
+    fn task_thread_niceness_is_bounded() {
+        let mut cfg = Config::load(None).expect("defaults parse");
+        assert_eq!((cfg.worker.threads, cfg.worker.nice), (0, 10));
+        for bad in [-1, 20] {
+            cfg.worker.nice = bad;
+            let problems = cfg.problems();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].key, "worker.nice");
+        }
+        cfg.worker.nice = 0;
+        assert!(cfg.problems().is_empty());
     }
 
     #[test]

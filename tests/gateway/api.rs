@@ -200,6 +200,19 @@ async fn auth_keys_tokens_and_rotation() {
     gw.stop().await;
 }
 
+/// With `[worker] threads`, task work runs on a runtime of its own at a lower priority: the
+/// local provider's whole `kyc_passport` still runs there, and stopping the gateway ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kyc_passport_on_a_task_runtime_of_its_own() {
+    let gw = TestGateway::start(Options { worker_toml: "threads = 1\nnice = 5".into(), ..Options::default() }).await;
+    let api = gw.client();
+    let id = api.submit_ok("kyc_passport", kyc_specimen("false")).await;
+    let (task, _) = api.wait(&id, Duration::from_secs(120)).await;
+    assert_eq!(task["status"], "SUCCESS", "{task}");
+    assert_eq!(task["result"]["data"]["document"]["documentNumber"], "L898902C3", "{task}");
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kyc_passport_lifecycle_media_and_isolation() {
     let gw = TestGateway::start(Options::default()).await;

@@ -90,6 +90,8 @@ pub struct Options {
     pub auth_toml: String,
     pub lease_secs: u64,
     pub concurrency: usize,
+    /// Extra keys for the `[worker]` table (e.g. `threads = 1`).
+    pub worker_toml: String,
     /// More API keys as (owner id, key), besides `KEY` and `OTHER_KEY`.
     pub api_keys: Vec<(String, String)>,
 }
@@ -113,6 +115,7 @@ impl Default for Options {
             auth_toml: String::new(),
             lease_secs: 30,
             concurrency: 2,
+            worker_toml: String::new(),
             api_keys: Vec::new(),
         }
     }
@@ -152,6 +155,7 @@ lease_secs = {lease}
 
 [worker]
 concurrency = {conc}
+{worker}
 
 [auth]
 jwt_secret = "e2e-shared-secret"
@@ -168,6 +172,7 @@ dir = "{providers}"
             ns = opts.namespace,
             lease = opts.lease_secs,
             conc = opts.concurrency,
+            worker = opts.worker_toml,
             providers = opts.providers_dir.display(),
             server_extra = opts.server_toml,
             store_extra = opts.store_toml,
