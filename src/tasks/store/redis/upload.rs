@@ -28,8 +28,27 @@ pub(super) const MAX_REPLY_BYTES: usize = 64 * 1024;
 const MAX_DEPTH: usize = 4;
 
 /// A byte stream to Redis: TCP or a Unix socket.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Whether the connection is unusable after sitting idle: Redis closed it (a restart, its
+    /// `timeout` setting) or sent something nobody asked for. Never waits.
+    fn stale(&self) -> bool;
+}
+
+/// `try_read` answers from the readiness the runtime has seen: `WouldBlock` for a quiet open
+/// socket, `Ok(0)` once the peer's close arrived.
+macro_rules! stale_by_try_read {
+    ($t:ty) => {
+        impl Io for $t {
+            fn stale(&self) -> bool {
+                let mut byte = [0u8; 1];
+                !matches!(self.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    };
+}
+stale_by_try_read!(tokio::net::TcpStream);
+#[cfg(unix)]
+stale_by_try_read!(tokio::net::UnixStream);
 
 /// One command transaction being framed: the small parts in `text`, and the images to splice
 /// in at byte offsets of it (they are never copied).
@@ -261,7 +280,13 @@ impl UploadPool {
     /// Sends `frame` on an idle connection (or a new one) and returns its replies. Connecting
     /// and the exchange are bounded by the store's timeouts; a connection that failed is dropped.
     pub(super) async fn exchange(&self, frame: &Frame<'_>) -> Result<Vec<Reply>, StoreError> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            // Connections Redis closed while they sat idle are dropped here, not found dead by
+            // a submit that would then fail.
+            idle.retain(|conn| !conn.io.stale());
+            idle.pop()
+        };
         let mut conn = match idle {
             Some(conn) => conn,
             None => tokio::time::timeout(self.connect_timeout, Conn::open(&self.info))
@@ -419,6 +444,56 @@ mod tests {
         assert!(matches!(pool.exchange(&ping).await, Err(StoreError::Unavailable(_))));
         assert!(pool.idle.lock().unwrap().is_empty());
         assert_eq!(pool.exchange(&ping).await.unwrap(), vec![Reply::Status("PONG".into())]);
+    }
+
+    /// Connections Redis closed while idle (its `timeout`, a restart between submits) are
+    /// noticed before use: the next submit opens a new one instead of failing.
+    #[tokio::test]
+    async fn connections_closed_while_idle_are_not_used() {
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let close_all = Arc::new(tokio::sync::Notify::new());
+        let closer = close_all.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let closer = closer.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        tokio::select! {
+                            read = socket.read(&mut buf) => match read {
+                                Ok(n) if n > 0 => {
+                                    if socket.write_all(b"+PONG\r\n").await.is_err() {
+                                        return;
+                                    }
+                                }
+                                _ => return,
+                            },
+                            _ = closer.notified() => return,
+                        }
+                    }
+                });
+            }
+        });
+        let info: ConnectionInfo = format!("redis://127.0.0.1:{port}").parse().unwrap();
+        let pool = UploadPool::new(info, 4, Duration::from_secs(1), Duration::from_secs(1));
+        let mut ping = Frame::default();
+        ping.command(1).arg("PING");
+        let (a, b) = tokio::join!(pool.exchange(&ping), pool.exchange(&ping));
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(pool.idle.lock().unwrap().len(), 2);
+        close_all.notify_waiters();
+        // Until the runtime has seen both closes (a condition, bounded; not a fixed wait).
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !pool.idle.lock().unwrap().iter().all(|c| c.io.stale()) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the closes arrive");
+        assert_eq!(pool.exchange(&ping).await.unwrap(), vec![Reply::Status("PONG".into())]);
+        assert_eq!(pool.idle.lock().unwrap().len(), 1, "the two closed connections were dropped");
     }
 
     #[test]
