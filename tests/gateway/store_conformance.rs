@@ -820,19 +820,22 @@ async fn redis_keys_stay_in_their_namespace() {
     }
 }
 
+/// Alice's `kyc_passport` with real images (a deepface selfie and a passport page), and its selfie.
+fn real_kyc_input() -> (TaskInput, Bytes) {
+    let selfie = Bytes::from(crate::support::eval_image("faces/deepface/img1.jpg"));
+    let passport = Bytes::from(crate::support::eval_image("documents/passporteye_100_pass-uto.jpg"));
+    let input = TaskInput { upload: ServiceInput::KycPassport { selfie: selfie.clone(), passport }, ..input("alice") };
+    (input, selfie)
+}
+
 /// Images are stored as raw bytes (no base64): Redis holds at most 1.2x the uploaded bytes for a
 /// queued input, and the image fields are the bytes themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_keeps_images_as_raw_bytes() {
     let backend = Redis::new();
     let store = backend.open(ttls(LONG, LONG)).await;
-    let selfie = crate::support::eval_image("faces/deepface/img1.jpg");
-    let passport = crate::support::eval_image("documents/passporteye_100_pass-uto.jpg");
-    let raw = (selfie.len() + passport.len()) as f64;
-    let inp = TaskInput {
-        upload: ServiceInput::KycPassport { selfie: Bytes::from(selfie.clone()), passport: Bytes::from(passport) },
-        ..input("alice")
-    };
+    let (inp, selfie) = real_kyc_input();
+    let raw = inp.upload.image_bytes() as f64;
     let id = TaskId::new();
     store.submit(TaskRecord::new(id, &inp, now_ms()), inp.clone()).await.unwrap();
     let key = format!("{}:input:{id}", backend.ns);
@@ -860,12 +863,7 @@ async fn redis_a_store_on_another_database_submits_there() {
     };
     let backend = Redis { url, ns: namespace("store") };
     let store = backend.open(ttls(LONG, LONG)).await;
-    let selfie = crate::support::eval_image("faces/deepface/img1.jpg");
-    let passport = crate::support::eval_image("documents/passporteye_100_pass-uto.jpg");
-    let inp = TaskInput {
-        upload: ServiceInput::KycPassport { selfie: Bytes::from(selfie), passport: Bytes::from(passport) },
-        ..input("alice")
-    };
+    let (inp, _) = real_kyc_input();
     let id = TaskId::new();
     store.submit(TaskRecord::new(id, &inp, now_ms()), inp.clone()).await.unwrap();
     assert_eq!(backend.input_present(id).await, Some(true), "input in database {db}");
