@@ -257,6 +257,9 @@ pub async fn eval(config: &Config, dir: &Path, floors: Option<&Path>) -> anyhow:
     if let Some(out) = std::env::var_os("KYCGATE_EVAL_PAIRS_TSV") {
         std::fs::write(&out, report.pairs_tsv()).with_context(|| format!("writing {}", Path::new(&out).display()))?;
     }
+    if let Some(out) = std::env::var_os("KYCGATE_EVAL_FRAMES_TSV") {
+        std::fs::write(&out, report.frames_tsv()).with_context(|| format!("writing {}", Path::new(&out).display()))?;
+    }
     println!("{report}");
     println!("{}", report.summary(floors.as_ref()));
     if let Some(floors) = &floors {

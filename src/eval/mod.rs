@@ -307,6 +307,24 @@ impl EvalReport {
         t
     }
 
+    /// Every full frame's liveness-sub-call outcome (live probability, or the refusal code), as
+    /// TSV: what the threshold was chosen from, and the input for studying other cues.
+    pub fn frames_tsv(&self) -> String {
+        let mut t = String::from("path\tsubject_group\tfold\tattack_type\tcapture\tis_spoof\tproduct\n");
+        for f in self.full_frames.iter().flat_map(|r| &r.frames) {
+            let product = match &f.outcome {
+                product::LivenessOutcome::Scored { probability, .. } => format!("{probability:.4}"),
+                product::LivenessOutcome::Refused(r) => r.code().to_string(),
+            };
+            let s = &f.sample;
+            t.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{product}\n",
+                f.path, f.subject_group, f.fold, s.attack_type, s.capture, u8::from(s.is_spoof)
+            ));
+        }
+        t
+    }
+
     /// The product-path face table: per subset, then the LFW identity halves.
     pub fn pairs_table(&self) -> String {
         let model: HashMap<String, f64> = self.faces.subsets.iter().map(|s| (s.name.clone(), s.accuracy)).collect();

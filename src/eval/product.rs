@@ -313,6 +313,8 @@ fn identity_halves<'a>(ids: impl Iterator<Item = &'a str>) -> HashMap<&'a str, u
 /// One full frame through the liveness sub-call.
 #[derive(Debug, Clone)]
 pub struct FrameRecord {
+    /// The frame's path in `spoof_fullframe/`.
+    pub path: String,
     pub subject_group: String,
     /// 0 or 1: subject groups split in two halves for the 2-fold threshold choice.
     pub fold: u8,
@@ -419,7 +421,7 @@ pub async fn full_frames(dir: &Path, path: &ProductPath<'_>, threshold: f64) -> 
             source: if score.is_some() { FaceSource::Detected } else { FaceSource::None },
             frame_fraction: None,
         };
-        frames.push(FrameRecord { subject_group: group.to_string(), fold: fold_of[group], sample, outcome });
+        frames.push(FrameRecord { path: col(row, "path", &csv)?.to_string(), subject_group: group.to_string(), fold: fold_of[group], sample, outcome });
     }
     Ok(FullFrameReport { frames, threshold })
 }
