@@ -183,31 +183,28 @@ def pick(scores, y, fn):
     return (np.median(finite) if finite.size else tied[0]), ac.min()
 
 
-def fit_alone(cue, y):
+def fit_rule(cue, y, attack):
+    """Sign and threshold of `cue` for the rule `attack(signed_cue, c)` (True = attack) with the
+    lowest ACER on (cue, y); both signs are tried."""
     best = None
     for s in (1, -1):
-        c, a = pick(s * cue, y, lambda c, s=s: s * cue > c)
+        c, a = pick(s * cue, y, lambda c, s=s: attack(s * cue, c))
         if best is None or a < best[2] - 1e-12:
             best = (s, c, a)
     return best[:2]
 
 
-def fit_or(cue, prod, y):
-    best = None
-    for s in (1, -1):
-        c, a = pick(s * cue, y, lambda c, s=s: (prod < 0.5) | (s * cue > c))
-        if best is None or a < best[2] - 1e-12:
-            best = (s, c, a)
-    return best[:2]
+# alone: the cue decides; OR: the cue can only add attacks; rescue: it can only remove them.
+def alone_rule(prod):
+    return lambda sc, c: sc > c
 
 
-def fit_rescue(cue, prod, y):
-    best = None
-    for s in (1, -1):
-        c, a = pick(s * cue, y, lambda c, s=s: (prod < 0.5) & ~(s * cue < c))
-        if best is None or a < best[2] - 1e-12:
-            best = (s, c, a)
-    return best[:2]
+def or_rule(prod):
+    return lambda sc, c: (prod < 0.5) | (sc > c)
+
+
+def rescue_rule(prod):
+    return lambda sc, c: (prod < 0.5) & ~(sc < c)
 
 
 def logit(p):
@@ -282,11 +279,11 @@ def main():
     for k in CUES:
         c = C[k]
         def alone(tr, te, c=c):
-            s, t = fit_alone(c[tr], y[tr]); return s * c[te] > t
+            s, t = fit_rule(c[tr], y[tr], alone_rule(prod[tr])); return alone_rule(prod[te])(s * c[te], t)
         def orr(tr, te, c=c):
-            s, t = fit_or(c[tr], prod[tr], y[tr]); return (prod[te] < 0.5) | (s * c[te] > t)
+            s, t = fit_rule(c[tr], y[tr], or_rule(prod[tr])); return or_rule(prod[te])(s * c[te], t)
         def resc(tr, te, c=c):
-            s, t = fit_rescue(c[tr], prod[tr], y[tr]); return (prod[te] < 0.5) & ~(s * c[te] < t)
+            s, t = fit_rule(c[tr], y[tr], rescue_rule(prod[tr])); return rescue_rule(prod[te])(s * c[te], t)
         def lr(tr, te, c=c):
             X = np.c_[logit(prod), c]; f = fit_lr(X[tr], y[tr].astype(float)); return f(X[te])
         variants += [(f'{k} alone', alone), (f'product OR {k}', orr), (f'product rescue {k}', resc), (f'LR[logit(product),{k}]', lr)]
