@@ -421,7 +421,8 @@ pub async fn full_frames(dir: &Path, path: &ProductPath<'_>, threshold: f64) -> 
             source: if score.is_some() { FaceSource::Detected } else { FaceSource::None },
             frame_fraction: None,
         };
-        frames.push(FrameRecord { path: col(row, "path", &csv)?.to_string(), subject_group: group.to_string(), fold: fold_of[group], sample, outcome });
+        let frame = col(row, "path", &csv)?.to_string();
+        frames.push(FrameRecord { path: frame, subject_group: group.to_string(), fold: fold_of[group], sample, outcome });
     }
     Ok(FullFrameReport { frames, threshold })
 }
