@@ -406,7 +406,8 @@ pub async fn full_frames(dir: &Path, path: &ProductPath<'_>, threshold: f64) -> 
     let fold_of: HashMap<&str, u8> = groups.iter().enumerate().map(|(i, g)| (*g, (i % 2) as u8)).collect();
     let mut frames = Vec::new();
     for row in &rows {
-        let outcome = path.liveness(read(&dir, col(row, "path", &csv)?)?).await?;
+        let frame = col(row, "path", &csv)?;
+        let outcome = path.liveness(read(&dir, frame)?).await?;
         let group = col(row, "subject_group", &csv)?;
         let source = if col(row, "notes", &csv)?.contains("webcam") { "webcam" } else { "phone_or_other" };
         let score = match outcome {
@@ -421,8 +422,7 @@ pub async fn full_frames(dir: &Path, path: &ProductPath<'_>, threshold: f64) -> 
             source: if score.is_some() { FaceSource::Detected } else { FaceSource::None },
             frame_fraction: None,
         };
-        let frame = col(row, "path", &csv)?.to_string();
-        frames.push(FrameRecord { path: frame, subject_group: group.to_string(), fold: fold_of[group], sample, outcome });
+        frames.push(FrameRecord { path: frame.to_string(), subject_group: group.to_string(), fold: fold_of[group], sample, outcome });
     }
     Ok(FullFrameReport { frames, threshold })
 }
