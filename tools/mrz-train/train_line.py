@@ -153,6 +153,26 @@ def degrade_crop(img, rng):
     return a, scale
 
 
+def blur_window(win, rng):
+    """A window as the reader cuts it from heavily blurred or tiny print: blurred by 0.07–0.25 of the
+    window's character height, or shrunk to 30–60% and enlarged again, then re-normalised to
+    ink = 1 as `cut_window` does (`--heavy-blur`)."""
+    im = Image.fromarray((np.clip(win, 0, 1) * 255).astype(np.uint8))
+    cap_px = LINE_H / CAPS_IN_H
+    if rng.random() < 0.6:
+        im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.07, 0.25) * cap_px))
+    else:
+        f = rng.uniform(0.3, 0.6)
+        small = im.resize((max(4, int(im.width * f)), max(4, int(im.height * f))), Image.BILINEAR)
+        im = small.resize(im.size, Image.BILINEAR)
+    a = np.asarray(im, np.float32) / 255.0
+    a = a + rng.normal(0, rng.uniform(0, 0.04), a.shape)
+    lo, hi = a.min(), a.max()
+    if hi - lo < 1e-3:
+        return win
+    return ((a - lo) / (hi - lo)).astype(np.float32)
+
+
 def holdout_doc(source, k):
     """Train documents kept out for epoch selection (independent of the val split's hash digits)."""
     return k > 0 and int(hashlib.sha256(source.encode()).hexdigest()[8:16], 16) % k == 0
@@ -228,6 +248,8 @@ def main():
     ap.add_argument("--eval-dir", default=os.environ.get("KYCGATE_EVAL_DIR", os.path.join(HERE, "../../../shared/eval")) + "/mrz")
     ap.add_argument("--init", default=None, help="start from these weights (MRZCTC01 file)")
     ap.add_argument("--holdout", type=int, default=0, help="keep train documents with hash mod K = 0 out, for epoch selection")
+    ap.add_argument("--heavy-blur", type=float, default=0.0,
+                    help="share of samples also added as a heavily blurred or shrunk copy (blur_window)")
     ap.add_argument("--out", default=os.path.join(HERE, "../../lib/kycgate-mrz/model/mrz_ctc.bin"))
     args = ap.parse_args()
     cell.AUG.update({"uneven": True, "tight": False, "rotate": True})
@@ -255,6 +277,10 @@ def main():
             if g2 is None:
                 continue
             samples.append((window_from_geometry(a, *g2, rng), gt))
+    if args.heavy_blur > 0:
+        extra = [(blur_window(w, rng), t) for w, t in samples if rng.random() < args.heavy_blur]
+        samples.extend(extra)
+        print(f"heavy blur: {len(extra)} extra samples", flush=True)
     print(f"real train crops: {len(real)}, plausible labels {kept}; samples {len(samples)}, {time.time() - t0:.0f}s", flush=True)
     def plain_windows(part):
         out = []

@@ -73,6 +73,16 @@ fn verdict(
     }
 }
 
+/// The line recogniser's read of `lines` on `g`, judged against `want` ("len": a line's best path
+/// has the wrong length, as the reader would drop it).
+fn line_verdict(reader: &MrzReader, g: &Gray, lines: &[TextLine], want: &kycgate_mrz::parse::Mrz, today: Today) -> String {
+    let c: Vec<Candidates> = lines.iter().map(|l| reader.read_line_ctc(g, l).alts).collect();
+    if c.iter().zip(lines).any(|(c, l)| c.len() != l.len) {
+        return "len".into();
+    }
+    verdict(decode::decode(&c, today).as_ref().map(|d| &d.mrz), want, mean_top(&c))
+}
+
 fn mean_top(lines: &[Candidates]) -> f32 {
     let n: usize = lines.iter().map(Vec::len).sum();
     lines
@@ -147,20 +157,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let k = sb * shrink / sc;
             let lines: Vec<TextLine> = band.lines.iter().map(|l| scaled_line(l, k)).collect();
-            let ctc: Vec<Candidates> = lines
-                .iter()
-                .map(|l| reader.read_line_ctc(&gb, l).alts)
-                .collect();
-            let ctc_ok = ctc.iter().zip(&lines).all(|(c, l)| c.len() == l.len);
-            let ctc_v = if ctc_ok {
-                verdict(
-                    decode::decode(&ctc, today).as_ref().map(|d| &d.mrz),
-                    &want,
-                    mean_top(&ctc),
-                )
-            } else {
-                "len".into()
-            };
+            let ctc_v = line_verdict(&reader, &gb, &lines, &want, today);
             let cells: Vec<Candidates> = lines
                 .iter()
                 .map(|l| reader.read_line_best(&gb, l))
@@ -187,20 +184,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             m
                         })
                         .collect();
-                    let c: Vec<Candidates> = ls
-                        .iter()
-                        .map(|l| reader.read_line_ctc(&gb, l).alts)
-                        .collect();
-                    let ok = c.iter().zip(&ls).all(|(c, l)| c.len() == l.len);
-                    let v = if ok {
-                        verdict(
-                            decode::decode(&c, today).as_ref().map(|d| &d.mrz),
-                            &want,
-                            mean_top(&c),
-                        )
-                    } else {
-                        "len".into()
-                    };
+                    let v = line_verdict(&reader, &gb, &ls, &want, today);
                     retry.push_str(&format!(" [{f}:{v}]"));
                 }
             }
