@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, Request, State};
 use axum::Json;
 use serde_json::{json, Value};
+use tracing::Instrument as _;
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -133,11 +134,7 @@ pub async fn submit(
         trace_context: crate::telemetry::propagation::traceparent(&tracing::Span::current()),
         base_url: state.public_url.clone().or(base_url),
     };
-    let (id, created) = enqueue(&state, input, idempotency.as_ref()).await?;
-    // A repeat of an idempotent submit names a task whose delivery is already queued.
-    if let (Some(url), true) = (callback, created) {
-        state.webhooks.enqueue(id, &url).await?;
-    }
+    let id = enqueue(&state, input, idempotency, callback).await?;
     Ok(Json(json!({ "id": id })))
 }
 
@@ -281,28 +278,42 @@ fn service_input(
     })
 }
 
-/// Stores the Pending task and queues it; its id is the answer. A repeated idempotency key
-/// (same request) answers the task it first created, which is not queued again.
-/// Stores and queues the task; `true` with a new task, `false` when an idempotency key named
-/// an existing one.
+/// Stores the Pending task, queues it and its callback; the id is the answer. A repeated
+/// idempotency key (same request) answers the task it first created, which is not queued again
+/// (nor its callback).
+///
+/// Runs to its end on a task of its own. Once the store has the task it runs, whether or not the
+/// client is still there to read its id (a client that went away finds it in the task list, or
+/// by repeating its `Idempotency-Key`). Dropped with the request (the client closed its
+/// connection, or `server.request_timeout_ms` passed), the write could land with the task
+/// uncounted by `kycgate_tasks_submitted_total` and its callback never queued.
 async fn enqueue(
     state: &AppState,
     input: TaskInput,
-    idempotency: Option<&Idempotency>,
-) -> Result<(TaskId, bool), ApiError> {
+    idempotency: Option<Idempotency>,
+    callback: Option<reqwest::Url>,
+) -> Result<TaskId, ApiError> {
     let id = TaskId::new();
     let service = input.service();
-    match state.store.submit_with(TaskRecord::new(id, &input, now_ms()), input, idempotency).await? {
-        Submitted::Created => {
-            crate::telemetry::metrics().task_submitted(service.as_str());
-            tracing::info!(task = %id, service = %service, "Task accepted");
-            Ok((id, true))
+    let store = state.store.clone();
+    let webhooks = state.webhooks.clone();
+    let submit = async move {
+        match store.submit_with(TaskRecord::new(id, &input, now_ms()), input, idempotency.as_ref()).await? {
+            Submitted::Created => {
+                crate::telemetry::metrics().task_submitted(service.as_str());
+                tracing::info!(task = %id, service = %service, "Task accepted");
+                if let Some(url) = callback {
+                    webhooks.enqueue(id, &url).await?;
+                }
+                Ok(id)
+            }
+            Submitted::Existing(existing) => {
+                tracing::info!(task = %existing, service = %service, "Repeated submit answered with its task");
+                Ok(existing)
+            }
         }
-        Submitted::Existing(existing) => {
-            tracing::info!(task = %existing, service = %service, "Repeated submit answered with its task");
-            Ok((existing, false))
-        }
-    }
+    };
+    tokio::spawn(submit.in_current_span()).await.map_err(|e| ApiError::Internal(format!("submit: {e}")))?
 }
 
 /// Reads and drops the request body (at most 4× the per-image limit), then gives back `err`.

@@ -262,3 +262,60 @@ async fn a_retry_after_a_hung_redis_does_not_run_the_task_twice() {
     }
     assert_eq!(claimed, [warm, first], "the retry queued a second task");
 }
+
+/// The `kycgate_tasks_submitted_total{service="face_liveness"}` count of a `/metrics` text.
+fn submitted(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("kycgate_tasks_submitted_total{") && l.contains("service=\"face_liveness\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A submit whose request is cut off (here by `request_timeout_ms`, as by a client closing its
+/// connection) while Redis is slow to take the upload still ends as it began: once Redis takes
+/// it, the task exists, runs and is counted as submitted. Dropped with the request, the write
+/// could land with nobody counting it (the bench saw more tasks succeed than were counted
+/// submitted) or, here, not at all, depending on where the drop fell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_cut_off_while_redis_is_slow_still_lands_and_is_counted() {
+    let server = Server::start(free_port());
+    server.ready().await;
+    let opts = crate::support::Options {
+        store: server.url(),
+        namespace: crate::support::namespace("cutoff"),
+        server_toml: "request_timeout_ms = 700".into(),
+        ..crate::support::Options::default()
+    };
+    let gw = crate::support::TestGateway::start(opts).await;
+    let metrics = || async { reqwest::get(format!("{}/metrics", gw.base)).await.expect("metrics").text().await.expect("text") };
+    let before = submitted(&metrics().await);
+
+    // Redis holds every write for 2 s (its reads still answer): the submit's upload waits in
+    // Redis until the request timeout has answered the client.
+    let mut conn = redis::Client::open(server.url()).expect("url").get_connection().expect("connect");
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(2000).arg("WRITE").query(&mut conn).expect("CLIENT PAUSE");
+    let started = Instant::now();
+    let (code, body) = gw.client().submit("face_liveness", vec![crate::support::file("image", crate::support::png(64))]).await;
+    assert_eq!(code, 408, "the request timeout answers first: {body}");
+    assert!(started.elapsed() < Duration::from_millis(1900), "answered before Redis took the upload");
+
+    // Once Redis takes writes again the task is there, runs to its end, and was counted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let task = loop {
+        // The task list writes too (it drops expired entries), so it waits out the pause.
+        let (code, page) = gw.client().get("/api/v3/services/tasks/").await;
+        assert!(code == 200 || code == 408, "{code} {page}");
+        let done = page["results"].as_array().and_then(|r| r.first()).filter(|t| t["status"] == "SUCCESS" || t["status"] == "FAILURE").cloned();
+        if let Some(task) = done {
+            break task;
+        }
+        assert!(Instant::now() < deadline, "the cut-off submit's task never finished: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(task["service"], "face_liveness", "{task}");
+    // Other tests of this binary submit face_liveness too (the registry is the process's), so
+    // this count can only be checked from below.
+    assert!(submitted(&metrics().await) >= before + 1.0, "the task was counted as submitted");
+    gw.stop().await;
+}
