@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use image::imageops;
 use kycgate_mrz::decode;
 use kycgate_mrz::locate::{find_bands, find_lines, Gray};
 use kycgate_mrz::ocr::read_line;
@@ -44,16 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let gray = kycgate_mrz::read::ink_gray(&img);
         for rot in [0u16, 180, 90, 270] {
-            let rotated = match rot {
-                90 => imageops::rotate90(&gray),
-                180 => imageops::rotate180(&gray),
-                270 => imageops::rotate270(&gray),
-                _ => gray.clone(),
-            };
-            let g = Gray::from_image(&rotated);
-            let side = g.w.max(g.h) as f32;
-            let scale = if side < 1000.0 { (1000.0 / side).min(4.0) } else if side > 2000.0 { 2000.0 / side } else { 1.0 };
-            let g = if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g };
+            let (g, _) = kycgate_mrz::read::working_image(&gray, rot);
             let all = find_lines(&g);
             let lens: Vec<usize> = all.iter().map(|l| l.len).collect();
             let bands = find_bands(&g);

@@ -7,40 +7,12 @@
 //! line's character height as found (`0`) or set to the band's largest times 1.0, 1.1 or 1.2:
 //! how much a read depends on the height estimate. Results: `docs/MRZ.md`, "Locator or recogniser".
 
-use image::imageops;
 use kycgate_mrz::decode::{self, Candidates};
 use kycgate_mrz::eval::eval_dir_from_args;
 use kycgate_mrz::locate::{find_bands, Gray, TextLine};
 use kycgate_mrz::parse::{parse, Today};
 use kycgate_mrz::perturb::Perturbation;
-use kycgate_mrz::read::{ink_gray, MrzReader};
-
-fn working(img: &image::RgbImage, rot: u16) -> (Gray, f32) {
-    let gray = ink_gray(img);
-    let rotated = match rot {
-        90 => imageops::rotate90(&gray),
-        180 => imageops::rotate180(&gray),
-        270 => imageops::rotate270(&gray),
-        _ => gray,
-    };
-    let g = Gray::from_image(&rotated);
-    let side = g.w.max(g.h) as f32;
-    let scale = if side < 1000.0 {
-        (1000.0 / side).min(4.0)
-    } else if side > 2000.0 {
-        2000.0 / side
-    } else {
-        1.0
-    };
-    (
-        if (scale - 1.0).abs() > 1e-3 {
-            g.scaled(scale)
-        } else {
-            g
-        },
-        scale,
-    )
-}
+use kycgate_mrz::read::{ink_gray, working_image, MrzReader};
 
 fn scaled_line(l: &TextLine, k: f32) -> TextLine {
     let mut m = l.clone();
@@ -127,8 +99,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok(r) => verdict(Some(&r.mrz), &want, 0.0),
                 Err(e) => format!("ERR {e}"),
             };
-            let (gc, sc) = working(&img, clean.rotation_deg);
-            let (gb, sb) = working(&bad, clean.rotation_deg);
+            let (gc, sc) = working_image(&ink_gray(&img), clean.rotation_deg);
+            let (gb, sb) = working_image(&ink_gray(&bad), clean.rotation_deg);
             // The clean band whose line read decodes to the truth's document number.
             let band = find_bands(&gc).into_iter().find(|b| {
                 let c: Vec<Candidates> = b

@@ -180,22 +180,7 @@ impl MrzReader {
         let mut found_band = false;
         let mut best: Option<Best> = None;
         for rot in [0u16, 180, 90, 270] {
-            let rotated = match rot {
-                90 => imageops::rotate90(&gray),
-                180 => imageops::rotate180(&gray),
-                270 => imageops::rotate270(&gray),
-                _ => gray.clone(),
-            };
-            let g = Gray::from_image(&rotated);
-            let side = g.w.max(g.h) as f32;
-            let scale = if side < MIN_WORK_SIDE {
-                (MIN_WORK_SIDE / side).min(4.0)
-            } else if side > MAX_WORK_SIDE {
-                MAX_WORK_SIDE / side
-            } else {
-                1.0
-            };
-            let g = if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g };
+            let (g, scale) = working_image(&gray, rot);
             for band in find_bands(&g).into_iter().take(MAX_BANDS) {
                 let bbox = band_in_input(band.bbox, scale, rot, w0, h0);
                 // The line recogniser first: a whole-line read that satisfies every check digit is final.
@@ -245,6 +230,28 @@ impl MrzReader {
             None => Err(ReadError::NotFound),
         }
     }
+}
+
+/// The page turned clockwise by `rot` (0, 90, 180 or 270) and scaled so that its longer side is
+/// at least [`MIN_WORK_SIDE`] (at most 4× up) and at most [`MAX_WORK_SIDE`]: the image bands are
+/// searched and read in, with the scale used.
+pub fn working_image(gray: &GrayImage, rot: u16) -> (Gray, f32) {
+    let rotated = match rot {
+        90 => imageops::rotate90(gray),
+        180 => imageops::rotate180(gray),
+        270 => imageops::rotate270(gray),
+        _ => gray.clone(),
+    };
+    let g = Gray::from_image(&rotated);
+    let side = g.w.max(g.h) as f32;
+    let scale = if side < MIN_WORK_SIDE {
+        (MIN_WORK_SIDE / side).min(4.0)
+    } else if side > MAX_WORK_SIDE {
+        MAX_WORK_SIDE / side
+    } else {
+        1.0
+    };
+    (if (scale - 1.0).abs() > 1e-3 { g.scaled(scale) } else { g }, scale)
 }
 
 /// Brightest channel per pixel: MRZ ink is black, so coloured security print, stamps and overlays
