@@ -12,7 +12,7 @@ use kycgate_mrz::eval::eval_dir_from_args;
 use kycgate_mrz::locate::{find_bands, Gray, TextLine};
 use kycgate_mrz::parse::{parse, Today};
 use kycgate_mrz::perturb::Perturbation;
-use kycgate_mrz::read::{ink_gray, working_image, MrzReader};
+use kycgate_mrz::read::{ink_gray, mean_top, working_image, MrzReader};
 
 fn scaled_line(l: &TextLine, k: f32) -> TextLine {
     let mut m = l.clone();
@@ -53,16 +53,6 @@ fn line_verdict(reader: &MrzReader, g: &Gray, lines: &[TextLine], want: &kycgate
         return "len".into();
     }
     verdict(decode::decode(&c, today).as_ref().map(|d| &d.mrz), want, mean_top(&c))
-}
-
-fn mean_top(lines: &[Candidates]) -> f32 {
-    let n: usize = lines.iter().map(Vec::len).sum();
-    lines
-        .iter()
-        .flatten()
-        .map(|a| a.first().map_or(0.0, |t| t.1))
-        .sum::<f32>()
-        / n.max(1) as f32
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -286,7 +286,7 @@ fn rank(failed: usize, top: f32) -> (bool, f32) {
 }
 
 /// Mean top-1 probability over every position of a band.
-fn mean_top(lines: &[Candidates]) -> f32 {
+pub fn mean_top(lines: &[Candidates]) -> f32 {
     let n: usize = lines.iter().map(Vec::len).sum();
     lines.iter().flatten().map(|alts| alts.first().map_or(0.0, |a| a.1)).sum::<f32>() / n.max(1) as f32
 }
