@@ -128,6 +128,26 @@ pub struct Band {
     pub bbox: [f32; 4],
 }
 
+impl Band {
+    /// The same band in the page turned by 180° (`w` × `h` pixels before and after): lines in
+    /// reverse order, each starting where it ended (a point turns to `(w − 1 − x, h − 1 − y)`;
+    /// a direction, read from the new start, stays as it was).
+    pub fn turned(&self, w: usize, h: usize) -> Band {
+        let (xm, ym) = (w as f32 - 1.0, h as f32 - 1.0);
+        let lines: Vec<TextLine> = self
+            .lines
+            .iter()
+            .rev()
+            .map(|l| {
+                let end = l.center(l.len.saturating_sub(1) as f32);
+                TextLine { origin: (xm - end.0, ym - end.1), shifts: Vec::new(), lifts: Vec::new(), ..l.clone() }
+            })
+            .collect();
+        let bbox = band_box(&lines);
+        Band { lines, bbox }
+    }
+}
+
 /// Binarisation: ink where a pixel is darker than its local mean by this fraction.
 const INK_FRACTION: f32 = 0.12;
 /// Minimum absolute darkness against the local mean, in gray levels.
@@ -447,6 +467,203 @@ pub fn find_bands(g: &Gray) -> Vec<Band> {
     bands
 }
 
+/// Character height per pitch of OCR-B as the glyph locator measures it on the shared pages
+/// (median `cap / pitch` of their MRZ lines): the merged-line locator derives the height from the
+/// pitch, since a blurred line's ink is taller than its glyphs.
+pub const CAP_PER_PITCH: f32 = CAP_PER_PITCH_MEASURED;
+const CAP_PER_PITCH_MEASURED: f32 = 1.1;
+/// Ink extent of a line of `n` OCR-B characters, in pitches (first glyph's left edge to the last's right).
+const EXTENT_PITCHES: f32 = -0.38;
+
+/// A text line found as one elongated blob of merged ink.
+#[derive(Clone, Debug)]
+struct Stroke {
+    /// Start of the ink along the line (left end, on the centre line).
+    start: (f32, f32),
+    /// Unit vector along the line.
+    dir: (f32, f32),
+    /// Ink length along the line.
+    len: f32,
+    /// Ink thickness across the line.
+    thick: f32,
+}
+
+/// Fills horizontal gaps of at most `gap` pixels between ink in each row, so that the glyphs of a
+/// text line merge into one blob.
+fn close_rows(mask: &mut [bool], w: usize, gap: usize) {
+    for row in mask.chunks_mut(w) {
+        let mut last: Option<usize> = None;
+        for x in 0..row.len() {
+            if row[x] {
+                if let Some(l) = last.filter(|&l| x - l > 1 && x - l - 1 <= gap) {
+                    row[l + 1..x].iter_mut().for_each(|p| *p = true);
+                }
+                last = Some(x);
+            }
+        }
+    }
+}
+
+/// Pixel lists of the 8-connected components of `mask` whose box is at least `min_w` wide.
+fn wide_components(mask: &[bool], w: usize, h: usize, min_w: usize) -> Vec<Vec<(u32, u32)>> {
+    let mut seen = vec![false; mask.len()];
+    let mut out = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..mask.len() {
+        if !mask[start] || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let mut px = Vec::new();
+        let (mut x0, mut x1) = (usize::MAX, 0);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % w, i / w);
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            px.push((x as u32, y as u32));
+            for dy in -1i64..=1 {
+                for dx in -1i64..=1 {
+                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                        continue;
+                    }
+                    let j = ny as usize * w + nx as usize;
+                    if mask[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        if x1 + 1 >= x0 + min_w {
+            out.push(px);
+        }
+    }
+    out
+}
+
+/// Principal axis, length and thickness of a blob; `None` unless it is long and thin like a line of text.
+fn stroke(px: &[(u32, u32)]) -> Option<Stroke> {
+    let n = px.len() as f32;
+    let mx = px.iter().map(|p| p.0 as f32).sum::<f32>() / n;
+    let my = px.iter().map(|p| p.1 as f32).sum::<f32>() / n;
+    let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
+    for p in px {
+        let (dx, dy) = (p.0 as f32 - mx, p.1 as f32 - my);
+        sxx += dx * dx;
+        sxy += dx * dy;
+        syy += dy * dy;
+    }
+    let theta = 0.5 * (2.0 * sxy).atan2(sxx - syy);
+    if theta.abs() > 0.35 {
+        return None;
+    }
+    let dir = (theta.cos(), theta.sin());
+    let (mut u0, mut u1) = (f32::INFINITY, f32::NEG_INFINITY);
+    let mut vs: Vec<f32> = Vec::with_capacity(px.len());
+    for p in px {
+        let (dx, dy) = (p.0 as f32 - mx, p.1 as f32 - my);
+        let u = dx * dir.0 + dy * dir.1;
+        u0 = u0.min(u);
+        u1 = u1.max(u);
+        vs.push(-dx * dir.1 + dy * dir.0);
+    }
+    let (lo, hi) = (percentile(&mut vs, 0.05), percentile(&mut vs, 0.95));
+    let thick = (hi - lo) / 0.9;
+    let len = u1 - u0 + 1.0;
+    let fill = n / (len * thick.max(1.0));
+    if thick < 3.0 || len < 12.0 * thick || fill < 0.45 {
+        return None;
+    }
+    let vm = (lo + hi) / 2.0;
+    let start = (mx + u0 * dir.0 - vm * dir.1, my + u0 * dir.1 + vm * dir.0);
+    Some(Stroke { start, dir, len, thick })
+}
+
+/// Candidate bands for print too blurred or too small for the glyph locator ([`find_bands`]): each
+/// text line is found as one blob of merged ink (row gaps closed), 2–3 parallel blobs of equal
+/// length make a band, and the pitch follows from the length for each line length the band could
+/// have (44 or 36 for two lines, 30 for three). Character heights come from the pitch
+/// ([`CAP_PER_PITCH`]). Most plausible first (lowest on the page); coordinates in `g`'s pixels.
+pub fn find_bands_merged(g: &Gray) -> Vec<Band> {
+    let mask = merged_mask(g);
+    let mut strokes: Vec<Stroke> = wide_components(&mask, g.w, g.h, g.w / 5).iter().filter_map(|p| stroke(p)).collect();
+    strokes.sort_by(|a, b| a.start.1.total_cmp(&b.start.1));
+    let mut bands = Vec::new();
+    for i in 0..strokes.len() {
+        let mut group = vec![i];
+        for j in i + 1..strokes.len() {
+            let (a, b) = (&strokes[*group.last().unwrap_or(&i)], &strokes[j]);
+            let n = (-a.dir.1, a.dir.0);
+            let (dx, dy) = (b.start.0 - a.start.0, b.start.1 - a.start.1);
+            let perp = dx * n.0 + dy * n.1;
+            let along = dx * a.dir.0 + dy * a.dir.1;
+            let ang = (a.dir.1.atan2(a.dir.0) - b.dir.1.atan2(b.dir.0)).abs();
+            let lr = a.len.max(b.len) / a.len.min(b.len);
+            let t = a.thick.max(b.thick);
+            if ang < 0.06 && lr < 1.15 && perp > 1.1 * t && perp < 3.5 * t && along.abs() < 0.08 * a.len {
+                group.push(j);
+                if group.len() == 3 {
+                    break;
+                }
+            }
+        }
+        for (take, lens) in [(3usize, &[30usize][..]), (2, &[44, 36][..])] {
+            if group.len() < take {
+                continue;
+            }
+            let ss: Vec<&Stroke> = group[..take].iter().map(|&k| &strokes[k]).collect();
+            let len = ss.iter().map(|s| s.len).fold(0.0f32, f32::max);
+            for &n in lens {
+                let pitch = len / (n as f32 + EXTENT_PITCHES);
+                let lines: Vec<TextLine> = ss
+                    .iter()
+                    .map(|s| TextLine {
+                        origin: (s.start.0 + 0.31 * pitch * s.dir.0, s.start.1 + 0.31 * pitch * s.dir.1),
+                        dir: s.dir,
+                        pitch,
+                        cap: CAP_PER_PITCH * pitch,
+                        len: n,
+                        shifts: Vec::new(),
+                        lifts: Vec::new(),
+                    })
+                    .collect();
+                let bbox = band_box(&lines);
+                bands.push(Band { lines, bbox });
+            }
+        }
+    }
+    bands.sort_by(|a, b| b.bbox[1].total_cmp(&a.bbox[1]));
+    bands
+}
+
+/// The ink mask the merged-line locator works on: binarised, row gaps closed.
+pub fn merged_mask(g: &Gray) -> Vec<bool> {
+    let side = g.w.max(g.h);
+    let mut mask = binarise(g, ((side / 24) | 1).max(15));
+    close_rows(&mut mask, g.w, (side / 25).max(3));
+    mask
+}
+
+/// Axis-aligned box `[x, y, w, h]` around a band's lines.
+fn band_box(lines: &[TextLine]) -> [f32; 4] {
+    let (mut x0, mut y0, mut x1, mut y1) = (f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for l in lines {
+        for k in [-0.5, l.len as f32 - 0.5] {
+            let c = l.center(k);
+            for s in [-0.6, 0.6] {
+                let p = (c.0 - s * l.cap * l.dir.1, c.1 + s * l.cap * l.dir.0);
+                x0 = x0.min(p.0);
+                y0 = y0.min(p.1);
+                x1 = x1.max(p.0);
+                y1 = y1.max(p.1);
+            }
+        }
+    }
+    [x0, y0, x1 - x0, y1 - y0]
+}
+
 fn make_band(lines: &[TextLine], idx: &[usize]) -> Option<Band> {
     let ls: Vec<&TextLine> = idx.iter().map(|&i| &lines[i]).collect();
     // Line length: what most lines snap to (a stray blob can lengthen one line).
@@ -483,20 +700,8 @@ fn make_band(lines: &[TextLine], idx: &[usize]) -> Option<Band> {
         let origin = l.center(shift);
         out.push(TextLine { origin, len: target, shifts: Vec::new(), lifts: Vec::new(), ..l.clone() });
     }
-    let (mut x0, mut y0, mut x1, mut y1) = (f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY);
-    for l in &out {
-        for k in [-0.5, l.len as f32 - 0.5] {
-            let c = l.center(k);
-            for s in [-0.6, 0.6] {
-                let p = (c.0 - s * l.cap * l.dir.1, c.1 + s * l.cap * l.dir.0);
-                x0 = x0.min(p.0);
-                y0 = y0.min(p.1);
-                x1 = x1.max(p.0);
-                y1 = y1.max(p.1);
-            }
-        }
-    }
-    Some(Band { lines: out, bbox: [x0, y0, x1 - x0, y1 - y0] })
+    let bbox = band_box(&out);
+    Some(Band { lines: out, bbox })
 }
 
 #[cfg(test)]
@@ -511,9 +716,80 @@ mod tests {
         assert_eq!(snap_len(40), None);
     }
 
+    /// A page with two dark bars where an MRZ's merged lines would be (1000 × 600, bars 880 × 14
+    /// at rows 470 and 510), as blur leaves a two-line zone.
+    fn barred_page() -> Gray {
+        let (w, h) = (1000, 600);
+        let mut px = vec![220.0; w * h];
+        for top in [470usize, 510] {
+            for y in top..top + 14 {
+                for x in 60..940 {
+                    px[y * w + x] = 40.0;
+                }
+            }
+        }
+        Gray { w, h, px }
+    }
+
+    #[test]
+    fn merged_lines_make_bands_with_the_pitch_from_their_length() {
+        let bands = find_bands_merged(&barred_page());
+        let lens: Vec<usize> = bands.iter().map(|b| b.lines[0].len).collect();
+        assert_eq!(lens, vec![44, 36], "one band per two-line format");
+        for b in &bands {
+            assert_eq!(b.lines.len(), 2);
+            let n = b.lines[0].len as f32;
+            let pitch = 880.0 / (n + EXTENT_PITCHES);
+            for (l, y) in b.lines.iter().zip([476.5f32, 516.5]) {
+                assert!((l.pitch - pitch).abs() < 0.2, "pitch {} for {n} characters", l.pitch);
+                assert!((l.cap - CAP_PER_PITCH * pitch).abs() < 0.2);
+                // First character centre: half a glyph in from the ink's left end, on the bar's middle.
+                assert!((l.origin.0 - (60.0 + 0.31 * pitch)).abs() < 1.0 && (l.origin.1 - y).abs() < 1.0, "origin {:?}", l.origin);
+            }
+        }
+    }
+
+    #[test]
+    fn short_or_single_strokes_make_no_merged_band() {
+        let (w, h) = (1000, 600);
+        let mut px = vec![220.0; w * h];
+        // One long bar (a single line is no zone) and a pair too short for a line of text.
+        for (x0, x1, top) in [(60usize, 940usize, 100usize), (100, 250, 300), (100, 250, 330)] {
+            for y in top..top + 14 {
+                for x in x0..x1 {
+                    px[y * w + x] = 40.0;
+                }
+            }
+        }
+        assert!(find_bands_merged(&Gray { w, h, px }).is_empty());
+    }
+
+    #[test]
+    fn row_gaps_close_up_to_the_limit() {
+        let mut row = vec![true, false, false, true, false, false, false, false, true];
+        close_rows(&mut row, 9, 2);
+        assert_eq!(row, vec![true, true, true, true, false, false, false, false, true]);
+    }
+
+    #[test]
+    fn a_band_turned_twice_is_itself() {
+        let b = &find_bands_merged(&barred_page())[0];
+        let t = b.turned(1000, 600);
+        // Turned: the bottom line comes first, now at the top, starting where it ended.
+        let end = b.lines[1].center(b.lines[1].len as f32 - 1.0);
+        assert!(t.lines[0].dir.0 > 0.99 && t.lines[0].origin.1 < t.lines[1].origin.1);
+        assert!((t.lines[0].origin.0 - (999.0 - end.0)).abs() < 0.01 && (t.lines[0].origin.1 - (599.0 - end.1)).abs() < 0.01);
+        let back = t.turned(1000, 600);
+        for (a, z) in b.lines.iter().zip(&back.lines) {
+            assert!((a.origin.0 - z.origin.0).abs() < 0.01 && (a.origin.1 - z.origin.1).abs() < 0.01, "{:?} against {:?}", a.origin, z.origin);
+            assert!((a.dir.0 - z.dir.0).abs() < 1e-6 && (a.dir.1 - z.dir.1).abs() < 1e-6);
+        }
+    }
+
     #[test]
     fn blank_page_has_no_band() {
         let g = Gray { w: 200, h: 100, px: vec![200.0; 20000] };
         assert!(find_bands(&g).is_empty());
+        assert!(find_bands_merged(&g).is_empty());
     }
 }

@@ -4,7 +4,7 @@ use image::{imageops, GrayImage, RgbImage};
 
 use crate::decode::{self, Candidates};
 use crate::line::{window_for_line, LineRead, LineRecognizer};
-use crate::locate::{find_bands, Gray, TextLine};
+use crate::locate::{find_bands, find_bands_merged, Band, Gray, TextLine};
 use crate::ocr::{read_line_sheared, CharClassifier, ModelError};
 use crate::segment::fit_grid;
 use crate::parse::{Mrz, Today};
@@ -173,12 +173,52 @@ impl MrzReader {
         }
     }
 
+    /// Second pass for print the glyph locator cannot separate (blurred, or a few pixels high):
+    /// bands from [`find_bands_merged`], read by the line recogniser alone (the cell reader needs
+    /// the glyph grid this print lacks). A reading satisfying every check digit is returned at
+    /// once; a sure one failing digits competes with `best` by [`rank`], as in the first pass.
+    fn read_merged(&self, pages: &[(u16, Gray, f32)], (w0, h0): (u32, u32), today: Today, best: &mut Option<Best>, found_band: &mut bool) -> Option<MrzRead> {
+        if !self.use_lines {
+            return None;
+        }
+        // A page turned by 180° has the same merged lines, turned: located once per axis.
+        let mut upright: Vec<(u16, Vec<Band>)> = Vec::with_capacity(2);
+        for &(rot, ref g, scale) in pages {
+            let bands = match upright.iter().find(|(r, _)| (r + 180) % 360 == rot) {
+                Some((_, b)) => b.iter().map(|b| b.turned(g.w, g.h)).collect(),
+                None => {
+                    let b: Vec<Band> = find_bands_merged(g).into_iter().take(MAX_BANDS).collect();
+                    upright.push((rot, b.clone()));
+                    b
+                }
+            };
+            for band in bands {
+                let Some(c) = self.read_band_ctc(g, &band.lines) else { continue };
+                let Some(d) = decode::decode(&c, today) else { continue };
+                *found_band = true;
+                let (failed, top) = (d.mrz.checks.failed(), mean_top(&c));
+                let read = MrzRead { mrz: d.mrz, confidence: d.confidence, rotation_deg: rot, band: band_in_input(band.bbox, scale, rot, w0, h0) };
+                if failed == 0 {
+                    return Some(read);
+                }
+                let better = top >= SURE_READ && best.as_ref().is_none_or(|b| rank(failed, top) < rank(b.failed, b.top));
+                if better {
+                    let retry = (g.clone(), band.lines.clone(), c);
+                    *best = Some(Best { failed, top, sure: true, read, retry });
+                }
+            }
+        }
+        None
+    }
+
     /// Finds and reads the MRZ in `img`; `today` resolves two-digit years.
     pub fn read(&self, img: &RgbImage, today: Today) -> Result<MrzRead, ReadError> {
         let gray: GrayImage = ink_gray(img);
         let (w0, h0) = gray.dimensions();
         let mut found_band = false;
         let mut best: Option<Best> = None;
+        // Working images kept for the second pass (only reached when this one returns nothing).
+        let mut pages: Vec<(u16, Gray, f32)> = Vec::with_capacity(4);
         for rot in [0u16, 180, 90, 270] {
             let (g, scale) = working_image(&gray, rot);
             for band in find_bands(&g).into_iter().take(MAX_BANDS) {
@@ -218,9 +258,16 @@ impl MrzReader {
                     }
                 }
             }
+            pages.push((rot, g, scale));
         }
         if let Some(b) = best.as_mut() {
             self.retry_slanted(b, today);
+        }
+        if !best.as_ref().is_some_and(|b| b.failed == 0 || b.sure) {
+            // Nothing returnable: the print may be too blurred or too small for glyph blobs.
+            if let Some(read) = self.read_merged(&pages, (w0, h0), today, &mut best, &mut found_band) {
+                return Ok(read);
+            }
         }
         match best {
             // An unsure reading failing check digits is not returned (see [`SURE_READ`]).

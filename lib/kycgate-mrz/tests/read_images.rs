@@ -58,6 +58,27 @@ fn page_without_mrz_is_not_found() {
     assert!(matches!(got, Err(ReadError::NotFound)), "expected NotFound, got {got:?}");
 }
 
+/// Photos without a zone (full-frame selfies and spoofs, face photos) must not be read as one:
+/// the second, merged-print locator reads whatever long dark strokes it finds, so a false read
+/// there would be a made-up document. 0 of 399 such images were read (docs/MRZ.md).
+#[test]
+fn photos_without_an_mrz_are_not_read() {
+    let eval = common::mrz_eval_dir().join("..");
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for sub in ["spoof_fullframe/real", "faces/deepface"] {
+        let Ok(rd) = std::fs::read_dir(eval.join(sub)) else { panic!("missing {sub}") };
+        files.extend(rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png")));
+    }
+    files.sort();
+    assert!(files.len() >= 40, "only {} photos found", files.len());
+    let reader = reader();
+    for f in &files {
+        let Ok(img) = image::open(f) else { continue };
+        let got = reader.read(&img.to_rgb8(), common::today());
+        assert!(got.is_err(), "{} read as an MRZ", f.display());
+    }
+}
+
 #[test]
 fn accuracy_floors_on_gt_set() {
     let rep = match eval_mrz(&common::mrz_eval_dir(), &reader(), common::today()) {

@@ -6,8 +6,37 @@
 mod common;
 
 use kycgate_mrz::eval::eval_pages;
-use kycgate_mrz::perturb::STANDARD;
+use kycgate_mrz::perturb::{Perturbation, STANDARD};
 use kycgate_mrz::read::MrzReader;
+
+/// Blurred, this page's glyphs merge, so the glyph locator finds no band and only the second,
+/// merged-print locator reads it; turned upside down, the same must hold on the 180° pass.
+#[test]
+fn blurred_page_is_read_by_the_merged_locator_either_way_up() {
+    let reader = match MrzReader::new() {
+        Ok(r) => r,
+        Err(e) => panic!("embedded models: {e}"),
+    };
+    let path = common::mrz_eval_dir().join("images/passporteye__100_pass-chn.jpg");
+    let img = match image::open(&path) {
+        Ok(i) => i.to_rgb8(),
+        Err(e) => panic!("cannot open {}: {e}", path.display()),
+    };
+    let clean = match reader.read(&img, common::today()) {
+        Ok(r) => r.mrz,
+        Err(e) => panic!("clean page: {e}"),
+    };
+    let blurred = Perturbation::Blur(1.5).apply(&img);
+    for (turn, page) in [(0u16, blurred.clone()), (180, image::imageops::rotate180(&blurred))] {
+        let got = match reader.read(&page, common::today()) {
+            Ok(r) => r,
+            Err(e) => panic!("blurred page turned {turn}°: {e}"),
+        };
+        assert_eq!(got.rotation_deg, turn);
+        assert_eq!(got.mrz.checks.failed(), 0);
+        assert_eq!((&got.mrz.document_number, &got.mrz.date_of_birth, &got.mrz.date_of_expiry), (&clean.document_number, &clean.date_of_birth, &clean.date_of_expiry));
+    }
+}
 
 #[test]
 fn perturbed_pages_keep_most_of_the_score() {
@@ -39,13 +68,13 @@ fn perturbed_pages_keep_most_of_the_score() {
     assert!(kept(nbe, base.num_birth_expiry) >= KEPT_NBE_FLOOR, "doc+dates kept {:.3}", kept(nbe, base.num_birth_expiry));
 }
 
-/// Floors just under the measured values (docs/MRZ.md, "Line recogniser trained with heavy blur":
-/// worst conditions blur σ 1.5 and rotation ±10° with 35 and 39 of 44 doc + dates; means over the
-/// six conditions 87.3% (key fields) and 90.7% (doc + dates) of the unperturbed score); raise them
+/// Floors just under the measured values (docs/MRZ.md, "A second locator for merged print":
+/// worst conditions blur σ 1.5 and half scale with 39 of 44 doc + dates each; means over the six
+/// conditions 90.5% (key fields) and 94.2% (doc + dates) of the unperturbed score); raise them
 /// when the reader improves.
-const CONDITION_FLOOR: f64 = 0.77;
-const KEPT_KEY_FLOOR: f64 = 0.85;
-const KEPT_NBE_FLOOR: f64 = 0.88;
+const CONDITION_FLOOR: f64 = 0.86;
+const KEPT_KEY_FLOOR: f64 = 0.88;
+const KEPT_NBE_FLOOR: f64 = 0.92;
 /// Ceiling on pages read with a wrong document number or date, summed over the six perturbations
 /// (measured 5; 10 with the previous recogniser, 18 before the ranking weighed recogniser confidence): a gateway must
 /// prefer no read to a wrong one.
