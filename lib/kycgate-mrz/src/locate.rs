@@ -180,24 +180,21 @@ fn binarise(g: &Gray, win: usize) -> Vec<bool> {
     out
 }
 
-fn components(mask: &[bool], w: usize, h: usize) -> Vec<Blob> {
+/// Calls `f` with the pixel indices of each 8-connected component of `mask` (one reused buffer).
+fn for_each_component(mask: &[bool], w: usize, h: usize, mut f: impl FnMut(&[usize])) {
     let mut seen = vec![false; mask.len()];
-    let mut blobs = Vec::new();
     let mut stack = Vec::new();
+    let mut pixels = Vec::new();
     for start in 0..mask.len() {
         if !mask[start] || seen[start] {
             continue;
         }
         seen[start] = true;
         stack.push(start);
-        let mut b = Blob { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, area: 0 };
+        pixels.clear();
         while let Some(i) = stack.pop() {
+            pixels.push(i);
             let (x, y) = (i % w, i / w);
-            b.x0 = b.x0.min(x);
-            b.x1 = b.x1.max(x);
-            b.y0 = b.y0.min(y);
-            b.y1 = b.y1.max(y);
-            b.area += 1;
             for dy in -1i64..=1 {
                 for dx in -1i64..=1 {
                     let (nx, ny) = (x as i64 + dx, y as i64 + dy);
@@ -212,8 +209,23 @@ fn components(mask: &[bool], w: usize, h: usize) -> Vec<Blob> {
                 }
             }
         }
-        blobs.push(b);
+        f(&pixels);
     }
+}
+
+fn components(mask: &[bool], w: usize, h: usize) -> Vec<Blob> {
+    let mut blobs = Vec::new();
+    for_each_component(mask, w, h, |pixels| {
+        let mut b = Blob { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, area: pixels.len() };
+        for &i in pixels {
+            let (x, y) = (i % w, i / w);
+            b.x0 = b.x0.min(x);
+            b.x1 = b.x1.max(x);
+            b.y0 = b.y0.min(y);
+            b.y1 = b.y1.max(y);
+        }
+        blobs.push(b);
+    });
     blobs
 }
 
@@ -470,9 +482,9 @@ pub fn find_bands(g: &Gray) -> Vec<Band> {
 /// Character height per pitch of OCR-B as the glyph locator measures it on the shared pages
 /// (median `cap / pitch` of their MRZ lines): the merged-line locator derives the height from the
 /// pitch, since a blurred line's ink is taller than its glyphs.
-pub const CAP_PER_PITCH: f32 = CAP_PER_PITCH_MEASURED;
-const CAP_PER_PITCH_MEASURED: f32 = 1.1;
-/// Ink extent of a line of `n` OCR-B characters, in pitches (first glyph's left edge to the last's right).
+pub const CAP_PER_PITCH: f32 = 1.1;
+/// The ink of a line of `n` OCR-B characters spans `n` plus this many pitches (`n − 1` between the
+/// first and last centres, plus 0.62 of a pitch of glyph width).
 const EXTENT_PITCHES: f32 = -0.38;
 
 /// A text line found as one elongated blob of merged ink.
@@ -506,40 +518,13 @@ fn close_rows(mask: &mut [bool], w: usize, gap: usize) {
 
 /// Pixel lists of the 8-connected components of `mask` whose box is at least `min_w` wide.
 fn wide_components(mask: &[bool], w: usize, h: usize, min_w: usize) -> Vec<Vec<(u32, u32)>> {
-    let mut seen = vec![false; mask.len()];
     let mut out = Vec::new();
-    let mut stack = Vec::new();
-    for start in 0..mask.len() {
-        if !mask[start] || seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let mut px = Vec::new();
-        let (mut x0, mut x1) = (usize::MAX, 0);
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % w, i / w);
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            px.push((x as u32, y as u32));
-            for dy in -1i64..=1 {
-                for dx in -1i64..=1 {
-                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
-                        continue;
-                    }
-                    let j = ny as usize * w + nx as usize;
-                    if mask[j] && !seen[j] {
-                        seen[j] = true;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
+    for_each_component(mask, w, h, |pixels| {
+        let (x0, x1) = pixels.iter().fold((usize::MAX, 0), |(a, b), &i| (a.min(i % w), b.max(i % w)));
         if x1 + 1 >= x0 + min_w {
-            out.push(px);
+            out.push(pixels.iter().map(|&i| ((i % w) as u32, (i / w) as u32)).collect());
         }
-    }
+    });
     out
 }
 
