@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for d in std::env::args().skip(1) {
         walk(std::path::Path::new(&d), &mut files);
     }
-    let (mut n, mut reads, mut cpu) = (0usize, 0usize, 0.0f64);
+    let (mut n, mut reads, mut unreadable, mut cpu) = (0usize, 0usize, 0usize, 0.0f64);
     for f in files.iter().take(limit) {
         let Ok(img) = image::open(f) else { continue };
         let img = img.to_rgb8();
@@ -40,11 +40,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let r = reader.read(&img, today);
         cpu += thread_cpu_ms() - c0;
         n += 1;
-        if let Ok(r) = r {
-            reads += 1;
-            println!("READ {} valid {}", f.display(), r.mrz.checks.failed() == 0);
+        match r {
+            Ok(r) => {
+                reads += 1;
+                println!("READ {} valid {}", f.display(), r.mrz.checks.failed() == 0);
+            }
+            Err(kycgate_mrz::read::ReadError::Unreadable) => unreadable += 1,
+            Err(_) => {}
         }
     }
-    println!("{n} images without an MRZ: {reads} read as one; {:.1} ms CPU per image", cpu / n.max(1) as f64);
+    println!("{n} images without an MRZ: {reads} read as one, {unreadable} as a zone found but unreadable; {:.1} ms CPU per image", cpu / n.max(1) as f64);
     Ok(())
 }

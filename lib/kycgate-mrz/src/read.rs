@@ -195,8 +195,9 @@ impl MrzReader {
             for band in bands {
                 let Some(c) = self.read_band_ctc(g, &band.lines) else { continue };
                 let Some(d) = decode::decode(&c, today) else { continue };
-                *found_band = true;
                 let (failed, top) = (d.mrz.checks.failed(), mean_top(&c));
+                // As in the first pass: only print read like MRZ text makes "found but unreadable".
+                *found_band |= top >= MRZ_LIKE_CONFIDENCE;
                 let read = MrzRead { mrz: d.mrz, confidence: d.confidence, rotation_deg: rot, band: band_in_input(band.bbox, scale, rot, w0, h0) };
                 if failed == 0 {
                     return Some(read);
