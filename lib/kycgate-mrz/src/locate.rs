@@ -439,29 +439,41 @@ pub fn find_lines(g: &Gray) -> Vec<TextLine> {
     chains(&blobs).iter().filter_map(|c| fit_line(&blobs, c)).collect()
 }
 
+/// Where `b` lies from `a` on a line running along `dir`: (along, across) in pixels, across
+/// positive down the page.
+fn offset(a: (f32, f32), dir: (f32, f32), b: (f32, f32)) -> (f32, f32) {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    (dx * dir.0 + dy * dir.1, -dx * dir.1 + dy * dir.0)
+}
+
+/// For each of `lines` (sorted top to bottom), the stack it heads: itself and up to two lines
+/// further down, each the first that `fits` under the last one taken.
+fn stacks<T>(lines: &[T], fits: impl Fn(&T, &T) -> bool) -> Vec<Vec<usize>> {
+    (0..lines.len())
+        .map(|i| {
+            let mut group = vec![i];
+            for j in i + 1..lines.len() {
+                if group.len() < 3 && fits(&lines[group[group.len() - 1]], &lines[j]) {
+                    group.push(j);
+                }
+            }
+            group
+        })
+        .collect()
+}
+
 /// Candidate bands, most plausible first. Coordinates are in `g`'s pixels.
 pub fn find_bands(g: &Gray) -> Vec<Band> {
     let mut lines: Vec<TextLine> = find_lines(g).into_iter().filter(|l| l.len >= 27 && l.len <= 47).collect();
     // Sort top to bottom by the perpendicular offset of their origins.
     lines.sort_by(|a, b| a.origin.1.total_cmp(&b.origin.1));
     let mut bands = Vec::new();
-    for i in 0..lines.len() {
-        let mut group = vec![i];
-        for j in i + 1..lines.len() {
-            let (a, b) = (&lines[*group.last().unwrap_or(&i)], &lines[j]);
-            let ang = (a.angle() - b.angle()).abs();
-            let pr = a.pitch.max(b.pitch) / a.pitch.min(b.pitch);
-            let n = (-a.dir.1, a.dir.0);
-            let (dx, dy) = (b.origin.0 - a.origin.0, b.origin.1 - a.origin.1);
-            let perp = dx * n.0 + dy * n.1;
-            let along = dx * a.dir.0 + dy * a.dir.1;
-            if ang < 0.06 && pr < 1.2 && perp > 1.1 * a.cap && perp < 4.2 * a.cap && along.abs() < 2.5 * a.pitch {
-                group.push(j);
-                if group.len() == 3 {
-                    break;
-                }
-            }
-        }
+    let stacked = stacks(&lines, |a, b| {
+        let (along, perp) = offset(a.origin, a.dir, b.origin);
+        let pr = a.pitch.max(b.pitch) / a.pitch.min(b.pitch);
+        (a.angle() - b.angle()).abs() < 0.06 && pr < 1.2 && perp > 1.1 * a.cap && perp < 4.2 * a.cap && along.abs() < 2.5 * a.pitch
+    });
+    for group in stacked {
         for take in [3usize, 2] {
             if group.len() < take {
                 continue;
@@ -576,24 +588,14 @@ pub fn find_bands_merged(g: &Gray) -> Vec<Band> {
     let mut strokes: Vec<Stroke> = wide_components(&mask, g.w, g.h, g.w / 5).iter().filter_map(|p| stroke(p)).collect();
     strokes.sort_by(|a, b| a.start.1.total_cmp(&b.start.1));
     let mut bands = Vec::new();
-    for i in 0..strokes.len() {
-        let mut group = vec![i];
-        for j in i + 1..strokes.len() {
-            let (a, b) = (&strokes[*group.last().unwrap_or(&i)], &strokes[j]);
-            let n = (-a.dir.1, a.dir.0);
-            let (dx, dy) = (b.start.0 - a.start.0, b.start.1 - a.start.1);
-            let perp = dx * n.0 + dy * n.1;
-            let along = dx * a.dir.0 + dy * a.dir.1;
-            let ang = (a.dir.1.atan2(a.dir.0) - b.dir.1.atan2(b.dir.0)).abs();
-            let lr = a.len.max(b.len) / a.len.min(b.len);
-            let t = a.thick.max(b.thick);
-            if ang < 0.06 && lr < 1.15 && perp > 1.1 * t && perp < 3.5 * t && along.abs() < 0.08 * a.len {
-                group.push(j);
-                if group.len() == 3 {
-                    break;
-                }
-            }
-        }
+    let stacked = stacks(&strokes, |a, b| {
+        let (along, perp) = offset(a.start, a.dir, b.start);
+        let ang = (a.dir.1.atan2(a.dir.0) - b.dir.1.atan2(b.dir.0)).abs();
+        let lr = a.len.max(b.len) / a.len.min(b.len);
+        let t = a.thick.max(b.thick);
+        ang < 0.06 && lr < 1.15 && perp > 1.1 * t && perp < 3.5 * t && along.abs() < 0.08 * a.len
+    });
+    for group in stacked {
         for (take, lens) in [(3usize, &[30usize][..]), (2, &[44, 36][..])] {
             if group.len() < take {
                 continue;
