@@ -17,7 +17,7 @@ const MARGIN_CAPS: f32 = 0.6;
 /// Widest window; longer lines are squeezed along the line to fit.
 const MAX_W: usize = 768;
 /// Half the ink width of an OCR-B glyph, in pitches.
-const HALF_GLYPH_PITCHES: f32 = 0.31;
+const HALF_GLYPH_PITCHES: f32 = crate::locate::GLYPH_PITCHES / 2.0;
 /// Output classes: the 37 MRZ symbols and the CTC blank.
 const CLASSES: usize = 38;
 const BLANK: usize = 37;

@@ -495,9 +495,12 @@ pub fn find_bands(g: &Gray) -> Vec<Band> {
 /// (median `cap / pitch` of their MRZ lines): the merged-line locator derives the height from the
 /// pitch, since a blurred line's ink is taller than its glyphs.
 pub const CAP_PER_PITCH: f32 = 1.1;
-/// The ink of a line of `n` OCR-B characters spans `n` plus this many pitches (`n − 1` between the
-/// first and last centres, plus 0.62 of a pitch of glyph width).
-const EXTENT_PITCHES: f32 = -0.38;
+/// Mean ink width of an OCR-B glyph, in pitches: the ink of `n` characters spans
+/// `(n − 1 + GLYPH_PITCHES)` pitches (the character grid, the line windows and the merged-line
+/// locator all rest on it).
+pub const GLYPH_PITCHES: f32 = 0.62;
+/// The ink of a line of `n` characters spans `n` plus this many pitches.
+const EXTENT_PITCHES: f32 = GLYPH_PITCHES - 1.0;
 
 /// A text line found as one elongated blob of merged ink.
 #[derive(Clone, Debug)]
@@ -604,10 +607,12 @@ pub fn find_bands_merged(g: &Gray) -> Vec<Band> {
             let len = ss.iter().map(|s| s.len).fold(0.0f32, f32::max);
             for &n in lens {
                 let pitch = len / (n as f32 + EXTENT_PITCHES);
+                // The first centre: half a glyph in from the ink's left end.
+                let half = GLYPH_PITCHES / 2.0 * pitch;
                 let lines: Vec<TextLine> = ss
                     .iter()
                     .map(|s| TextLine {
-                        origin: (s.start.0 + 0.31 * pitch * s.dir.0, s.start.1 + 0.31 * pitch * s.dir.1),
+                        origin: (s.start.0 + half * s.dir.0, s.start.1 + half * s.dir.1),
                         dir: s.dir,
                         pitch,
                         cap: CAP_PER_PITCH * pitch,
@@ -626,7 +631,7 @@ pub fn find_bands_merged(g: &Gray) -> Vec<Band> {
 }
 
 /// The ink mask the merged-line locator works on: binarised, row gaps closed.
-pub fn merged_mask(g: &Gray) -> Vec<bool> {
+fn merged_mask(g: &Gray) -> Vec<bool> {
     let side = g.w.max(g.h);
     let mut mask = binarise(g, ((side / 24) | 1).max(15));
     close_rows(&mut mask, g.w, (side / 25).max(3));
@@ -731,7 +736,7 @@ mod tests {
                 assert!((l.pitch - pitch).abs() < 0.2, "pitch {} for {n} characters", l.pitch);
                 assert!((l.cap - CAP_PER_PITCH * pitch).abs() < 0.2);
                 // First character centre: half a glyph in from the ink's left end, on the bar's middle.
-                assert!((l.origin.0 - (60.0 + 0.31 * pitch)).abs() < 1.0 && (l.origin.1 - y).abs() < 1.0, "origin {:?}", l.origin);
+                assert!((l.origin.0 - (60.0 + GLYPH_PITCHES / 2.0 * pitch)).abs() < 1.0 && (l.origin.1 - y).abs() < 1.0, "origin {:?}", l.origin);
             }
         }
     }

@@ -10,7 +10,7 @@ const ACROSS: usize = 9;
 /// Profile columns per character pitch.
 const PER_PITCH: f32 = 12.0;
 /// Mean glyph width of OCR-B in pitches: the ink extent of `n` characters is `(n - 1 + GLYPH) · pitch`.
-const GLYPH: f32 = 0.62;
+const GLYPH: f32 = crate::locate::GLYPH_PITCHES;
 /// Ink columns closer than this (in pitches) belong to the same line of text.
 const MERGE_GAP: f32 = 0.95;
 /// Largest relative disagreement between the extent pitch and the blob pitch still trusted.
