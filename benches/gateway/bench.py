@@ -38,6 +38,10 @@ EVAL = os.environ.get("KYCGATE_EVAL_DIR", os.path.join(REPO, "..", "shared", "ev
 SELFIE = os.environ.get("BENCH_SELFIE", os.path.join(EVAL, "faces/deepface/img20.jpg"))
 PASSPORT = os.environ.get("BENCH_PASSPORT", os.path.join(EVAL, "documents/passporteye_100_pass-uto.jpg"))
 SCENARIO = os.environ.get("SCENARIO", "proxy")
+# SUBMIT_ALONE=1: one more c=1 latency run on the memory store with every vendor refusing the
+# connection at once, so each task fails within microseconds and no task work competes with
+# the next submit: the submit's own added latency, apart from its tasks' (docs/PERFORMANCE.md).
+SUBMIT_ALONE = os.environ.get("SUBMIT_ALONE") == "1"
 # SCENARIO=inflight: tasks submitted in one burst, workers, RAM bound of the memory store's
 # queued images (past it they spill to a directory), and how long RSS is watched afterwards.
 INFLIGHT_TASKS = int(os.environ.get("INFLIGHT_TASKS", "10000"))
@@ -230,6 +234,22 @@ def capture_requests():
         if not os.path.exists(os.path.join(out, vendor + ".body")):
             raise RuntimeError(f"kycgate made no {vendor} request (see {WORK}/gateway.log)")
     return out
+
+
+def bench_submit_alone():
+    """c=1 submits whose tasks fail at once: vendors on a port nothing listens on."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]  # bound, never listening: connections are refused
+    refused = {f"{v}_BASE_URL": f"http://127.0.0.1:{port}/{v.lower()}" for v in ("REGULA", "KBYAI", "COMPREFACE")}
+    gw = start_gateway("memory", SIM, "alone", refused)
+    try:
+        lat = wrk_tasks(f"http://127.0.0.1:{GATEWAY}", 1, LATENCY_REQUESTS, latency=True)
+        wait_drained()
+        return {"p50": lat["p50"], "p99": lat["p99"]}
+    finally:
+        stop(gw)
+        closed.close()
 
 
 def redis_cleanup(namespace):
@@ -462,6 +482,8 @@ def main():
     sim = subprocess.Popen([BIN, "simulate", "--scenario", os.path.join(HERE, "vendors.toml"), "--listen", f"127.0.0.1:{SIM}"],
                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(os.path.join(WORK, "sim.log"), "a"))
     results = {"direct": [], "nginx": [], **{s: [] for s in STORES}}
+    if SUBMIT_ALONE:
+        results["alone"] = []
     try:
         wait_port(SIM)
         req_dir = capture_requests()
@@ -470,6 +492,8 @@ def main():
             results["nginx"].append(bench_nginx(req_dir))
             for store in STORES:
                 results[store].append(bench_gateway(store))
+            if SUBMIT_ALONE:
+                results["alone"].append(bench_submit_alone())
             log(f"run {run}/{RUNS}: " + json.dumps({k: v[-1] for k, v in results.items()}))
     finally:
         stop(sim)
@@ -502,10 +526,18 @@ def report(results):
         p50, p99 = median(rows, "p50"), median(rows, "p99")
         print(f"{'kycgate ' + store:<16}{cpu * 1000:>8.0f} us{cpu / n_cpu:>9.1f}{p50 - d50:>9.3f} ms{(p50 - d50) / a_n50:>9.1f}"
               f"{p50:>7.3f} ms{p99:>7.3f} ms{p99 / n99:>9.1f}{median(rows, 'tasks_per_s'):>9.0f}{median(rows, 'rss_after_5s_mb'):>8.0f} MB")
+    if SUBMIT_ALONE:
+        rows = results["alone"]
+        p50, p99 = median(rows, "p50"), median(rows, "p99")
+        print(f"{'submit alone':<16}{'':>11}{'':>9}{p50 - d50:>9.3f} ms{(p50 - d50) / a_n50:>9.1f}"
+              f"{p50:>7.3f} ms{p99:>7.3f} ms{p99 / n99:>9.1f}")
     print("\nCPU/call: server CPU (utime+stime) per proxied call = one task (upload + 3 vendor exchanges);"
           " nginx: per 4 proxied requests.\np50/p99: the client's upload at c=1 (kycgate: the submit).\n"
           "tasks/s: tasks that reached SUCCESS per second, first submit to last finish"
           " (nginx: groups of 4 exchanges per second).")
+    if SUBMIT_ALONE:
+        print("submit alone: the memory store's c=1 submits with every vendor refusing the connection, so no task work"
+              " competes with them.")
     for store in STORES:
         bad = [(r["succeeded"], r["finished"], r["refused"]) for r in results[store] if r["succeeded"] != r["finished"] or r["refused"]]
         if bad:
