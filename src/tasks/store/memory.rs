@@ -52,8 +52,8 @@ struct Shared {
 
 impl Shared {
     /// The state, for one critical section (never held across an await: the guard is not
-    /// `Send`). A panic inside a section leaves no half-done transition behind that a later
-    /// section could not handle, so a poisoned lock is used as it is.
+    /// `Send`). A poisoned lock is used as it is: tokio's lock, used before, did not poison
+    /// either, and refusing every later call would turn one panic into a dead store.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
