@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-
 const ROUNDS: usize = 200;
 
 fn main() {

@@ -1,5 +1,5 @@
 //! JPEG structure without decoding: SOI, the marker segments up to each scan (frame header
-//! read for its dimensions), the entropy-coded data skipped with `memchr`, and an EOI.
+//! read for its dimensions), the entropy-coded data skipped a block at a time, and an EOI.
 //!
 //! What a full decode refused and this still refuses: non-JPEG data, truncation (no EOI
 //! reached), segments running past the end, a missing or second frame header, codings the
