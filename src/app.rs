@@ -248,7 +248,11 @@ async fn open_store(config: &StoreConfig, workers: usize) -> Result<SharedStore,
     Ok(match &config.url {
         StoreUrl::Memory => Arc::new(MemoryStore::open(ttls, options)?),
         StoreUrl::Redis(url) => {
-            let redis = RedisOptions { max_idle_blocking: workers.max(1), ..RedisOptions::default() };
+            let redis = RedisOptions {
+                max_idle_blocking: workers.max(1),
+                recent_inputs_max_bytes: usize::try_from(config.redis_recent_max_bytes).unwrap_or(usize::MAX),
+                ..RedisOptions::default()
+            };
             Arc::new(RedisStore::open(url, &config.namespace, ttls, redis, options).await?)
         }
     })

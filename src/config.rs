@@ -93,6 +93,9 @@ pub struct StoreConfig {
     pub memory_max_bytes: u64,
     /// Memory store: directory for spilled inputs (created 0700); empty = no spilling.
     pub spill_dir: String,
+    /// Redis store: image bytes of just-queued inputs kept for this instance's idle workers,
+    /// so their claims need not read the images back; 0 = none.
+    pub redis_recent_max_bytes: u64,
     /// Per-owner task TTLs overriding `task_ttl_secs`.
     pub retention: Vec<RetentionRule>,
 }

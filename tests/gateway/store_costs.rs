@@ -115,3 +115,66 @@ async fn redis_commands_per_task_do_not_grow_with_tasks_in_flight() {
     assert!(crowded <= alone + 1.0, "commands per task grew with tasks in flight: {alone:.2} -> {crowded:.2}");
     assert!(alone <= 45.0, "{alone:.2} commands per task: {breakdown:?}");
 }
+
+/// Claims `submitted`'s task on `claimer` while it is already blocked waiting for work, after
+/// `submitter` queued it; returns what the claim got and the Redis commands it all took.
+async fn claim_while_waiting(
+    server: &Server,
+    submitter: &RedisStore,
+    claimer: &RedisStore,
+    submitted: TaskInput,
+) -> (kycgate::tasks::store::Claimed, BTreeMap<String, u64>) {
+    let mut conn = redis::Client::open(server.url()).expect("url").get_connection().expect("connect");
+    let waiting = {
+        let claimer = claimer.clone();
+        tokio::spawn(async move { claimer.claim("w1", Duration::from_secs(5)).await })
+    };
+    // Give the claim time to block in XREADGROUP before the task exists.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut conn).expect("RESETSTAT");
+    let id = TaskId::new();
+    submitter.submit(TaskRecord::new(id, &submitted, now_ms()), submitted).await.expect("submit");
+    let claimed = waiting.await.expect("claim task").expect("claim").expect("handed out");
+    assert_eq!(claimed.id, id);
+    (claimed, command_stats(&mut conn))
+}
+
+async fn open(server: &Server, ns: &str, recent_inputs_max_bytes: usize) -> RedisStore {
+    let ttls = Ttls { task: Duration::from_secs(600), face: Duration::from_secs(600), lease: Duration::from_secs(30) };
+    let opts = RedisOptions { recent_inputs_max_bytes, ..RedisOptions::default() };
+    RedisStore::open(&server.url(), ns, ttls, opts, StoreOptions::default()).await.expect("connect")
+}
+
+/// A worker of the instance that queued a task takes its input from that instance, whole,
+/// instead of reading back from Redis the bytes the submit just sent; any other worker (or
+/// with the budget at 0) reads it from Redis as before, selfie left there until needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_worker_is_handed_the_input_without_reading_it_back() {
+    let server = Server::start(free_port());
+    server.ready().await;
+    let selfie = Bytes::from(crate::support::eval_image("faces/deepface/img1.jpg"));
+    let passport = Bytes::from(crate::support::eval_image("documents/passporteye_100_pass-uto.jpg"));
+    let upload = || with_images(selfie.clone(), passport.clone());
+
+    let ns = crate::support::namespace("recent");
+    let (a, b) = (open(&server, &ns, 32 << 20).await, open(&server, &ns, 32 << 20).await);
+    let (claimed, stats) = claim_while_waiting(&server, &a, &a, upload()).await;
+    assert_eq!(claimed.input, upload(), "the whole input, selfie included");
+    assert!(!claimed.late_selfie);
+    assert!(!stats.contains_key("hmget"), "the input was read back: {stats:?}");
+
+    // Another instance's worker: read from Redis, the selfie late.
+    let (claimed, stats) = claim_while_waiting(&server, &a, &b, upload()).await;
+    assert!(claimed.late_selfie);
+    assert_eq!(claimed.input.upload.images().iter().find(|(r, _)| *r == "passport").map(|(_, b)| (*b).clone()), Some(passport.clone()));
+    assert_eq!(stats.get("hmget"), Some(&1), "{stats:?}");
+    let late = b.late_image(claimed.id, "selfie").await.expect("late selfie").expect("kept in Redis");
+    assert_eq!(late, selfie);
+
+    // Turned off: the same instance reads it back too.
+    let ns = crate::support::namespace("recent-off");
+    let off = open(&server, &ns, 0).await;
+    let (claimed, stats) = claim_while_waiting(&server, &off, &off, upload()).await;
+    assert!(claimed.late_selfie);
+    assert_eq!(stats.get("hmget"), Some(&1), "{stats:?}");
+}

@@ -23,6 +23,7 @@
 //! the next call, so the same store object works again once Redis is back.
 
 mod keys;
+mod recent;
 mod scripts;
 mod upload;
 
@@ -38,6 +39,7 @@ use redis::{AsyncCommands, AsyncConnectionConfig, Client, ErrorKind, RedisError}
 use tokio::time::Instant;
 
 use self::keys::{Keys, GROUP, TASK_FIELD};
+use self::recent::RecentInputs;
 use self::scripts::{Scripts, Verdict};
 use self::upload::{Frame, Reply, UploadPool};
 use super::{
@@ -60,6 +62,9 @@ pub struct RedisOptions {
     /// Idle blocking-read connections kept for `claim` (one is busy per waiting worker): set it
     /// to the instance's worker concurrency so claims never open connections in steady state.
     pub max_idle_blocking: usize,
+    /// Image bytes of just-queued inputs kept for this instance's idle workers, so a claim
+    /// does not read back what the submit just sent (`recent`); 0 keeps none.
+    pub recent_inputs_max_bytes: usize,
 }
 
 impl Default for RedisOptions {
@@ -69,6 +74,7 @@ impl Default for RedisOptions {
             response_timeout: Duration::from_secs(5),
             reconnect_retries: 0,
             max_idle_blocking: 16,
+            recent_inputs_max_bytes: 32 << 20,
         }
     }
 }
@@ -103,6 +109,8 @@ struct Inner {
     /// Entries the last sweep found idle past the lease, oldest first (candidates only:
     /// `reclaim.lua` re-checks each).
     reclaimable: StdMutex<VecDeque<String>>,
+    /// Inputs just queued here, for this instance's waiting workers.
+    recent: RecentInputs,
 }
 
 /// Maps a Redis failure to the store's error: undecodable replies are `Corrupt`, everything
@@ -223,6 +231,7 @@ impl RedisStore {
             opts,
             store,
             reclaimable: StdMutex::new(VecDeque::new()),
+            recent: RecentInputs::new(opts.recent_inputs_max_bytes),
         };
         let this = Self { inner: Arc::new(inner) };
         this.ensure_group().await?;
@@ -317,6 +326,8 @@ impl RedisStore {
         }
         cmd.arg("STREAMS").arg(self.inner.keys.queue()).arg(">");
 
+        // A worker blocked here can take an input this instance queues meanwhile (`recent`).
+        let _waiting = (!block.is_zero()).then(|| self.inner.recent.waiting());
         let mut attempt = 0;
         let reply = loop {
             attempt += 1;
@@ -373,7 +384,12 @@ impl RedisStore {
             self.drop_entry(&entry).await?;
             return Ok(None);
         };
-        let failure = match self.read_input(id).await? {
+        // Queued by this instance a moment ago: the input is still here, not only in Redis.
+        let read = match self.inner.recent.take(id) {
+            Some(input) => Some(Ok((input, false))),
+            None => self.read_input(id).await?,
+        };
+        let failure = match read {
             Some(Ok((input, late_selfie))) => {
                 // `XADD *` ids are `<ms>-<seq>`: the submit time.
                 let submitted_ms = entry.split('-').next().and_then(|ms| ms.parse().ok());
@@ -611,29 +627,40 @@ impl TaskStore for RedisStore {
             frame.arg(arg);
         }
         frame.command(1).arg("EXEC");
-        let verdict = match submit_verdict(self.inner.uploads.exchange(&frame).await?)? {
-            Some(verdict) => verdict,
-            None => {
-                // First use on this server (or after a restart): load the script, then once more.
-                self.inner.scripts.submit.prepare_invoke().load_async(&mut self.conn()).await.map_err(store_error)?;
-                submit_verdict(self.inner.uploads.exchange(&frame).await?)?
-                    .ok_or_else(|| StoreError::Unavailable("Redis lost the submit script again".into()))?
+        // Kept before it is sent: the worker Redis hands the entry to may read its reply before
+        // this submit reads the verdict. Forgotten again unless the task was created.
+        self.inner.recent.keep(record.id, input.clone());
+        let submitted = async {
+            let verdict = match submit_verdict(self.inner.uploads.exchange(&frame).await?)? {
+                Some(verdict) => verdict,
+                None => {
+                    // First use on this server (or after a restart): load the script, then once more.
+                    self.inner.scripts.submit.prepare_invoke().load_async(&mut self.conn()).await.map_err(store_error)?;
+                    submit_verdict(self.inner.uploads.exchange(&frame).await?)?
+                        .ok_or_else(|| StoreError::Unavailable("Redis lost the submit script again".into()))?
+                }
+            };
+            let retry_after = opts.limits.retry_after;
+            match verdict {
+                Verdict::Ok(_) => Ok(Submitted::Created),
+                Verdict::Existing(id) => {
+                    TaskId::from_str(&id).map(Submitted::Existing).map_err(|e| StoreError::Corrupt(e.to_string()))
+                }
+                Verdict::Conflict => Err(StoreError::IdempotencyConflict),
+                Verdict::Full(scope) if scope == "owner" => Err(StoreError::Full { scope: FullScope::Owner, retry_after }),
+                Verdict::Full(_) => Err(StoreError::Full { scope: FullScope::Queue, retry_after }),
+                other => verdict_to_result(other, TaskStatus::Pending).map(|()| Submitted::Created),
             }
-        };
-        let retry_after = opts.limits.retry_after;
-        match verdict {
-            Verdict::Ok(_) => Ok(Submitted::Created),
-            Verdict::Existing(id) => {
-                TaskId::from_str(&id).map(Submitted::Existing).map_err(|e| StoreError::Corrupt(e.to_string()))
-            }
-            Verdict::Conflict => Err(StoreError::IdempotencyConflict),
-            Verdict::Full(scope) if scope == "owner" => Err(StoreError::Full { scope: FullScope::Owner, retry_after }),
-            Verdict::Full(_) => Err(StoreError::Full { scope: FullScope::Queue, retry_after }),
-            other => verdict_to_result(other, TaskStatus::Pending).map(|()| Submitted::Created),
         }
+        .await;
+        if !matches!(submitted, Ok(Submitted::Created)) {
+            self.inner.recent.forget(record.id);
+        }
+        submitted
     }
 
     async fn delete(&self, owner: &str, id: TaskId) -> Result<bool, StoreError> {
+        self.inner.recent.forget(id);
         let keys = &self.inner.keys;
         let verdict: Verdict = self
             .inner
