@@ -270,10 +270,12 @@ def bench_gateway(store_name):
         # Throughput: 64 clients, a fixed number of tasks, until every one finished.
         ok0 = metric_sum("kycgate_tasks_finished_total", outcome="SUCCESS")
         done0 = metric_sum("kycgate_tasks_finished_total")
+        redis0 = redis_cpu(REDIS) if store_name != "memory" else 0.0
         cpu0, t0 = cpu_seconds([gw.pid]), time.time()
         thr = wrk_tasks(url, CONCURRENCY, THROUGHPUT_TASKS)
         t1 = wait_drained()
         cpu1 = cpu_seconds([gw.pid])
+        redis1 = redis_cpu(REDIS) if store_name != "memory" else 0.0
         ok = metric_sum("kycgate_tasks_finished_total", outcome="SUCCESS") - ok0
         done = metric_sum("kycgate_tasks_finished_total") - done0
         rss_peak = rss_mb(gw.pid)
@@ -282,6 +284,7 @@ def bench_gateway(store_name):
         return {
             "p50": lat["p50"], "p99": lat["p99"], "latency_requests": lat["requests"],
             "cpu_ms_per_call": (cpu1 - cpu0) * 1000 / max(ok, 1),
+            "redis_cpu_ms_per_task": (redis1 - redis0) * 1000 / max(ok, 1),
             "tasks_per_s": ok / (t1 - t0), "succeeded": ok, "finished": done,
             "refused": thr["non2xx"], "rss_at_end_mb": rss_peak, "rss_after_5s_mb": rss_after,
         }
@@ -320,6 +323,13 @@ class Sampler(threading.Thread):
     def stop(self):
         self.halt.set()
         self.join()
+
+
+def redis_cpu(url):
+    """The Redis server's CPU seconds so far (user + system, INFO cpu): its cost per task, apart
+    from the gateway's. The machine's Redis may serve others too: run nothing else on it."""
+    out = subprocess.run(["redis-cli", "-u", url, "info", "cpu"], capture_output=True, text=True, check=True).stdout
+    return sum(float(m) for m in re.findall(r"^used_cpu_(?:user|sys):([\d.]+)", out, re.M))
 
 
 def redis_used(url):
@@ -535,6 +545,10 @@ def report(results):
           " nginx: per 4 proxied requests.\np50/p99: the client's upload at c=1 (kycgate: the submit).\n"
           "tasks/s: tasks that reached SUCCESS per second, first submit to last finish"
           " (nginx: groups of 4 exchanges per second).")
+    for store in STORES:
+        if store != "memory":
+            print(f"Redis server CPU per task ({store} row, c={CONCURRENCY}): {median(results[store], 'redis_cpu_ms_per_task') * 1000:.0f} us"
+                  " (INFO cpu; not in the CPU/call column, which is the gateway's own).")
     if SUBMIT_ALONE:
         print("submit alone: the memory store's c=1 submits with every vendor refusing the connection, so no task work"
               " competes with them.")
