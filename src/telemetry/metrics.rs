@@ -34,6 +34,7 @@ pub const NAMES: &[&str] = &[
     QUEUE_OLDEST_AGE,
     DECISIONS,
     WEBHOOK_DELIVERIES,
+    STORE_INPUT_READS,
 ];
 
 pub const HTTP_REQUESTS: &str = "kycgate_http_requests_total";
@@ -55,6 +56,10 @@ pub const QUEUE_DEPTH: &str = "kycgate_queue_depth";
 pub const QUEUE_OLDEST_AGE: &str = "kycgate_queue_oldest_pending_age_seconds";
 pub const DECISIONS: &str = "kycgate_decisions_total";
 pub const WEBHOOK_DELIVERIES: &str = "kycgate_webhook_deliveries_total";
+pub const STORE_INPUT_READS: &str = "kycgate_store_input_reads_total";
+/// The `source` label of [`STORE_INPUT_READS`]: kept by the instance that queued the task, or
+/// read back from Redis.
+pub const INPUT_SOURCES: &[&str] = &["kept", "redis"];
 /// The `outcome` label of [`WEBHOOK_DELIVERIES`] (a closed set).
 pub const WEBHOOK_OUTCOMES: &[&str] = &["delivered", "retry", "failed", "refused"];
 
@@ -130,6 +135,7 @@ pub struct Metrics {
     pub(super) cost: Counter<f64>,
     pub(super) decisions: Counter<u64>,
     webhooks: Counter<u64>,
+    input_reads: Counter<u64>,
     queue: Arc<QueueSample>,
 }
 
@@ -246,6 +252,10 @@ impl Metrics {
                 .u64_counter(WEBHOOK_DELIVERIES)
                 .with_description("Webhook delivery attempts by outcome (delivered, retry, failed, refused)")
                 .build(),
+            input_reads: meter
+                .u64_counter(STORE_INPUT_READS)
+                .with_description("Claimed inputs (Redis store) by source: kept by this instance, or read back from Redis")
+                .build(),
             queue,
         };
         // Closed label sets start at 0 (see `route_declared`).
@@ -254,6 +264,9 @@ impl Metrics {
         }
         for outcome in WEBHOOK_OUTCOMES {
             metrics.webhooks.add(0, &[kv("outcome", *outcome)]);
+        }
+        for source in INPUT_SOURCES {
+            metrics.input_reads.add(0, &[kv("source", *source)]);
         }
         for kind in ["liveness", "compare"] {
             for decision in ["pass", "fail"] {
@@ -290,6 +303,12 @@ impl Metrics {
                 kv("http.response.status_code", i64::from(status)),
             ],
         );
+    }
+
+    /// A claimed task's input came from `source`, one of [`INPUT_SOURCES`].
+    pub fn input_read(&self, source: &'static str) {
+        debug_assert!(INPUT_SOURCES.contains(&source));
+        self.input_reads.add(1, &[kv("source", source)]);
     }
 
     pub fn task_submitted(&self, service: &'static str) {

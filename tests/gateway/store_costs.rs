@@ -139,6 +139,17 @@ async fn claim_while_waiting(
     (claimed, command_stats(&mut conn))
 }
 
+/// `kycgate_store_input_reads_total{source}` as `/metrics` shows it now (the process's counter:
+/// other tests in this process may add to it, so callers compare at-least deltas).
+fn input_reads(source: &str) -> f64 {
+    let text = kycgate::telemetry::prometheus::render();
+    let want = format!("source=\"{source}\"");
+    text.lines()
+        .filter(|l| l.starts_with("kycgate_store_input_reads_total{") && l.contains(&want))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn open(server: &Server, ns: &str, recent_inputs_max_bytes: usize) -> RedisStore {
     let ttls = Ttls { task: Duration::from_secs(600), face: Duration::from_secs(600), lease: Duration::from_secs(30) };
     let opts = RedisOptions { recent_inputs_max_bytes, ..RedisOptions::default() };
@@ -158,13 +169,17 @@ async fn a_local_worker_is_handed_the_input_without_reading_it_back() {
 
     let ns = crate::support::namespace("recent");
     let (a, b) = (open(&server, &ns, 32 << 20).await, open(&server, &ns, 32 << 20).await);
+    let kept = input_reads("kept");
     let (claimed, stats) = claim_while_waiting(&server, &a, &a, upload()).await;
+    assert!(input_reads("kept") >= kept + 1.0, "the kept input is counted");
     assert_eq!(claimed.input, upload(), "the whole input, selfie included");
     assert!(!claimed.late_selfie);
     assert!(!stats.contains_key("hmget"), "the input was read back: {stats:?}");
 
     // Another instance's worker: read from Redis, the selfie late.
+    let read_back = input_reads("redis");
     let (claimed, stats) = claim_while_waiting(&server, &a, &b, upload()).await;
+    assert!(input_reads("redis") >= read_back + 1.0, "the read back is counted");
     assert!(claimed.late_selfie);
     assert_eq!(claimed.input.upload.images().iter().find(|(r, _)| *r == "passport").map(|(_, b)| (*b).clone()), Some(passport.clone()));
     assert_eq!(stats.get("hmget"), Some(&1), "{stats:?}");

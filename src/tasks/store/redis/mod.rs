@@ -385,9 +385,16 @@ impl RedisStore {
             return Ok(None);
         };
         // Queued by this instance a moment ago: the input is still here, not only in Redis.
+        let metrics = crate::telemetry::metrics();
         let read = match self.inner.recent.take(id) {
-            Some(input) => Some(Ok((input, false))),
-            None => self.read_input(id).await?,
+            Some(input) => {
+                metrics.input_read("kept");
+                Some(Ok((input, false)))
+            }
+            None => {
+                metrics.input_read("redis");
+                self.read_input(id).await?
+            }
         };
         let failure = match read {
             Some(Ok((input, late_selfie))) => {
