@@ -129,8 +129,18 @@ async fn claim_while_waiting(
         let claimer = claimer.clone();
         tokio::spawn(async move { claimer.claim("w1", Duration::from_secs(5)).await })
     };
-    // Give the claim time to block in XREADGROUP before the task exists.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The task must be queued while the claim is blocked in XREADGROUP: wait until this
+    // private server reports a blocked client.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let info: String = redis::cmd("INFO").arg("clients").query(&mut conn).expect("INFO clients");
+        let blocked = info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).and_then(|n| n.trim().parse::<u64>().ok());
+        if blocked.unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the claim never blocked waiting for work");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut conn).expect("RESETSTAT");
     let id = TaskId::new();
     submitter.submit(TaskRecord::new(id, &submitted, now_ms()), submitted).await.expect("submit");

@@ -85,7 +85,8 @@ impl RecentInputs {
         entries.queue.push_back(Entry { id, added: now, bytes, input });
     }
 
-    /// Takes the kept input of `id`, if any.
+    /// Takes the kept input of `id`, if any. A linear search: the queue never holds more
+    /// entries than workers were waiting.
     pub(super) fn take(&self, id: TaskId) -> Option<TaskInput> {
         let mut entries = self.lock();
         entries.expire(Instant::now());
