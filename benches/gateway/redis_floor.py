@@ -14,17 +14,13 @@ the gateway's added p50 on the Redis store (docs/PERFORMANCE.md).
 """
 
 import os
-import re
 import socket
-import subprocess
 import time
 from urllib.parse import urlparse
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-EVAL = os.environ.get("KYCGATE_EVAL_DIR", os.path.join(HERE, "..", "..", "..", "shared", "eval"))
-SELFIE = os.environ.get("BENCH_SELFIE", os.path.join(EVAL, "faces/deepface/img20.jpg"))
-PASSPORT = os.environ.get("BENCH_PASSPORT", os.path.join(EVAL, "documents/passporteye_100_pass-uto.jpg"))
-REDIS = os.environ.get("KYCGATE_TEST_REDIS", "redis://127.0.0.1:6379")
+# The bench's own images, Redis URL and CPU reading (bench.py runs nothing on import).
+from bench import PASSPORT, REDIS, SELFIE, redis_cpu
+
 N = int(os.environ.get("N", "2000"))
 
 
@@ -34,11 +30,6 @@ def command(*args):
         a = a if isinstance(a, bytes) else str(a).encode()
         out += [b"$%d\r\n" % len(a), a, b"\r\n"]
     return b"".join(out)
-
-
-def redis_cpu():
-    out = subprocess.run(["redis-cli", "-u", REDIS, "info", "cpu"], capture_output=True, text=True, check=True).stdout
-    return sum(float(m) for m in re.findall(r"^used_cpu_(?:user|sys):([\d.]+)", out, re.M))
 
 
 def exchange(sock, frame, replies_end):
@@ -58,7 +49,7 @@ def main():
     selfie, passport = open(SELFIE, "rb").read(), open(PASSPORT, "rb").read()
     header = b'{"v":2,"service":"kyc_passport","owner":"key:bench","extend_data":false,"trace_context":null}'
     times = []
-    cpu0 = redis_cpu()
+    cpu0 = redis_cpu(REDIS)
     for i in range(N):
         key = f"kycgate-floor:{os.getpid()}:{i}"
         frame = (command("MULTI") + command("HSET", key, "header", header, "img:passport", passport, "late:selfie", selfie)
@@ -67,7 +58,7 @@ def main():
         exchange(sock, frame, b":1\r\n")  # EXEC's last reply: PEXPIRE's 1
         times.append((time.perf_counter() - t) * 1e6)
         exchange(sock, command("DEL", key), b":1\r\n")
-    cpu = (redis_cpu() - cpu0) * 1e6 / N
+    cpu = (redis_cpu(REDIS) - cpu0) * 1e6 / N
     times.sort()
     print(f"{len(selfie) + len(passport)} bytes of images per upload, {N} uploads: round trip p50 {times[N // 2]:.0f} us,"
           f" p90 {times[int(N * 0.9)]:.0f} us; Redis CPU {cpu:.0f} us per upload and its DEL")

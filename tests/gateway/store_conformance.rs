@@ -155,7 +155,7 @@ async fn status(store: &SharedStore, id: TaskId) -> TaskStatus {
 }
 
 /// Polls `check` every 50 ms until it holds or `limit` passes (tokio time: paused for memory).
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -11,6 +11,7 @@ use kycgate::tasks::store::redis::{RedisOptions, RedisStore};
 use kycgate::tasks::store::{StoreOptions, TaskStore, Ttls};
 use kycgate::tasks::{now_ms, ServiceInput, TaskId, TaskInput, TaskOutcome, TaskRecord};
 
+use crate::store_conformance::eventually;
 use crate::store_outage::{free_port, Server};
 
 /// Tasks measured per scenario.
@@ -131,16 +132,19 @@ async fn claim_while_waiting(
     };
     // The task must be queued while the claim is blocked in XREADGROUP: wait until this
     // private server reports a blocked client.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let info: String = redis::cmd("INFO").arg("clients").query(&mut conn).expect("INFO clients");
-        let blocked = info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).and_then(|n| n.trim().parse::<u64>().ok());
-        if blocked.unwrap_or(0) >= 1 {
-            break;
+    let url = server.url();
+    eventually(Duration::from_secs(5), "the claim blocked waiting for work", || {
+        let url = url.clone();
+        async move {
+            let mut conn = redis::Client::open(url).expect("url").get_connection().expect("connect");
+            let info: String = redis::cmd("INFO").arg("clients").query(&mut conn).expect("INFO clients");
+            info.lines()
+                .find_map(|l| l.strip_prefix("blocked_clients:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .is_some_and(|n| n >= 1)
         }
-        assert!(std::time::Instant::now() < deadline, "the claim never blocked waiting for work");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut conn).expect("RESETSTAT");
     let id = TaskId::new();
     submitter.submit(TaskRecord::new(id, &submitted, now_ms()), submitted).await.expect("submit");
@@ -152,12 +156,8 @@ async fn claim_while_waiting(
 /// `kycgate_store_input_reads_total{source}` as `/metrics` shows it now (the process's counter:
 /// other tests in this process may add to it, so callers compare at-least deltas).
 fn input_reads(source: &str) -> f64 {
-    let text = kycgate::telemetry::prometheus::render();
-    let want = format!("source=\"{source}\"");
-    text.lines()
-        .filter(|l| l.starts_with("kycgate_store_input_reads_total{") && l.contains(&want))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let label = format!("source=\"{source}\"");
+    crate::support::metric_sum(&kycgate::telemetry::prometheus::render(), "kycgate_store_input_reads_total", &label)
 }
 
 async fn open(server: &Server, ns: &str, recent_inputs_max_bytes: usize) -> RedisStore {

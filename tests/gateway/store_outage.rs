@@ -265,11 +265,7 @@ async fn a_retry_after_a_hung_redis_does_not_run_the_task_twice() {
 
 /// The `kycgate_tasks_submitted_total{service="face_liveness"}` count of a `/metrics` text.
 fn submitted(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("kycgate_tasks_submitted_total{") && l.contains("service=\"face_liveness\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    crate::support::metric_sum(metrics, "kycgate_tasks_submitted_total", "service=\"face_liveness\"")
 }
 
 /// A submit whose request is cut off (here by `request_timeout_ms`, as by a client closing its

@@ -58,6 +58,15 @@ pub fn redis_url() -> String {
     std::env::var("KYCGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The sum of `name`'s series carrying `label` (`key="value"`) in a `/metrics` text.
+pub fn metric_sum(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{')) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A fresh key namespace so concurrent tests never see each other's queues.
 pub fn namespace(tag: &str) -> String {
     format!("kycgate-test-{tag}-{}", uuid::Uuid::new_v4().simple())
