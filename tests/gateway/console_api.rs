@@ -43,6 +43,13 @@ async fn list_filters_pages_and_deletes(opts: Options) {
     let mut mine = Vec::new();
     for service in ["face_liveness", "register_face", "face_liveness", "register_face", "face_liveness"] {
         mine.push(api.submit_ok(service, image()).await);
+        // Tasks created in the same millisecond have no order between them (the list orders by
+        // creation ms, then id), and a submit can now take less than one: let the clock tick so
+        // each task is newer than the last.
+        let answered = kycgate::tasks::now_ms();
+        while kycgate::tasks::now_ms() <= answered {
+            tokio::task::yield_now().await;
+        }
     }
     let theirs = other.submit_ok("face_liveness", image()).await;
     for id in &mine {
