@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::multipart::{Form, Part};
@@ -227,7 +226,7 @@ impl<'a> Body<'a> {
         images: &'a [MultipartImage],
         fields: &BTreeMap<String, String>,
     ) -> Result<Vec<FormPart<'a>>, ProviderError> {
-        let b64 = base64::engine::general_purpose::STANDARD;
+        let b64 = base64_simd::STANDARD;
         let mut parts = Vec::new();
         for (k, v) in self.auth_fields {
             parts.push(FormPart::text(k, v.expose().to_string()));
@@ -238,7 +237,7 @@ impl<'a> Body<'a> {
         for slot in images {
             let Some(image) = image_for(self.call, slot.source)? else { continue };
             parts.push(match slot.encoding {
-                ImageEncoding::Base64 => FormPart::text(&slot.field, b64.encode(&image.bytes)),
+                ImageEncoding::Base64 => FormPart::text(&slot.field, b64.encode_to_string(&image.bytes)),
                 ImageEncoding::File => FormPart {
                     name: slot.field.clone(),
                     file: Some(FilePart {
@@ -301,7 +300,7 @@ struct Placed<'a> {
 /// it needs no JSON escaping, so the surrounding quotes stay). A placeholder a later pointer
 /// overwrote is absent and skipped, as the overwritten value would have been.
 fn splice_images(json: Vec<u8>, placed: &[Placed<'_>]) -> Vec<u8> {
-    let b64 = base64::engine::general_purpose::STANDARD;
+    let b64 = base64_simd::STANDARD;
     // Found with its quotes, so `…-1` never matches inside `…-10`; `i` is where its text starts.
     let find = |p: &Placed<'_>| memchr::memmem::find(&json, format!("\"{}\"", p.placeholder).as_bytes()).map(|i| i + 1);
     let mut at: Vec<(usize, &Placed<'_>)> = placed.iter().filter_map(|p| find(p).map(|i| (i, p))).collect();
@@ -309,16 +308,12 @@ fn splice_images(json: Vec<u8>, placed: &[Placed<'_>]) -> Vec<u8> {
         return json;
     }
     at.sort_by_key(|(i, _)| *i);
-    let extra: usize = at.iter().map(|(_, p)| base64::encoded_len(p.bytes.len(), true).unwrap_or(0)).sum();
+    let extra: usize = at.iter().map(|(_, p)| b64.encoded_length(p.bytes.len())).sum();
     let mut out = Vec::with_capacity(json.len() + extra);
     let mut from = 0;
     for (i, p) in at {
         out.extend_from_slice(&json[from..i]);
-        let start = out.len();
-        out.resize(start + base64::encoded_len(p.bytes.len(), true).unwrap_or(0), 0);
-        // The slice was sized by `encoded_len` for these very bytes.
-        let written = b64.encode_slice(p.bytes, &mut out[start..]).unwrap_or(0);
-        out.truncate(start + written);
+        b64.encode_append(p.bytes, &mut out);
         from = i + p.placeholder.len();
     }
     out.extend_from_slice(&json[from..]);
@@ -419,6 +414,7 @@ fn bad_pointer(pointer: &str) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use serde_json::json;
 
     #[test]

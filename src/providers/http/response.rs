@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -350,9 +349,9 @@ pub(crate) fn map_answer(mapping: &Mapping, json: &Value, call: Option<&SubCall>
 
 fn decode_portrait(s: &str, f: &FieldSpec) -> Result<Bytes, ProviderError> {
     let data = s.split_once(";base64,").map_or(s, |(_, d)| d);
-    let cleaned: String = data.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(cleaned.as_bytes())
+    let cleaned: Vec<u8> = data.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    base64_simd::STANDARD
+        .decode_to_vec(&cleaned)
         .map(Bytes::from)
         .map_err(|_| decode_err("portrait", f, "not base64"))
 }
@@ -436,6 +435,21 @@ mod tests {
         assert_eq!(safe_code(Some("x\ny"), 400, true), "HTTP_400");
         assert_eq!(safe_code(Some(&"A".repeat(65)), 500, false), "HTTP_500");
         assert_eq!(safe_code(None, 502, false), "HTTP_502");
+    }
+
+    #[test]
+    fn portraits_decode_from_plain_wrapped_or_data_url_base64() {
+        let jpeg = b"\xff\xd8\xff\xe0 portrait bytes \xff\xd9".to_vec();
+        let text = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &jpeg);
+        let f = field("/portrait");
+        assert_eq!(decode_portrait(&text, &f).unwrap(), jpeg);
+        // MIME-style line breaks, as some vendors wrap it.
+        let (head, tail) = text.split_at(8);
+        assert_eq!(decode_portrait(&format!("{head}\r\n{tail}\n"), &f).unwrap(), jpeg);
+        assert_eq!(decode_portrait(&format!("data:image/jpeg;base64,{text}"), &f).unwrap(), jpeg);
+        for bad in ["not base64!", &text[1..], "====", "\u{e9}t\u{e9}"] {
+            assert!(decode_portrait(bad, &f).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
