@@ -38,9 +38,9 @@ EVAL = os.environ.get("KYCGATE_EVAL_DIR", os.path.join(REPO, "..", "shared", "ev
 SELFIE = os.environ.get("BENCH_SELFIE", os.path.join(EVAL, "faces/deepface/img20.jpg"))
 PASSPORT = os.environ.get("BENCH_PASSPORT", os.path.join(EVAL, "documents/passporteye_100_pass-uto.jpg"))
 SCENARIO = os.environ.get("SCENARIO", "proxy")
-# SUBMIT_ALONE=1: one more c=1 latency run on the memory store with every vendor refusing the
-# connection at once, so each task fails within microseconds and no task work competes with
-# the next submit: the submit's own added latency, apart from its tasks' (docs/PERFORMANCE.md).
+# SUBMIT_ALONE=1: one more c=1 latency run per store with every vendor refusing the connection
+# at once, so each task fails within microseconds and no task work competes with the next
+# submit: the submit's own added latency, apart from its tasks' (docs/PERFORMANCE.md).
 SUBMIT_ALONE = os.environ.get("SUBMIT_ALONE") == "1"
 # SCENARIO=inflight: tasks submitted in one burst, workers, RAM bound of the memory store's
 # queued images (past it they spill to a directory), and how long RSS is watched afterwards.
@@ -236,13 +236,14 @@ def capture_requests():
     return out
 
 
-def bench_submit_alone():
+def bench_submit_alone(store_name):
     """c=1 submits whose tasks fail at once: vendors on a port nothing listens on."""
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]  # bound, never listening: connections are refused
     refused = {f"{v}_BASE_URL": f"http://127.0.0.1:{port}/{v.lower()}" for v in ("REGULA", "KBYAI", "COMPREFACE")}
-    gw = start_gateway("memory", SIM, "alone", refused)
+    namespace = f"kycgate-bench-{uuid.uuid4().hex[:8]}"
+    gw = start_gateway("memory" if store_name == "memory" else REDIS, SIM, namespace, refused)
     try:
         lat = wrk_tasks(f"http://127.0.0.1:{GATEWAY}", 1, LATENCY_REQUESTS, latency=True)
         wait_drained()
@@ -250,6 +251,8 @@ def bench_submit_alone():
     finally:
         stop(gw)
         closed.close()
+        if store_name != "memory":
+            redis_cleanup(namespace)
 
 
 def redis_cleanup(namespace):
@@ -498,7 +501,7 @@ def main():
                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(os.path.join(WORK, "sim.log"), "a"))
     results = {"direct": [], "nginx": [], **{s: [] for s in STORES}}
     if SUBMIT_ALONE:
-        results["alone"] = []
+        results.update({f"alone {s}": [] for s in STORES})
     try:
         wait_port(SIM)
         req_dir = capture_requests()
@@ -508,7 +511,8 @@ def main():
             for store in STORES:
                 results[store].append(bench_gateway(store))
             if SUBMIT_ALONE:
-                results["alone"].append(bench_submit_alone())
+                for store in STORES:
+                    results[f"alone {store}"].append(bench_submit_alone(store))
             log(f"run {run}/{RUNS}: " + json.dumps({k: v[-1] for k, v in results.items()}))
     finally:
         stop(sim)
@@ -541,10 +545,10 @@ def report(results):
         p50, p99 = median(rows, "p50"), median(rows, "p99")
         print(f"{'kycgate ' + store:<16}{cpu * 1000:>8.0f} us{cpu / n_cpu:>9.1f}{p50 - d50:>9.3f} ms{(p50 - d50) / a_n50:>9.1f}"
               f"{p50:>7.3f} ms{p99:>7.3f} ms{p99 / n99:>9.1f}{median(rows, 'tasks_per_s'):>9.0f}{median(rows, 'rss_after_5s_mb'):>8.0f} MB")
-    if SUBMIT_ALONE:
-        rows = results["alone"]
+    for store in STORES if SUBMIT_ALONE else ():
+        rows = results[f"alone {store}"]
         p50, p99 = median(rows, "p50"), median(rows, "p99")
-        print(f"{'submit alone':<16}{'':>11}{'':>9}{p50 - d50:>9.3f} ms{(p50 - d50) / a_n50:>9.1f}"
+        print(f"{'alone ' + store:<16}{'':>11}{'':>9}{p50 - d50:>9.3f} ms{(p50 - d50) / a_n50:>9.1f}"
               f"{p50:>7.3f} ms{p99:>7.3f} ms{p99 / n99:>9.1f}")
     print("\nCPU/call: server CPU (utime+stime) per proxied call = one task (upload + 3 vendor exchanges);"
           " nginx: per 4 proxied requests.\np50/p99: the client's upload at c=1 (kycgate: the submit).\n"
@@ -556,7 +560,7 @@ def report(results):
                   " (INFO cpu; not in the CPU/call column, which is the gateway's own); inputs kept for the instance's"
                   f" own workers, not read back: {median(results[store], 'inputs_kept') * 100:.0f}%.")
     if SUBMIT_ALONE:
-        print("submit alone: the memory store's c=1 submits with every vendor refusing the connection, so no task work"
+        print("alone <store>: that store's c=1 submits with every vendor refusing the connection, so no task work"
               " competes with them.")
     for store in STORES:
         bad = [(r["succeeded"], r["finished"], r["refused"]) for r in results[store] if r["succeeded"] != r["finished"] or r["refused"]]
