@@ -636,7 +636,7 @@ impl TaskStore for RedisStore {
         frame.command(1).arg("EXEC");
         // Kept before it is sent: the worker Redis hands the entry to may read its reply before
         // this submit reads the verdict. Forgotten again unless the task was created.
-        self.inner.recent.keep(record.id, input.clone());
+        self.inner.recent.keep(record.id, &input);
         let submitted = async {
             let verdict = match submit_verdict(self.inner.uploads.exchange(&frame).await?)? {
                 Some(verdict) => verdict,

@@ -67,7 +67,8 @@ impl RecentInputs {
     }
 
     /// Keeps `input` of a task just queued, if a local worker is free to take it and it fits.
-    pub(super) fn keep(&self, id: TaskId, input: TaskInput) {
+    /// Cloned only then (a busy instance, the common case under load, copies nothing).
+    pub(super) fn keep(&self, id: TaskId, input: &TaskInput) {
         let bytes = usize::try_from(input.upload.image_bytes()).unwrap_or(usize::MAX);
         if self.max_bytes == 0 || bytes > self.max_bytes {
             return;
@@ -82,7 +83,7 @@ impl RecentInputs {
             entries.pop_oldest();
         }
         entries.bytes += bytes;
-        entries.queue.push_back(Entry { id, added: now, bytes, input });
+        entries.queue.push_back(Entry { id, added: now, bytes, input: input.clone() });
     }
 
     /// Takes the kept input of `id`, if any. A linear search: the queue never holds more
@@ -145,7 +146,7 @@ mod tests {
     fn keeps_nothing_without_a_waiting_worker() {
         let recent = RecentInputs::new(1 << 20);
         let id = TaskId::new();
-        recent.keep(id, input(100));
+        recent.keep(id, &input(100));
         assert!(recent.take(id).is_none());
     }
 
@@ -154,14 +155,14 @@ mod tests {
         let recent = RecentInputs::new(1 << 20);
         let guard = recent.waiting();
         let (a, b) = (TaskId::new(), TaskId::new());
-        recent.keep(a, input(100));
-        recent.keep(b, input(100));
+        recent.keep(a, &input(100));
+        recent.keep(b, &input(100));
         let got = recent.take(a).expect("kept for the waiting worker");
         assert_eq!(got, input(100));
         assert!(recent.take(a).is_none(), "handed out once");
         assert!(recent.take(b).is_none(), "one worker waiting: the second was not kept");
         drop(guard);
-        recent.keep(b, input(100));
+        recent.keep(b, &input(100));
         assert!(recent.take(b).is_none(), "nobody waits any more");
     }
 
@@ -171,13 +172,13 @@ mod tests {
         let _guards: Vec<_> = (0..4).map(|_| recent.waiting()).collect();
         let ids: Vec<TaskId> = (0..3).map(|_| TaskId::new()).collect();
         for id in &ids {
-            recent.keep(*id, input(100));
+            recent.keep(*id, &input(100));
         }
         assert!(recent.take(ids[0]).is_none(), "oldest dropped to fit the third");
         assert!(recent.take(ids[1]).is_some());
         assert!(recent.take(ids[2]).is_some());
         let big = TaskId::new();
-        recent.keep(big, input(300));
+        recent.keep(big, &input(300));
         assert!(recent.take(big).is_none(), "larger than the whole budget");
         assert_eq!(recent.lock().bytes, 0);
     }
@@ -187,7 +188,7 @@ mod tests {
         let recent = RecentInputs::new(1 << 20);
         let _guard = recent.waiting();
         let id = TaskId::new();
-        recent.keep(id, input(10));
+        recent.keep(id, &input(10));
         recent.forget(id);
         assert!(recent.take(id).is_none());
     }
@@ -197,7 +198,7 @@ mod tests {
         let recent = RecentInputs::new(1 << 20);
         let _guard = recent.waiting();
         let id = TaskId::new();
-        recent.keep(id, input(10));
+        recent.keep(id, &input(10));
         tokio::time::advance(MAX_AGE + Duration::from_millis(1)).await;
         assert!(recent.take(id).is_none());
         assert_eq!(recent.lock().bytes, 0);
