@@ -12,7 +12,7 @@
 //!   whole configuration validated with file:line:column (`kycgate check`, reload).
 //! - [`eval`]: `kycgate eval`, the local provider measured through the API's own sub-calls.
 //! - [`simulate`]: the vendor simulator (`kycgate simulate`) serving recorded vendor answers.
-//! - [`images`]: upload validation shared by the API and `verify`.
+//! - [`images`]: upload validation shared by the API and `verify`; [`ids`]: random UUIDs.
 //! - [`telemetry`]: logging/tracing set-up; nothing personal is ever recorded.
 //! - [`webhooks`]: signed callbacks when a task finishes, retried, to public addresses only.
 
@@ -22,6 +22,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod eval;
+pub mod ids;
 pub mod images;
 pub mod local;
 pub mod pipeline;

@@ -18,7 +18,7 @@ const MAX_LEN: usize = 128;
 /// Axum middleware (`middleware::from_fn`), outermost, so errors and timeouts carry the id too.
 pub async fn propagate(mut req: Request, next: Next) -> Response {
     let kept = req.headers().get(HEADER).and_then(|v| v.to_str().ok()).filter(|v| acceptable(v));
-    let id = kept.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+    let id = kept.map_or_else(|| crate::ids::new_v4().to_string(), str::to_string);
     // `acceptable` admits visible ASCII only, and a UUID is that too.
     let value = HeaderValue::from_str(&id).ok();
     req.extensions_mut().insert(RequestId(id));

@@ -185,7 +185,7 @@ impl Pipeline {
         let mut data = Map::new();
         // Only a live face is registered: a spoof must not become a reference.
         let uuid = if live {
-            let uuid = Uuid::new_v4().hyphenated().to_string();
+            let uuid = crate::ids::new_v4().hyphenated().to_string();
             self.store.put_face(owner, &uuid, bytes).await?;
             Some(uuid)
         } else {

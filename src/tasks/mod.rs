@@ -21,7 +21,7 @@ pub struct TaskId(pub Uuid);
 
 impl TaskId {
     pub fn new() -> Self {
-        Self(Uuid::new_v4())
+        Self(crate::ids::new_v4())
     }
 }
 

@@ -162,7 +162,7 @@ impl Webhooks {
 
     /// Queues the delivery of `task` to `url` (already checked).
     pub async fn enqueue(&self, task: TaskId, url: &Url) -> Result<(), StoreError> {
-        let d = Delivery { id: uuid::Uuid::new_v4().simple().to_string(), task, url: url.to_string(), attempts: 0 };
+        let d = Delivery { id: crate::ids::new_v4().simple().to_string(), task, url: url.to_string(), attempts: 0 };
         self.queue.schedule(&d, SystemTime::now()).await
     }
 

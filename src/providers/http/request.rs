@@ -270,7 +270,7 @@ impl<'a> Body<'a> {
             }
         }
         // A fresh nonce per body: no vendor-supplied or rendered text can equal a placeholder.
-        let nonce = uuid::Uuid::new_v4().simple();
+        let nonce = crate::ids::new_v4().simple();
         let mut placed: Vec<Placed<'a>> = Vec::new();
         for slot in images {
             let Some(image) = image_for(self.call, slot.source)? else { continue };
@@ -341,7 +341,7 @@ fn multipart_form(parts: Vec<FormPart<'_>>) -> Result<Form, ProviderError> {
 
 /// A `multipart/form-data` body built in memory: (content type with boundary, bytes).
 fn multipart_bytes(parts: &[FormPart<'_>]) -> (String, Vec<u8>) {
-    let boundary = format!("kycgate-{}", uuid::Uuid::new_v4().simple());
+    let boundary = format!("kycgate-{}", crate::ids::new_v4().simple());
     let quote = |s: &str| s.replace('"', "%22").replace(['\r', '\n'], " ");
     let mut body = Vec::new();
     for part in parts {

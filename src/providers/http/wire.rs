@@ -61,7 +61,7 @@ impl Builtins {
         Self {
             timestamp: since.as_secs().to_string(),
             timestamp_ms: since.as_millis().to_string(),
-            uuid: uuid::Uuid::new_v4().to_string(),
+            uuid: crate::ids::new_v4().to_string(),
             date: day.format("%Y-%m-%d").to_string(),
             date_compact: day.format("%Y%m%d").to_string(),
         }
