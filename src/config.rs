@@ -72,7 +72,7 @@ pub struct ImageLimits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `memory` or a `redis://` URL.
+    /// `memory`, a `redis://` / `rediss://` URL, or `redis+unix://` with a socket path.
     pub url: StoreUrl,
     pub namespace: String,
     pub task_ttl_secs: u64,
@@ -114,7 +114,8 @@ pub struct RetentionRule {
 pub enum StoreUrl {
     /// `memory`: the embedded single-node store.
     Memory,
-    /// A `redis://` or `rediss://` URL: the shared store of many instances.
+    /// A `redis://` or `rediss://` URL: the shared store of many instances; or `redis+unix://`
+    /// (`unix://`) with a socket path, for a Redis on the same host.
     Redis(String),
 }
 
@@ -124,10 +125,10 @@ impl FromStr for StoreUrl {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "memory" {
             Ok(Self::Memory)
-        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+        } else if ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|p| s.starts_with(p)) {
             Ok(Self::Redis(s.to_string()))
         } else {
-            Err(ConfigError::Invalid(format!("store.url must be \"memory\" or a redis:// URL, not {s:?}")))
+            Err(ConfigError::Invalid(format!("store.url must be \"memory\" or a redis://, rediss:// or redis+unix:// URL, not {s:?}")))
         }
     }
 }
@@ -411,6 +412,12 @@ mod tests {
         assert_eq!("memory".parse::<StoreUrl>().unwrap(), StoreUrl::Memory);
         assert_eq!("redis://r:6379".parse::<StoreUrl>().unwrap(), StoreUrl::Redis("redis://r:6379".into()));
         assert_eq!("rediss://r".parse::<StoreUrl>().unwrap().to_string(), "rediss://r");
+        assert_eq!(
+            "redis+unix:///run/redis.sock".parse::<StoreUrl>().unwrap(),
+            StoreUrl::Redis("redis+unix:///run/redis.sock".into())
+        );
+        assert!("unix:///run/redis.sock?db=2".parse::<StoreUrl>().is_ok());
+        assert!("http://r".parse::<StoreUrl>().is_err());
         assert!("postgres://db".parse::<StoreUrl>().is_err());
         assert!("Memory".parse::<StoreUrl>().is_err());
     }

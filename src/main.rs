@@ -37,7 +37,7 @@ enum Command {
         /// Listen address (overrides server.listen).
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
-        /// `memory` or a redis:// URL (overrides store.url).
+        /// `memory`, a redis:// (rediss://) URL or redis+unix:// socket path (overrides store.url).
         #[arg(long, value_name = "URL")]
         store: Option<kycgate::config::StoreUrl>,
         /// Add a client API key, usable as `Authorization: Bearer KEY`; its tasks are filed

@@ -19,6 +19,8 @@ const PROMPT: Duration = Duration::from_secs(5);
 pub(crate) struct Server {
     child: Option<Child>,
     port: u16,
+    /// Set when the server listens on this Unix socket only (`--port 0`).
+    socket: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -33,6 +35,15 @@ impl Server {
         Self::spawn(port, &["--appendonly", "yes", "--appendfsync", "always", "--dir", dir])
     }
 
+    /// A server on a Unix socket in `dir` and no TCP port: a Redis on the gateway's own host.
+    pub(crate) fn start_unix(dir: &std::path::Path) -> Self {
+        let socket = dir.join("redis.sock");
+        let path = socket.to_str().expect("utf-8 path");
+        let mut server = Self::spawn(0, &["--appendonly", "no", "--unixsocket", path, "--unixsocketperm", "700"]);
+        server.socket = Some(socket);
+        server
+    }
+
     fn spawn(port: u16, persistence: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
@@ -41,7 +52,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server (is it on PATH?): {e}"));
-        Self { child: Some(child), port }
+        Self { child: Some(child), port, socket: None }
     }
 
     /// Sends a signal (`STOP`, `CONT`) to the server process: a hung Redis, and its recovery.
@@ -52,7 +63,10 @@ impl Server {
     }
 
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.socket {
+            Some(socket) => format!("redis+unix://{}", socket.display()),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Polls PING until the server answers.
@@ -314,4 +328,28 @@ async fn a_submit_cut_off_while_redis_is_slow_still_lands_and_is_counted() {
     // this count can only be checked from below.
     assert!(submitted(&metrics().await) >= before + 1.0, "the task was counted as submitted");
     gw.stop().await;
+}
+
+/// A Redis on the same host, reached over its Unix socket (`redis+unix://`): submits (framed by
+/// the store itself), claims by another instance (which reads the images back), completion and
+/// the record all go over the socket, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_works_over_a_unix_socket() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_unix(dir.path());
+    server.ready().await;
+    let submitting = RedisStore::connect(&server.url(), "unix", ttls()).await.expect("connect over the socket");
+    let claiming = RedisStore::connect(&server.url(), "unix", ttls()).await.expect("second instance");
+
+    let selfie = Bytes::from((0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let (record, mut input) = task();
+    input.upload = ServiceInput::FaceLiveness { selfie: selfie.clone() };
+    let id = record.id;
+    submitting.submit(record, input).await.expect("submit over the socket");
+
+    let claimed = claiming.claim("w-other", Duration::from_secs(2)).await.expect("claim").expect("a task");
+    assert_eq!(claimed.id, id);
+    assert_eq!(claimed.input.upload, ServiceInput::FaceLiveness { selfie }, "images read back byte for byte");
+    claiming.complete("w-other", &claimed, passed()).await.expect("complete");
+    assert_eq!(submitting.get(id).await.expect("get").map(|r| r.status), Some(TaskStatus::Success));
 }
