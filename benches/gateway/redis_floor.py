@@ -48,8 +48,8 @@ def command(*args):
 class Conn:
     """A blocking Redis connection that reads whole RESP2 replies."""
 
-    def __init__(self):
-        url = urlparse(REDIS)
+    def __init__(self, url=None):
+        url = urlparse(url or REDIS)
         self.sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
