@@ -20,22 +20,18 @@ import subprocess
 import tempfile
 
 import bench
-from redis_floor import Conn
+from redis_floor import LUA, Conn, script_source
 
 N = int(os.environ.get("N", "500"))
 C = int(os.environ.get("C", "1"))
-LUA = os.path.join(bench.REPO, "src", "tasks", "store", "redis", "lua")
 
 
 def script_names():
-    """SHA1 of each script as `scripts.rs` loads it (prelude, newline, body) -> its file name."""
-    with open(os.path.join(LUA, "prelude.lua")) as f:
-        prelude = f.read()
+    """SHA1 of each script as the store loads it -> its file name."""
     names = {}
     for name in os.listdir(LUA):
         if name.endswith(".lua") and name != "prelude.lua":
-            with open(os.path.join(LUA, name)) as f:
-                names[hashlib.sha1((prelude + "\n" + f.read()).encode()).hexdigest()] = name
+            names[hashlib.sha1(script_source(name).encode()).hexdigest()] = name
     return names
 
 

@@ -37,6 +37,12 @@ NS = f"kycgate-floor-{os.getpid()}"
 LUA = os.path.join(REPO, "src", "tasks", "store", "redis", "lua")
 
 
+def script_source(name):
+    """A store script as `scripts.rs` loads it: the prelude, a newline, then `name`'s body."""
+    with open(os.path.join(LUA, "prelude.lua")) as p, open(os.path.join(LUA, name)) as s:
+        return p.read() + "\n" + s.read()
+
+
 def command(*args):
     out = [b"*%d\r\n" % len(args)]
     for a in args:
@@ -140,8 +146,7 @@ def main():
     conn = Conn()
     selfie, passport = open(SELFIE, "rb").read(), open(PASSPORT, "rb").read()
     header = b'{"v":2,"service":"kyc_passport","owner":"key:bench","extend_data":false,"trace_context":null}'
-    with open(os.path.join(LUA, "prelude.lua")) as p, open(os.path.join(LUA, "submit.lua")) as s:
-        sha = conn.call("SCRIPT", "LOAD", p.read() + "\n" + s.read()).decode()  # as scripts.rs joins them
+    sha = conn.call("SCRIPT", "LOAD", script_source("submit.lua")).decode()
     conn.call("XGROUP", "CREATE", f"{NS}:queue", "workers", "0", "MKSTREAM")
     shapes = {"plain": ([], []), "script": ([], []), "claimed": ([], [])}
     try:
