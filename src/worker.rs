@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{Finished, Pipeline, PipelineError};
 use crate::tasks::store::{Claimed, SharedStore, StoreError};
 use crate::tasks::{FailureReason, TaskInput, TaskOutcome};
 
@@ -178,31 +178,32 @@ async fn run_one(store: &SharedStore, pipeline: &Arc<Pipeline>, worker: &str, he
             }
         }
     };
-    let outcome = match outcome {
-        Ok(Ok(outcome)) => outcome,
+    let finished = match outcome {
+        Ok(Ok(finished)) => finished,
         // Deleted or expired while it ran: what a claim finding no input records.
-        Ok(Err(PipelineError::SelfieGone)) => FailureReason::InputExpired.into(),
+        Ok(Err(PipelineError::SelfieGone)) => TaskOutcome::from(FailureReason::InputExpired).into(),
         Ok(Err(err)) => {
             tracing::warn!(task = %id, error = %err, "Task could not run");
-            FailureReason::Store(err.to_string()).into()
+            TaskOutcome::from(FailureReason::Store(err.to_string())).into()
         }
         Err(join) => {
             tracing::error!(task = %id, error = %join, "Task panicked");
-            FailureReason::Panicked.into()
+            TaskOutcome::from(FailureReason::Panicked).into()
         }
     };
-    store_outcome(store, worker, &task, outcome).await;
+    store_outcome(store, worker, &task, finished).await;
 }
 
-/// Completes the task with its outcome. The outcome must not be lost to a passing store
-/// outage: retried a few times, after which the lease lapses and the task runs again.
-async fn store_outcome(store: &SharedStore, worker: &str, task: &Claimed, outcome: TaskOutcome) {
+/// Completes the task with its outcome and media. The outcome must not be lost to a passing
+/// store outage: retried a few times, after which the lease lapses and the task runs again.
+async fn store_outcome(store: &SharedStore, worker: &str, task: &Claimed, finished: Finished) {
     let id = task.id;
+    let Finished { outcome, media } = finished;
     let status = outcome.status();
     let code = crate::api::result::status_code(&outcome);
     let mut delay = Duration::from_millis(200);
     for _ in 0..8 {
-        match store.complete(worker, task, outcome.clone()).await {
+        match store.complete_with(worker, task, outcome.clone(), &media).await {
             Ok(()) => {
                 tracing::info!(task = %id, status = status.as_str(), "Task finished");
                 let elapsed = since_submit(task);

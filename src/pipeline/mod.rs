@@ -18,7 +18,7 @@ use crate::images;
 use crate::providers::{DocumentFields, Image, IssueCode, PortraitCropper, SubCall, Verdict};
 use crate::routing::{Fact, RouteContext, Routed, SubCallRouter};
 use crate::tasks::outcome::ResultData;
-use crate::tasks::store::{media_key, SharedStore, StoreError};
+use crate::tasks::store::{media_key, SharedStore, StoreError, TaskMedia};
 use crate::tasks::{ServiceInput, TaskId, TaskInput, TaskOutcome};
 use merge::{Issues, Outcome};
 
@@ -78,6 +78,21 @@ struct StoredPortrait {
     url: String,
 }
 
+/// What running a claimed task leaves the worker to store, in one step: its outcome and the
+/// media its result links to (the document portrait), so a portrait never outlives a result
+/// that was not written.
+#[derive(Debug)]
+pub struct Finished {
+    pub outcome: TaskOutcome,
+    pub media: Vec<TaskMedia>,
+}
+
+impl From<TaskOutcome> for Finished {
+    fn from(outcome: TaskOutcome) -> Self {
+        Self { outcome, media: Vec::new() }
+    }
+}
+
 /// What the selfie checks of a `kyc_*` task add to its result.
 struct SelfieChecks {
     /// `compare`, `liveness` (booleans) and `details`, in that order.
@@ -96,22 +111,27 @@ impl Pipeline {
         self.cropper.clone()
     }
 
-    /// Runs `input` to its outcome. It takes the images: each is dropped once the sub-calls
-    /// that need it are done (a passport page after document OCR), not when the task ends.
+    /// Runs `input` to its outcome, one-shot (no worker holds the task): the portrait is stored
+    /// on its own. It takes the images: each is dropped once the sub-calls that need it are
+    /// done (a passport page after document OCR), not when the task ends.
     pub async fn run(&self, id: TaskId, input: TaskInput, today: NaiveDate) -> Result<TaskOutcome, PipelineError> {
-        self.run_claimed(id, input, false, today).await
+        let finished = self.run_claimed(id, input, false, today).await?;
+        for m in finished.media {
+            self.store.put_media(&m.key, m.bytes).await?;
+        }
+        Ok(finished.outcome)
     }
 
-    /// [`Pipeline::run`] for a claimed task whose selfie the store kept back
-    /// ([`crate::tasks::store::Claimed::late_selfie`]): it is read from the store when the
-    /// selfie checks start.
+    /// Runs a claimed task to what its worker stores with `complete_with`. Its selfie may have
+    /// been kept back by the store ([`crate::tasks::store::Claimed::late_selfie`]): it is then
+    /// read when the selfie checks start.
     pub async fn run_claimed(
         &self,
         id: TaskId,
         input: TaskInput,
         late_selfie: bool,
         today: NaiveDate,
-    ) -> Result<TaskOutcome, PipelineError> {
+    ) -> Result<Finished, PipelineError> {
         use tracing::Instrument;
         let span = tracing::info_span!("task", task = %id, service = %input.service());
         // Same trace as the POST that created the task, whichever instance runs it.
@@ -132,16 +152,18 @@ impl Pipeline {
         late_selfie: bool,
         ctx: &RouteContext,
         today: NaiveDate,
-    ) -> Result<TaskOutcome, PipelineError> {
+    ) -> Result<Finished, PipelineError> {
         let extend = input.extend_data;
         let upload = input.upload.take_images();
         let input = &input;
         let selfie_of = |bytes: Bytes| if late_selfie { Selfie::Stored } else { Selfie::Ready(image(bytes)) };
         match upload {
-            ServiceInput::FaceLiveness { selfie } => Ok(self.face_liveness(image(selfie), ctx, extend).await),
-            ServiceInput::RegisterFace { selfie } => self.register_face(image(selfie), &input.owner, ctx, extend).await,
+            ServiceInput::FaceLiveness { selfie } => Ok(self.face_liveness(image(selfie), ctx, extend).await.into()),
+            ServiceInput::RegisterFace { selfie } => {
+                self.register_face(image(selfie), &input.owner, ctx, extend).await.map(Finished::from)
+            }
             ServiceInput::AuthenticateFace { selfie, face } => {
-                self.authenticate_face(image(selfie), face, &input.owner, ctx, extend).await
+                self.authenticate_face(image(selfie), face, &input.owner, ctx, extend).await.map(Finished::from)
             }
             ServiceInput::OcrPassport { passport } => self.document(id, input, ctx, vec![image(passport)], None, today).await,
             ServiceInput::OcrCard { front, back } => {
@@ -237,12 +259,15 @@ impl Pipeline {
         pages: Vec<Image>,
         selfie: Option<Selfie>,
         today: NaiveDate,
-    ) -> Result<TaskOutcome, PipelineError> {
+    ) -> Result<Finished, PipelineError> {
         let mut issues = Issues::default();
         let read = self.read_document(pages, ctx, &mut issues).await;
-        let stored = match &read.portrait {
-            Some(p) => Some(self.store_portrait(id, input, p.clone()).await?),
-            None => None,
+        let (stored, media) = match &read.portrait {
+            Some(p) => {
+                let (stored, media) = portrait_media(input, p.clone());
+                (Some(stored), vec![media])
+            }
+            None => (None, Vec::new()),
         };
         let mut data = Map::new();
         data.insert("document".into(), document_value(read.fields.as_ref(), stored.as_ref(), today, &mut issues));
@@ -259,7 +284,7 @@ impl Pipeline {
             data.extend(checks.sections.into_iter().map(|(k, v)| (k.to_string(), v)));
             routed.extend(checks.routed);
         }
-        Ok(finish(data, issues, input.extend_data, &routed, failed))
+        Ok(Finished { outcome: finish(data, issues, input.extend_data, &routed, failed), media })
     }
 
     /// Document OCR over `pages`; a portrait is cropped from the first page when the provider
@@ -284,16 +309,6 @@ impl Pipeline {
             }
         }
         DocumentRead { routed, fields, portrait }
-    }
-
-    /// Keeps the portrait as the owner's media, under an unguessable name, as long as its task
-    /// (deleting the task deletes it).
-    async fn store_portrait(&self, id: TaskId, input: &TaskInput, portrait: Bytes) -> Result<StoredPortrait, PipelineError> {
-        let rel = format!("images/services/{}/{}.jpg", input.service(), random_token());
-        self.store.put_task_media(id, &media_key(&input.owner, &rel), portrait).await?;
-        let base = input.base_url.clone().unwrap_or_default();
-        let url = format!("{}/media/{}", base.trim_end_matches('/'), rel);
-        Ok(StoredPortrait { rel, url })
     }
 
     /// Liveness on the selfie and, when there is a portrait, face compare against it, at once.
@@ -370,6 +385,16 @@ fn document_value(
 
 /// The outcome: unanswered when a check got no answer, flagged when one raised an issue;
 /// per-provider attempts under `providers`, raw vendor payloads under `extended` when asked.
+/// The portrait as the owner's media, under an unguessable name: what the result says of it,
+/// and what the worker stores with the result (it lives as long as the task).
+fn portrait_media(input: &TaskInput, portrait: Bytes) -> (StoredPortrait, TaskMedia) {
+    let rel = format!("images/services/{}/{}.jpg", input.service(), random_token());
+    let key = media_key(&input.owner, &rel);
+    let base = input.base_url.clone().unwrap_or_default();
+    let url = format!("{}/media/{}", base.trim_end_matches('/'), rel);
+    (StoredPortrait { rel, url }, TaskMedia { key, bytes: portrait })
+}
+
 fn finish(mut data: ResultData, issues: Issues, extend: bool, routed: &[Routed], failed: bool) -> TaskOutcome {
     let flagged = !issues.is_empty();
     if flagged {

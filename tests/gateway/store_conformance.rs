@@ -11,7 +11,7 @@ use kycgate::tasks::store::memory::MemoryStore;
 use kycgate::tasks::store::redis::{RedisOptions, RedisStore};
 use kycgate::tasks::store::{
     Claimed, FullScope, Idempotency, ListCursor, QueueLimits, SharedStore, StoreError, StoreOptions, Submitted,
-    TaskQuery, Ttls,
+    TaskMedia, TaskQuery, Ttls,
 };
 use kycgate::tasks::{
     now_ms, FailureReason, ServiceInput, ServiceKind, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus,
@@ -144,6 +144,11 @@ async fn submit(store: &SharedStore, owner: &str) -> TaskId {
 /// A `Passed` outcome whose data is `value` (an object).
 fn passed(value: serde_json::Value) -> TaskOutcome {
     TaskOutcome::Passed { data: serde_json::from_value(value).expect("an object") }
+}
+
+/// A portrait to keep with a task's outcome.
+fn portrait(key: &str, bytes: &'static [u8]) -> TaskMedia {
+    TaskMedia { key: key.to_owned(), bytes: Bytes::from_static(bytes) }
 }
 
 async fn claim_now(store: &SharedStore, worker: &str) -> Option<Claimed> {
@@ -535,7 +540,6 @@ async fn delete_erases_the_task_and_its_worker_loses_it(b: &dyn Backend) {
     store.submit_with(TaskRecord::new(id, &inp, now_ms()), inp, Some(&key)).await.unwrap();
     let held = claim_now(&store, "w1").await.unwrap();
     store.start("w1", &held).await.unwrap();
-    store.put_task_media(id, "alice/images/p.jpg", Bytes::from_static(b"portrait")).await.unwrap();
 
     assert!(!store.delete("bob", id).await.unwrap(), "someone else's task is not found");
     assert!(!store.delete("alice", TaskId::new()).await.unwrap());
@@ -546,11 +550,10 @@ async fn delete_erases_the_task_and_its_worker_loses_it(b: &dyn Backend) {
     assert_eq!(store.get_media("alice/images/p.jpg").await.unwrap(), None, "its portrait went with it");
     assert_ne!(b.input_present(id).await, Some(true));
     assert!(matches!(store.heartbeat("w1", &held).await, Err(StoreError::LeaseLost)));
-    assert!(store.complete("w1", &held, passed(json!({}))).await.is_err(), "nothing is written back");
+    let late = store.complete_with("w1", &held, passed(json!({})), &[portrait("alice/images/q.jpg", b"late")]).await;
+    assert!(late.is_err(), "nothing is written back: {late:?}");
     assert_eq!(store.get(id).await.unwrap(), None);
-    let late = store.put_task_media(id, "alice/images/q.jpg", Bytes::from_static(b"late")).await;
-    assert!(matches!(late, Err(StoreError::NotFound)), "{late:?}");
-    assert_eq!(store.get_media("alice/images/q.jpg").await.unwrap(), None);
+    assert_eq!(store.get_media("alice/images/q.jpg").await.unwrap(), None, "nor its portrait");
     assert!(!store.delete("alice", id).await.unwrap(), "deleting twice is a 404");
     // The idempotency key went too: the same request makes a new task.
     let inp = input("alice");
@@ -562,15 +565,39 @@ async fn delete_erases_the_task_and_its_worker_loses_it(b: &dyn Backend) {
 
 async fn task_media_lives_and_dies_with_its_task(b: &dyn Backend) {
     let store = b.open(ttls(Duration::from_millis(1000), LONG)).await;
-    let missing = store.put_task_media(TaskId::new(), "m0", Bytes::from_static(b"x")).await;
-    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    // Kept with the outcome, as long as the task.
     let id = submit(&store, "alice").await;
-    store.put_task_media(id, "m1", Bytes::from_static(b"jpeg")).await.unwrap();
+    let held = claim_now(&store, "w1").await.unwrap();
+    let media = [portrait("m1", b"jpeg"), portrait("m2", b"back")];
+    store.complete_with("w1", &held, passed(json!({})), &media).await.unwrap();
+    assert_eq!(status(&store, id).await, TaskStatus::Success);
     assert_eq!(store.get_media("m1").await.unwrap(), Some(Bytes::from_static(b"jpeg")));
+    assert_eq!(store.get_media("m2").await.unwrap(), Some(Bytes::from_static(b"back")));
     eventually(Duration::from_secs(5), "media expiry with the task", || async {
-        store.get_media("m1").await.unwrap().is_none()
+        store.get_media("m1").await.unwrap().is_none() && store.get_media("m2").await.unwrap().is_none()
     })
     .await;
+
+    // Deleted with it.
+    let store = b.open(ttls(LONG, LONG)).await;
+    let id = submit(&store, "alice").await;
+    let held = claim_now(&store, "w1").await.unwrap();
+    store.complete_with("w1", &held, passed(json!({})), &[portrait("alice/p.jpg", b"jpeg")]).await.unwrap();
+    assert!(store.get_media("alice/p.jpg").await.unwrap().is_some());
+    assert!(store.delete("alice", id).await.unwrap());
+    assert_eq!(store.get_media("alice/p.jpg").await.unwrap(), None, "its portrait went with it");
+
+    // Never stored with an outcome that is not: a lost lease, or a second completion.
+    let id = submit(&store, "alice").await;
+    let held = claim_now(&store, "w1").await.unwrap();
+    let stolen = store.complete_with("w2", &held, passed(json!({})), &[portrait("m3", b"x")]).await;
+    assert!(matches!(stolen, Err(StoreError::LeaseLost)), "{stolen:?}");
+    assert_eq!(store.get_media("m3").await.unwrap(), None, "not by a worker that does not hold it");
+    store.complete("w1", &held, passed(json!({}))).await.unwrap();
+    let again = store.complete_with("w1", &held, passed(json!({})), &[portrait("m4", b"x")]).await;
+    assert!(matches!(again, Err(StoreError::IllegalTransition { .. })), "{again:?}");
+    assert_eq!(store.get_media("m4").await.unwrap(), None, "not on a finished task");
+    assert_eq!(status(&store, id).await, TaskStatus::Success);
 }
 
 async fn erase_faces_takes_only_the_owners(b: &dyn Backend) {
@@ -923,14 +950,24 @@ async fn redis_an_input_without_its_header_fails_as_corrupt() {
 async fn redis_nothing_of_a_deleted_task_remains() {
     let backend = Redis::new();
     let store = backend.open(ttls(LONG, LONG)).await;
-    let keep = submit(&store, "alice").await;
-    let id = TaskId::new();
-    let inp = input("alice");
-    let key = Idempotency { key: "erase-me".into(), fingerprint: "f".into() };
-    store.submit_with(TaskRecord::new(id, &inp, now_ms()), inp, Some(&key)).await.unwrap();
+    // One finished task with a portrait, one still queued, each with an idempotency key.
+    let mut gone = Vec::new();
+    for name in ["erase-me", "erase-me-too"] {
+        let id = TaskId::new();
+        let inp = input("alice");
+        let key = Idempotency { key: name.into(), fingerprint: "f".into() };
+        store.submit_with(TaskRecord::new(id, &inp, now_ms()), inp, Some(&key)).await.unwrap();
+        gone.push(id);
+    }
+    let held = claim_now(&store, "w1").await.unwrap();
+    assert_eq!(held.id, gone[0]);
     let media = "alice/images/services/kyc_passport/secret-token.jpg";
-    store.put_task_media(id, media, Bytes::from_static(b"portrait")).await.unwrap();
-    assert!(store.delete("alice", id).await.unwrap());
+    store.complete_with("w1", &held, passed(json!({})), &[portrait(media, b"portrait")]).await.unwrap();
+    assert!(store.get_media(media).await.unwrap().is_some());
+    let keep = submit(&store, "alice").await;
+    for id in &gone {
+        assert!(store.delete("alice", *id).await.unwrap());
+    }
 
     let mut conn = backend.raw();
     let mut cursor = 0u64;
@@ -944,8 +981,9 @@ async fn redis_nothing_of_a_deleted_task_remains() {
         }
         cursor = next;
     }
-    let id_text = id.to_string();
-    assert!(!keys.iter().any(|k| k.contains(&id_text) || k.contains("secret-token") || k.contains(":idem:")), "{keys:?}");
+    let ids: Vec<String> = gone.iter().map(|id| id.to_string()).collect();
+    let names_one = |text: &str| ids.iter().any(|id| text.contains(id.as_str()));
+    assert!(!keys.iter().any(|k| names_one(k) || k.contains("secret-token") || k.contains(":idem:")), "{keys:?}");
     // Nor does any value: the stream, the in-flight set and byte counts.
     for k in &keys {
         let kind: String = redis::cmd("TYPE").arg(k).query(&mut conn).unwrap();
@@ -959,7 +997,7 @@ async fn redis_nothing_of_a_deleted_task_remains() {
             _ => Vec::new(),
         };
         for v in dump {
-            assert!(!String::from_utf8_lossy(&v).contains(&id_text), "{k} still refers to the deleted task");
+            assert!(!names_one(&String::from_utf8_lossy(&v)), "{k} still refers to a deleted task");
         }
     }
     assert!(store.get(keep).await.unwrap().is_some(), "the other task is untouched");

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::{
     codec, Claimed, FullScope, Idempotency, ListCursor, QueueStats, StoreError, StoreOptions, Submitted, TaskPage,
-    TaskQuery, TaskStore, TaskSummary, Ttls,
+    TaskMedia, TaskQuery, TaskStore, TaskSummary, Ttls,
 };
 use crate::tasks::{now_ms, FailureReason, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 
@@ -678,7 +678,13 @@ impl TaskStore for MemoryStore {
         Ok(())
     }
 
-    async fn complete(&self, worker: &str, claimed: &Claimed, outcome: TaskOutcome) -> Result<(), StoreError> {
+    async fn complete_with(
+        &self,
+        worker: &str,
+        claimed: &Claimed,
+        outcome: TaskOutcome,
+        media: &[TaskMedia],
+    ) -> Result<(), StoreError> {
         let status = outcome.status();
         // Encoded before the lock is taken: the critical section only stores it.
         let outcome = encode_outcome(&outcome)?;
@@ -702,6 +708,12 @@ impl TaskStore for MemoryStore {
         kept.record.status = status;
         kept.outcome = Some(outcome);
         kept.record.updated_ms = now_ms();
+        // The portraits live as long as their task (per-owner retention included).
+        let expires = st.records.get(&claimed.id).map_or(now, |r| r.expires);
+        for m in media {
+            st.media.insert(m.key.clone(), Expiring { value: m.bytes.clone(), expires });
+            st.task_media.entry(claimed.id).or_default().push(m.key.clone());
+        }
         st.drop_input(claimed.id);
         st.release(claimed.id);
         st.leases.remove(&seq);
@@ -733,20 +745,6 @@ impl TaskStore for MemoryStore {
         let mut st = self.shared.lock();
         st.sweep_if_due(now);
         st.media.insert(key.to_owned(), Expiring { value: bytes, expires: now + self.shared.ttls.task });
-        Ok(())
-    }
-
-    async fn put_task_media(&self, task: TaskId, key: &str, bytes: Bytes) -> Result<(), StoreError> {
-        let now = Instant::now();
-        let mut st = self.shared.lock();
-        st.sweep_if_due(now);
-        if st.record_mut(task, now).is_none() {
-            return Err(StoreError::NotFound);
-        }
-        // The portrait lives as long as its task (per-owner retention included).
-        let expires = st.records.get(&task).map_or(now, |r| r.expires);
-        st.media.insert(key.to_owned(), Expiring { value: bytes, expires });
-        st.task_media.entry(task).or_default().push(key.to_owned());
         Ok(())
     }
 

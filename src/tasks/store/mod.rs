@@ -153,6 +153,13 @@ pub struct Claimed {
     pub late_selfie: bool,
 }
 
+/// A media object (a portrait JPEG) a finished task keeps, under its store key ([`media_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskMedia {
+    pub key: String,
+    pub bytes: Bytes,
+}
+
 /// Storage lifetimes.
 #[derive(Debug, Clone, Copy)]
 pub struct Ttls {
@@ -224,13 +231,24 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Finishes a task with its outcome (its status follows from it), deletes its input images
     /// and acknowledges the delivery, atomically. A task that is already finished is left
     /// untouched (`IllegalTransition`); a lost lease is `LeaseLost` and nothing is written.
-    async fn complete(&self, worker: &str, claimed: &Claimed, outcome: TaskOutcome) -> Result<(), StoreError>;
+    async fn complete(&self, worker: &str, claimed: &Claimed, outcome: TaskOutcome) -> Result<(), StoreError> {
+        self.complete_with(worker, claimed, outcome, &[]).await
+    }
 
-    /// Stores a media object (portrait JPEG) under an unguessable key, with the task TTL.
+    /// `complete`, keeping `media` (the portraits its result links to) with the task in the same
+    /// atomic step: they expire with the task and are deleted with it, and nothing of them is
+    /// stored when the outcome is not (lost lease, finished, deleted or expired task).
+    async fn complete_with(
+        &self,
+        worker: &str,
+        claimed: &Claimed,
+        outcome: TaskOutcome,
+        media: &[TaskMedia],
+    ) -> Result<(), StoreError>;
+
+    /// Stores a media object (portrait JPEG) of no task under an unguessable key, with the task
+    /// TTL (a one-shot run's portrait; a worker's go with [`TaskStore::complete_with`]).
     async fn put_media(&self, key: &str, bytes: Bytes) -> Result<(), StoreError>;
-    /// Stores a media object belonging to task `task`: it expires with the task and is deleted
-    /// with it. `NotFound` (nothing stored) when the task is gone (expired or deleted).
-    async fn put_task_media(&self, task: TaskId, key: &str, bytes: Bytes) -> Result<(), StoreError>;
     async fn get_media(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
 
     /// An image a claim left out of the task's input (see [`Claimed::late_selfie`]), by role.

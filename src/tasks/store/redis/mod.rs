@@ -44,7 +44,7 @@ use self::scripts::{Scripts, Verdict};
 use self::upload::{Frame, Reply, UploadPool};
 use super::{
     codec, Claimed, FullScope, Idempotency, ListCursor, QueueStats, StoreError, StoreOptions, Submitted, TaskPage,
-    TaskQuery, TaskStore, TaskSummary, Ttls,
+    TaskMedia, TaskQuery, TaskStore, TaskSummary, Ttls,
 };
 use crate::tasks::{now_ms, FailureReason, ServiceKind, TaskId, TaskInput, TaskOutcome, TaskRecord, TaskStatus};
 
@@ -408,7 +408,7 @@ impl RedisStore {
             }
             None => FailureReason::InputExpired,
         };
-        match self.finish(worker, id, &entry, &failure.into(), None).await {
+        match self.finish(worker, id, &entry, &failure.into(), None, &[]).await {
             Ok(()) | Err(StoreError::NotFound | StoreError::LeaseLost | StoreError::IllegalTransition { .. }) => {
                 Ok(None)
             }
@@ -454,7 +454,7 @@ impl RedisStore {
     }
 
     /// Runs `complete.lua` for the delivery `receipt` of task `id` (of `owner`, when known: it
-    /// saves the script reading it from the record).
+    /// saves the script reading it from the record), storing `media` with the outcome.
     async fn finish(
         &self,
         worker: &str,
@@ -462,19 +462,22 @@ impl RedisStore {
         receipt: &str,
         outcome: &TaskOutcome,
         owner: Option<&str>,
+        media: &[TaskMedia],
     ) -> Result<(), StoreError> {
         let keys = &self.inner.keys;
         let status = outcome.status();
         let outcome = serde_json::to_string(outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let verdict: Verdict = self
-            .inner
-            .scripts
-            .complete
+        let mut invocation = self.inner.scripts.complete.prepare_invoke();
+        invocation
             .key(keys.record(id))
             .key(keys.input(id))
             .key(keys.queue())
             .key(keys.inflight())
-            .key(keys.inflight_bytes())
+            .key(keys.inflight_bytes());
+        for m in media {
+            invocation.key(keys.media(&m.key));
+        }
+        invocation
             .arg(GROUP)
             .arg(receipt)
             .arg(worker)
@@ -483,10 +486,11 @@ impl RedisStore {
             .arg(now_ms())
             .arg(id.to_string())
             .arg(self.owner_prefix())
-            .arg(owner.map(|o| keys.owner_inflight(o)).unwrap_or_default())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(owner.map(|o| keys.owner_inflight(o)).unwrap_or_default());
+        for m in media {
+            invocation.arg(m.bytes.as_ref());
+        }
+        let verdict: Verdict = invocation.invoke_async(&mut self.conn()).await.map_err(store_error)?;
         verdict_to_result(verdict, status)
     }
 }
@@ -833,27 +837,19 @@ impl TaskStore for RedisStore {
         }
     }
 
-    async fn complete(&self, worker: &str, claimed: &Claimed, outcome: TaskOutcome) -> Result<(), StoreError> {
-        self.finish(worker, claimed.id, &claimed.receipt, &outcome, Some(&claimed.input.owner)).await
+    async fn complete_with(
+        &self,
+        worker: &str,
+        claimed: &Claimed,
+        outcome: TaskOutcome,
+        media: &[TaskMedia],
+    ) -> Result<(), StoreError> {
+        self.finish(worker, claimed.id, &claimed.receipt, &outcome, Some(&claimed.input.owner), media).await
     }
 
     async fn put_media(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         let opts = redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(millis(self.inner.ttls.task)));
         self.conn().set_options::<_, _, ()>(self.inner.keys.media(key), bytes.as_ref(), opts).await.map_err(store_error)
-    }
-
-    async fn put_task_media(&self, task: TaskId, key: &str, bytes: Bytes) -> Result<(), StoreError> {
-        let verdict: Verdict = self
-            .inner
-            .scripts
-            .put_media
-            .key(self.inner.keys.record(task))
-            .key(self.inner.keys.media(key))
-            .arg(bytes.as_ref())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
-        verdict_to_result(verdict, TaskStatus::Started)
     }
 
     async fn get_media(&self, key: &str) -> Result<Option<Bytes>, StoreError> {

@@ -14,7 +14,6 @@ pub(super) struct Scripts {
     pub(super) complete: Script,
     pub(super) queue_stats: Script,
     pub(super) delete: Script,
-    pub(super) put_media: Script,
     pub(super) list: Script,
 }
 
@@ -29,7 +28,6 @@ impl Scripts {
             complete: with_prelude(include_str!("lua/complete.lua")),
             queue_stats: with_prelude(include_str!("lua/queue_stats.lua")),
             delete: with_prelude(include_str!("lua/delete.lua")),
-            put_media: with_prelude(include_str!("lua/put_media.lua")),
             list: with_prelude(include_str!("lua/list.lua")),
         }
     }
