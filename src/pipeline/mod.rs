@@ -383,8 +383,6 @@ fn document_value(
     merge::document_section(f, portrait.map(|p| (p.rel.as_str(), p.url.as_str())), today)
 }
 
-/// The outcome: unanswered when a check got no answer, flagged when one raised an issue;
-/// per-provider attempts under `providers`, raw vendor payloads under `extended` when asked.
 /// The portrait as the owner's media, under an unguessable name: what the result says of it,
 /// and what the worker stores with the result (it lives as long as the task).
 fn portrait_media(input: &TaskInput, portrait: Bytes) -> (StoredPortrait, TaskMedia) {
@@ -395,6 +393,8 @@ fn portrait_media(input: &TaskInput, portrait: Bytes) -> (StoredPortrait, TaskMe
     (StoredPortrait { rel, url }, TaskMedia { key, bytes: portrait })
 }
 
+/// The outcome: unanswered when a check got no answer, flagged when one raised an issue;
+/// per-provider attempts under `providers`, raw vendor payloads under `extended` when asked.
 fn finish(mut data: ResultData, issues: Issues, extend: bool, routed: &[Routed], failed: bool) -> TaskOutcome {
     let flagged = !issues.is_empty();
     if flagged {
