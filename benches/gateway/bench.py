@@ -147,19 +147,22 @@ def wait_finished(timeout):
 
 
 def wrk_cmd(url, script, conns, secs, env_extra, latency=True):
+    """The wrk command line and environment. With `latency`, `submit.lua` writes wrk's whole
+    latency histogram to `env["BENCH_HIST"]` when the run ends (`parse_wrk` reads it)."""
     env = dict(os.environ)
-    env.update(BENCH_SELFIE=SELFIE, BENCH_PASSPORT=PASSPORT, BENCH_KEY=KEY, **env_extra)
+    env.update(BENCH_SELFIE=SELFIE, BENCH_PASSPORT=PASSPORT, BENCH_KEY=KEY, BENCH_HIST="", **env_extra)
     threads = 1 if conns == 1 else 2
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--timeout", "30s", "-s", os.path.join(HERE, script), url]
     if latency:
         cmd.insert(1, "--latency")
+        env["BENCH_HIST"] = os.path.join(WORK, f"latency-{uuid.uuid4().hex[:8]}.txt")
     return cmd, env
 
 
 def wrk(url, script, conns, secs, env_extra, latency=True):
     cmd, env = wrk_cmd(url, script, conns, secs, env_extra, latency)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    return parse_wrk(out)
+    return parse_wrk(out, env["BENCH_HIST"])
 
 
 def wrk_tasks(url, conns, tasks, latency=False):
@@ -186,7 +189,7 @@ def wrk_burst(url, conns, tasks, latency=False):
             break
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
-    return parse_wrk(out), last
+    return parse_wrk(out, env["BENCH_HIST"]), last
 
 
 def to_ms(value):
@@ -197,8 +200,13 @@ def to_ms(value):
     return n * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def parse_wrk(out):
+def parse_wrk(out, hist=""):
+    """wrk's summary; with `hist` (the file `submit.lua` wrote) also its latency histogram as
+    [microseconds, count] pairs under "hist"."""
     res = {"raw": out}
+    if hist:
+        with open(hist) as f:
+            res["hist"] = [[int(v), int(c)] for v, c in (line.split() for line in f if line.strip())]
     for p in ("50", "99"):
         m = re.search(rf"^\s+{p}%\s+(\S+)", out, re.M)
         if m:
@@ -247,7 +255,7 @@ def bench_submit_alone(store_name):
     try:
         lat = wrk_tasks(f"http://127.0.0.1:{GATEWAY}", 1, LATENCY_REQUESTS, latency=True)
         wait_drained()
-        return {"p50": lat["p50"], "p99": lat["p99"]}
+        return {"p50": lat["p50"], "p99": lat["p99"], "hist": lat["hist"]}
     finally:
         stop(gw)
         closed.close()
@@ -289,7 +297,7 @@ def bench_gateway(store_name):
         time.sleep(5)
         rss_after = rss_mb(gw.pid)
         return {
-            "p50": lat["p50"], "p99": lat["p99"], "latency_requests": lat["requests"],
+            "p50": lat["p50"], "p99": lat["p99"], "latency_requests": lat["requests"], "hist": lat["hist"],
             "cpu_ms_per_call": (cpu1 - cpu0) * 1000 / max(ok, 1),
             "redis_cpu_ms_per_task": (redis1 - redis0) * 1000 / max(ok, 1),
             "inputs_kept": kept / max(kept + read, 1),
@@ -463,7 +471,7 @@ def bench_nginx(req_dir):
         cpu1 = cpu_seconds(pids)
         calls = thr["requests"] / 4
         return {
-            "p50": lat["p50"], "p99": lat["p99"],
+            "p50": lat["p50"], "p99": lat["p99"], "hist": lat["hist"],
             "cpu_ms_per_call": (cpu1 - cpu0) * 1000 / max(calls, 1),
             "calls_per_s": calls / (t1 - t0), "non2xx": thr["non2xx"] + lat["non2xx"],
         }
@@ -474,7 +482,7 @@ def bench_nginx(req_dir):
 def bench_direct():
     """The same upload straight to the simulated backend: what an instant server costs."""
     lat = wrk(f"http://127.0.0.1:{SIM}", "submit.lua", 1, LATENCY_SECS, {"BENCH_PATH": "/upload/api/v3/services/kyc_passport/"})
-    return {"p50": lat["p50"], "p99": lat["p99"]}
+    return {"p50": lat["p50"], "p99": lat["p99"], "hist": lat["hist"]}
 
 
 def median(rows, key):
@@ -517,6 +525,7 @@ def main():
     finally:
         stop(sim)
     report(results)
+    report_tail(results)
     if os.environ.get("BENCH_JSON"):
         with open(os.environ["BENCH_JSON"], "w") as f:
             json.dump(results, f, indent=1)
@@ -566,6 +575,33 @@ def report(results):
         bad = [(r["succeeded"], r["finished"], r["refused"]) for r in results[store] if r["succeeded"] != r["finished"] or r["refused"]]
         if bad:
             print(f"WARNING {store}: runs with failed or refused tasks (succeeded, finished, refused): {bad}")
+
+
+def report_tail(results):
+    """The long tail of the c=1 latencies: every run's wrk histogram (exact to the microsecond)
+    merged per server into an HdrHistogram, printed as a percentile table and written as
+    HdrHistogram percentile distributions (`.hgrm`, milliseconds) for the HdrHistogram plotter."""
+    from hdrh.histogram import HdrHistogram
+
+    out_dir = os.environ.get("BENCH_HGRM_DIR") or os.path.join(REPO, "target", "bench-gateway")
+    os.makedirs(out_dir, exist_ok=True)
+    percentiles = (50, 90, 99, 99.9, 99.99)
+    head = f"{'server':<16}" + "".join(f"{'p' + format(p, 'g'):>10}" for p in percentiles) + f"{'max':>10}{'count':>8}"
+    print(f"\nc=1 latency tail in ms, all {RUNS} runs merged (HdrHistogram, 3 significant digits); percentile"
+          f" distributions in {out_dir}/latency-<server>.hgrm")
+    print(head)
+    print("-" * len(head))
+    for server, rows in results.items():
+        hist = HdrHistogram(1, 60_000_000, 3)  # microseconds, up to 60 s
+        for row in rows:
+            for value, count in row.get("hist", []):
+                hist.record_value(max(value, 1), count)
+        if hist.get_total_count() == 0:
+            continue
+        cells = "".join(f"{hist.get_value_at_percentile(p) / 1000:>10.3f}" for p in percentiles)
+        print(f"{server:<16}{cells}{hist.get_max_value() / 1000:>10.3f}{hist.get_total_count():>8}")
+        with open(os.path.join(out_dir, f"latency-{server.replace(' ', '-')}.hgrm"), "wb") as f:
+            hist.output_percentile_distribution(f, 1000)
 
 
 if __name__ == "__main__":

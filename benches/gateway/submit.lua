@@ -1,6 +1,8 @@
 -- wrk script: POST the kyc_passport multipart upload (selfie + passport page) on every request.
 -- Environment: BENCH_SELFIE, BENCH_PASSPORT (image files), BENCH_PATH (request path),
--- BENCH_KEY (API key), BENCH_MAX (each wrk thread stops after this many responses; 0 = none).
+-- BENCH_KEY (API key), BENCH_MAX (each wrk thread stops after this many responses; 0 = none),
+-- BENCH_HIST (a file: when the run ends, wrk's whole latency histogram is written there, one
+-- "<microseconds> <count>" line per value seen; bench.py loads it into an HdrHistogram).
 local function read(path)
   local f = assert(io.open(path, "rb"))
   local data = f:read("*a")
@@ -30,5 +32,17 @@ if max > 0 then
     if seen >= max then
       wrk.thread:stop()
     end
+  end
+end
+
+local hist = os.getenv("BENCH_HIST") or ""
+if hist ~= "" then
+  function done(summary, latency, requests)
+    local f = assert(io.open(hist, "w"))
+    for i = 1, #latency do
+      local value, count = latency(i)
+      f:write(string.format("%d %d\n", value, count))
+    end
+    f:close()
   end
 end
